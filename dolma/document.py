@@ -1,0 +1,64 @@
+"""The Dolma document and attribute records.
+
+A document line is ``{id, text, source, added, created, metadata}``; ``metadata`` is kept as the raw JSON
+bytes it arrived with, so it passes through every stage unchanged and no stage reaches into an untyped dict.
+Fields a stage needs from metadata are typed where that stage defines them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+EMPTY_METADATA = msgspec.Raw(b"{}")
+
+
+class Document(msgspec.Struct, omit_defaults=False):
+    id: str
+    text: str
+    source: str = ""
+    added: str | None = None
+    created: str | None = None
+    metadata: msgspec.Raw = EMPTY_METADATA
+
+
+class AttributeLine(msgspec.Struct):
+    """One line of an attribute file: spans ``[start, end, score]`` per ``<set>__<tagger>__<key>``."""
+
+    id: str
+    attributes: dict[str, list[list[float | int | str | None]]] = {}
+
+
+def attribute_key(attribute_set: str, tagger: str, key: str) -> str:
+    return f"{attribute_set}__{tagger}__{key}"
+
+
+def now_iso() -> str:
+    """The ``added`` timestamp format allenai dolma writes (UTC, millisecond precision, ``Z``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+DOCUMENT_DECODER = msgspec.json.Decoder(Document)
+ATTRIBUTE_DECODER = msgspec.json.Decoder(AttributeLine)
+ENCODER = msgspec.json.Encoder()
+
+
+def decode_document(line: bytes) -> Document:
+    """Parse and validate one JSON line; raises ValueError with a reason prefix the ledger counts by."""
+    try:
+        doc = DOCUMENT_DECODER.decode(line)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"invalid_utf8: {e}") from None
+    except msgspec.ValidationError as e:
+        raise ValueError(f"invalid_schema: {e}") from None
+    except msgspec.DecodeError as e:
+        raise ValueError(f"invalid_json: {e}") from None
+    head = memoryview(doc.metadata)[:1].tobytes()
+    if head == b"n":
+        doc.metadata = EMPTY_METADATA
+    elif head != b"{":
+        raise ValueError("invalid_schema: `metadata` must be an object or null")
+    if not doc.id:
+        raise ValueError("invalid_schema: `id` is empty")
+    return doc

@@ -1,0 +1,146 @@
+"""Stages, shard tasks and executors.
+
+A stage lists its tasks (usually one per input shard) and runs one task at a time; the executor only maps
+``run_task`` over the tasks that have no completion marker yet. Everything that makes a rerun idempotent
+(atomic outputs, the marker written last, the ledger) lives in ``run_task``, so any executor that can call a
+picklable function on a picklable task (a local process pool, a Ray cluster) gets resume for free. A global
+step (dedup clustering, mix planning) is just a stage whose tasks are partitions or a single task; stages run
+one after another, so a later stage sees all of an earlier stage's outputs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from dolma import io
+from dolma.ledger import ShardLedger, ShardSummary
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work. ``key`` names it inside its stage (and its marker, ledger and quarantine files)."""
+
+    key: str
+    inputs: tuple[str, ...] = ()
+
+
+class Stage(Protocol):
+    """What an executor needs from a stage. Stages are plain picklable objects holding their parameters."""
+
+    name: str
+    output: str
+
+    def tasks(self) -> list[Task]: ...
+
+    def run(self, task: Task, ledger: ShardLedger) -> None: ...
+
+
+def ledger_dir(stage: Stage) -> str:
+    return io.join(stage.output, "_ledger", stage.name)
+
+
+def marker_url(stage: Stage, task: Task) -> str:
+    return io.join(ledger_dir(stage), "done", task.key + ".json")
+
+
+def run_task(stage: Stage, task: Task) -> tuple[str, ShardSummary]:
+    """Run one task, then write its ledger, quarantine and (last) its completion marker."""
+    started = time.perf_counter()
+    ledger = ShardLedger()
+    stage.run(task, ledger)
+    summary = ledger.summary(time.perf_counter() - started)
+    if not summary.balanced():
+        raise RuntimeError(f"stage {stage.name} lost documents in {task.key}: {summary}")
+    base = ledger_dir(stage)
+    ledger.write(io.join(base, "documents", task.key + ".parquet"), io.join(base, "quarantine", task.key + ".jsonl.gz"))
+    io.write_json(marker_url(stage, task), summary)
+    return task.key, summary
+
+
+# ---------------------------------------------------------------------------------------------- progress
+_progress_queue: mp.Queue | None = None
+
+
+def report_progress(docs: int, nbytes: int) -> None:
+    """Called by stages after each batch; a no-op unless an executor is listening."""
+    if _progress_queue is not None:
+        _progress_queue.put((docs, nbytes))
+
+
+def _init_worker(q: mp.Queue | None) -> None:
+    global _progress_queue
+    _progress_queue = q
+
+
+class Executor(Protocol):
+    workers: int
+
+    def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]: ...
+
+
+class LocalExecutor:
+    """Runs tasks in ``workers`` spawned processes (default: all cores); with one worker, in this process."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]:
+        if not items:
+            return
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue() if self.workers > 1 else queue.Queue()
+        stop = threading.Event()
+
+        def drain() -> None:
+            while not stop.is_set() or not q.empty():
+                try:
+                    on_progress(*q.get(timeout=0.1))
+                except queue.Empty:
+                    continue
+
+        listener = threading.Thread(target=drain, daemon=True)
+        listener.start()
+        try:
+            if self.workers == 1:
+                _init_worker(q)
+                try:
+                    yield from map(fn, items)
+                finally:
+                    _init_worker(None)
+            else:
+                with ctx.Pool(min(self.workers, len(items)), initializer=_init_worker, initargs=(q,)) as pool:
+                    yield from pool.imap_unordered(fn, items)
+        finally:
+            stop.set()
+            listener.join()
+
+
+def run_stage(stage: Stage, executor: Executor, on_progress: Callable[[int, int], None] = lambda d, b: None,
+              on_task: Callable[[str, ShardSummary], None] = lambda k, s: None) -> ShardSummary:
+    """Run every task of ``stage`` that is not done yet; return the stage's merged summary over all tasks."""
+    tasks = stage.tasks()
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise io.UserError(f"stage {stage.name}: two inputs map to the same output name; rename one")
+    pending = [t for t in tasks if not io.exists(marker_url(stage, t))]
+    for key, summary in executor.map(partial(run_task, stage), pending, on_progress):
+        on_task(key, summary)
+    total = ShardSummary()
+    for task in tasks:
+        total.merge(msgspec.convert(io.read_json(marker_url(stage, task)), ShardSummary))
+    io.write_json(io.join(ledger_dir(stage), "summary.json"), total)
+    return total
+

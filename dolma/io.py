@@ -1,0 +1,379 @@
+"""Streaming I/O for Dolma shards through URLs (local paths, ``s3://``, ``gs://``).
+
+Documents stream in batches, so memory is bounded by the batch size. Every line that cannot become a
+document is returned as a :class:`Rejected` record with its line number and reason instead of raising, and a
+corrupt or truncated compressed stream ends the file with one such record: the caller decides what to
+quarantine, and nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import smart_open
+import zstandard
+
+from dolma.document import ATTRIBUTE_DECODER, ENCODER, AttributeLine, Document, decode_document
+
+try:  # smart_open decompresses .zst with the standard library's zstd (backported before Python 3.14)
+    from compression.zstd import ZstdError
+except ImportError:
+    from backports.zstd import ZstdError
+
+DOC_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".parquet")
+STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError, ZstdError)
+
+
+class UserError(Exception):
+    """A problem with the user's input or configuration: reported in one line, never as a traceback."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    reason: str
+    error: str
+    raw: bytes = b""
+    id: str | None = None
+
+
+@dataclass
+class DocBatch:
+    """Documents read from one file, with their 1-based line numbers, and the lines that were rejected."""
+
+    docs: list[Document] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    nbytes: int = 0
+    attributes: list[dict[str, dict[str, list]]] = field(default_factory=list)  # per doc: name -> attributes
+
+
+def is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
+
+
+def exists(url: str) -> bool:
+    if not is_remote(url):
+        return os.path.exists(url)
+    try:
+        with smart_open.open(url, "rb", compression="disable"):
+            return True
+    except (OSError, ValueError, KeyError):
+        return False
+    except Exception as e:  # botocore / google clients raise their own not-found types
+        if "404" in str(e) or "NoSuchKey" in str(e) or "Not Found" in str(e):
+            return False
+        raise
+
+
+def list_files(pattern: str) -> list[str]:
+    """Files matching a glob (``**`` allowed) or all files under a directory, sorted for determinism."""
+    if not is_remote(pattern):
+        if os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "**", "*")
+        found = (p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        return sorted(p for p in found if not _is_bookkeeping(p, pattern))
+    scheme, _, rest = pattern.partition("://")
+    bucket, _, key_pattern = rest.partition("/")
+    has_glob = any(c in key_pattern for c in "*?[")
+    prefix = key_pattern.split("*")[0].split("?")[0].split("[")[0] if has_glob else key_pattern
+    if scheme == "s3":
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        keys = [
+            obj["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
+    elif scheme == "gs":
+        from google.cloud import storage
+
+        keys = [b.name for b in storage.Client().list_blobs(bucket, prefix=prefix)]
+    else:
+        raise UserError(f"unsupported URL scheme {scheme!r} in {pattern!r} (use a local path, s3:// or gs://)")
+    if has_glob:
+        keys = [k for k in keys if fnmatch.fnmatchcase(k, key_pattern)]
+    urls = sorted(f"{scheme}://{bucket}/{k}" for k in keys if not k.endswith("/"))
+    return [u for u in urls if not _is_bookkeeping(u, pattern)]
+
+
+def _is_bookkeeping(path: str, pattern: str) -> bool:
+    """Below the pattern's root, ledgers and temporary files (``_x`` and ``.x`` names) are never input."""
+    return any(part[:1] in ("_", ".") for part in relative_to_root(path, pattern).split("/"))
+
+
+def document_files(pattern: str) -> list[str]:
+    files = [f for f in list_files(pattern) if f.endswith(DOC_SUFFIXES)]
+    if not files:
+        raise UserError(f"no document files ({', '.join(DOC_SUFFIXES)}) match {pattern!r}")
+    return files
+
+
+def relative_to_root(path: str, pattern: str) -> str:
+    """The part of ``path`` below the non-glob prefix of ``pattern``: it names the shard in every output tree."""
+    root = pattern.split("*")[0].split("?")[0].split("[")[0]
+    if root == path:
+        return os.path.basename(path)
+    if os.path.isdir(root) and not root.endswith("/"):
+        root += "/"
+    root = root if root.endswith("/") else root.rsplit("/", 1)[0] + "/"
+    return path[len(root) :] if path.startswith(root) else os.path.basename(path)
+
+
+def strip_suffix(rel: str) -> str:
+    for suffix in sorted(DOC_SUFFIXES, key=len, reverse=True):
+        if rel.endswith(suffix):
+            return rel[: -len(suffix)]
+    return rel
+
+
+def attributes_url(doc_url: str, name: str) -> str:
+    """allenai dolma's layout: ``…/documents/<rel>`` has its attributes at ``…/attributes/<name>/<rel>``."""
+    head, sep, rel = doc_url.rpartition("/documents/")
+    if not sep:
+        raise UserError(f"{doc_url!r} is not under a 'documents/' folder, so it has no attribute tree")
+    return f"{head}/attributes/{name}/{rel}"
+
+
+def _read_lines(url: str) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, raw line); decompression errors propagate to the caller."""
+    with smart_open.open(url, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            yield number, line
+
+
+def read_documents(url: str, batch_size: int = 4096) -> Iterator[DocBatch]:
+    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches."""
+    if url.endswith(".parquet"):
+        yield from _read_parquet(url, batch_size)
+        return
+    batch = DocBatch()
+    number = 0
+    try:
+        for number, line in _read_lines(url):
+            batch.nbytes += len(line)
+            stripped = line.strip()
+            if not stripped:
+                batch.rejected.append(Rejected(number, "empty_line", "blank line where a document was expected"))
+            else:
+                try:
+                    batch.docs.append(decode_document(stripped))
+                    batch.lines.append(number)
+                except ValueError as e:
+                    reason, _, error = str(e).partition(": ")
+                    batch.rejected.append(Rejected(number, reason, error, raw=line[:4096]))
+            if len(batch.docs) + len(batch.rejected) >= batch_size:
+                yield batch
+                batch = DocBatch()
+    except STREAM_ERRORS as e:
+        batch.rejected.append(
+            Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}; the rest of the file is unreadable")
+        )
+    yield batch
+
+
+def _read_parquet(url: str, batch_size: int) -> Iterator[DocBatch]:
+    try:
+        with smart_open.open(url, "rb") as raw:
+            pf = pq.ParquetFile(pa.BufferReader(raw.read()) if is_remote(url) else url)
+            names = set(pf.schema_arrow.names)
+            if not {"id", "text"} <= names:
+                yield DocBatch(rejected=[Rejected(1, "invalid_schema", f"parquet lacks columns {({'id', 'text'} - names)}")])
+                return
+            first = 1
+            for record_batch in pf.iter_batches(batch_size=batch_size):
+                yield _parquet_batch(record_batch, first)
+                first += record_batch.num_rows
+    except (pa.ArrowException, OSError) as e:
+        yield DocBatch(rejected=[Rejected(1, "corrupt_stream", f"{type(e).__name__}: {e}")])
+
+
+def _parquet_batch(record_batch: pa.RecordBatch, first: int) -> DocBatch:
+    """Round-trip rows through the JSON decoder so Parquet input gets exactly the JSONL validation."""
+    table = pa.Table.from_batches([record_batch])
+    if "metadata" in table.column_names and not pa.types.is_string(table.schema.field("metadata").type):
+        import polars as pl
+
+        meta = pl.from_arrow(table.column("metadata")).struct.json_encode().to_arrow()
+        table = table.set_column(table.column_names.index("metadata"), "metadata", meta)
+    batch = DocBatch()
+    for offset, row in enumerate(table.to_pylist()):
+        number = first + offset
+        metadata = row.pop("metadata", None)
+        row = {k: row.get(k) for k in ("id", "text", "source", "added", "created") if row.get(k) is not None}
+        line = ENCODER.encode(row)
+        if metadata:
+            line = line[:-1] + b',"metadata":' + metadata.encode() + b"}"
+        batch.nbytes += len(line)
+        try:
+            batch.docs.append(decode_document(line))
+            batch.lines.append(number)
+        except ValueError as e:
+            reason, _, error = str(e).partition(": ")
+            batch.rejected.append(Rejected(number, reason, error, raw=line[:4096]))
+    return batch
+
+
+def read_attributes(url: str) -> Iterator[tuple[int, AttributeLine | Rejected]]:
+    """Attribute lines of one file, in order; unusable lines come back as Rejected."""
+    number = 0
+    try:
+        for number, line in _read_lines(url):
+            try:
+                yield number, ATTRIBUTE_DECODER.decode(line)
+            except (msgspec.DecodeError, UnicodeDecodeError) as e:
+                yield number, Rejected(number, "invalid_attribute_line", str(e), raw=line[:4096])
+    except STREAM_ERRORS as e:
+        yield number + 1, Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}")
+
+
+def read_aligned(doc_url: str, attribute_urls: dict[str, str], batch_size: int = 4096) -> Iterator[DocBatch]:
+    """Documents joined line by line with their attribute files.
+
+    Attribute line *n* belongs to document line *n*. A document whose attribute line is missing, unreadable or
+    names another id is rejected as ``attributes_out_of_step`` (naming the attribute file and line) rather
+    than joined with the wrong scores.
+    """
+    streams = {name: read_attributes(url) for name, url in attribute_urls.items()}
+    pending: dict[str, tuple[int, AttributeLine | Rejected] | None] = {name: None for name in streams}
+
+    def attribute_line(name: str, number: int) -> AttributeLine | Rejected | None:
+        item = pending[name]
+        while item is None or item[0] < number:
+            item = next(streams[name], None)
+            if item is None:
+                break
+        pending[name] = item
+        return item[1] if item is not None and item[0] == number else None
+
+    for batch in read_documents(doc_url, batch_size):
+        joined = DocBatch(rejected=batch.rejected, nbytes=batch.nbytes)
+        for doc, number in zip(batch.docs, batch.lines):
+            found: dict[str, dict[str, list]] = {}
+            problem = ""
+            for name, url in attribute_urls.items():
+                attr = attribute_line(name, number)
+                if attr is None:
+                    problem = f"{url} ends before line {number}"
+                elif isinstance(attr, Rejected):
+                    problem = f"{url} line {number}: {attr.reason}: {attr.error}"
+                elif attr.id != doc.id:
+                    problem = f"{url} line {number} has id {attr.id!r}, the document has {doc.id!r}"
+                else:
+                    found[name] = attr.attributes
+                    continue
+                break
+            if problem:
+                joined.rejected.append(Rejected(number, "attributes_out_of_step", problem, id=doc.id))
+            else:
+                joined.docs.append(doc)
+                joined.lines.append(number)
+                joined.attributes.append(found)
+        yield joined
+
+
+class AtomicWriter:
+    """Write ``url`` under a temporary name and publish it only on a clean close.
+
+    Local files are renamed into place; object stores publish an object only when its upload completes,
+    so a killed writer never leaves a partial file under the final name.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.tmp = url
+        if not is_remote(url):
+            os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
+            head, tail = os.path.split(url)
+            self.tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex[:8]}.tmp")
+        compression = next((c for c in (".gz", ".zst") if url.endswith(c)), "disable")
+        self._file = smart_open.open(self.tmp, "wb", compression=compression)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._file.close()
+            if self.tmp != self.url:
+                os.replace(self.tmp, self.url)
+            return
+        if hasattr(self._file, "terminate"):
+            self._file.terminate()
+        else:
+            self._file.close()
+        if self.tmp != self.url and os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+class DocumentWriter:
+    """Write documents as JSONL (.gz/.zst by suffix) or Parquet, atomically."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.count = 0
+        self._parquet = url.endswith(".parquet")
+        self._writer = AtomicWriter(url)
+        self._pq: pq.ParquetWriter | None = None
+
+    def write(self, docs: list[Document]) -> None:
+        if not docs:
+            return
+        self.count += len(docs)
+        if not self._parquet:
+            self._writer.write(ENCODER.encode_lines(docs))
+            return
+        table = pa.table(
+            {
+                "id": [d.id for d in docs],
+                "text": [d.text for d in docs],
+                "source": [d.source for d in docs],
+                "added": [d.added for d in docs],
+                "created": [d.created for d in docs],
+                "metadata": [bytes(d.metadata).decode() for d in docs],
+            }
+        )
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self._writer._file, table.schema, compression="zstd")
+        self._pq.write_table(table)
+
+    def __enter__(self) -> DocumentWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._pq is not None and exc_type is None:
+            self._pq.close()
+        self._writer.__exit__(exc_type, exc, tb)
+
+
+def write_lines(url: str, records: list) -> None:
+    """Write msgspec-encodable records as one JSONL file, atomically (small files: markers, quarantine)."""
+    with AtomicWriter(url) as w:
+        w.write(ENCODER.encode_lines(records))
+
+
+def read_json(url: str):
+    with smart_open.open(url, "rb") as f:
+        return msgspec.json.decode(f.read())
+
+
+def write_json(url: str, obj) -> None:
+    with AtomicWriter(url) as w:
+        w.write(msgspec.json.format(ENCODER.encode(obj), indent=2) + b"\n")

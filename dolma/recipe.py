@@ -1,0 +1,108 @@
+"""YAML recipes: a pipeline of stages plus an executor, validated before any work starts.
+
+```yaml
+executor: {kind: local, workers: 2}
+stages:
+  - stage: import
+    input: data/documents/*.jsonl.gz
+    output: out/documents
+```
+
+Each stage entry names a stage kind; its other keys are that stage's parameters. ``${VAR}`` expands from the
+environment. Validation errors name the offending key (``stages[0].compression``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from typing import Any, Literal
+
+import pydantic
+import yaml
+
+from dolma.io import UserError
+
+# stage kind -> "module:Class"; each class is a dataclass whose fields are the stage's parameters
+STAGE_KINDS: dict[str, str] = {
+    "import": "dolma.importer:ImportStage",
+}
+
+
+class ExecutorConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    kind: Literal["local"] = "local"
+    workers: int | None = pydantic.Field(default=None, ge=1, description="worker processes; default all cores")
+
+
+class Recipe(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    executor: ExecutorConfig = ExecutorConfig()
+    stages: list[dict[str, Any]] = pydantic.Field(min_length=1)
+
+
+def stage_class(kind: str) -> type:
+    if kind not in STAGE_KINDS:
+        raise UserError(f"unknown stage kind {kind!r}; known kinds: {', '.join(sorted(STAGE_KINDS))}")
+    module, _, cls = STAGE_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_stage(kind: str, params: dict[str, Any], where: str) -> Any:
+    """Validate ``params`` against the stage's dataclass fields; errors name ``where.key``."""
+    cls = stage_class(kind)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} for stage {kind!r}; expected one of {', '.join(known)}")
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(params)
+    except pydantic.ValidationError as e:
+        raise UserError(_explain(e, where)) from None
+
+
+def _explain(error: pydantic.ValidationError, where: str) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}.{key}: {item['msg']}" + (f" (got {item['input']!r})" if item["type"] != "missing" else ""))
+    return "; ".join(parts)
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, str):
+        return os.path.expandvars(value)
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    return value
+
+
+def load_recipe(path: str) -> tuple[Recipe, list[Any]]:
+    """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UserError(f"recipe {path!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"recipe {path!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"recipe {path!r} must be a mapping with 'stages' (and optionally 'executor')")
+    try:
+        recipe = Recipe.model_validate(_expand(raw))
+    except pydantic.ValidationError as e:
+        raise UserError(_explain(e, "recipe")) from None
+    stages = []
+    for i, entry in enumerate(recipe.stages):
+        params = dict(entry)
+        kind = params.pop("stage", None)
+        if kind is None:
+            raise UserError(f"stages[{i}]: missing key 'stage' (one of {', '.join(sorted(STAGE_KINDS))})")
+        stages.append(build_stage(kind, params, f"stages[{i}]"))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise UserError(f"stage names must be unique (set 'name:' on repeated kinds): {names}")
+    return recipe, stages
