@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import gzip
 import os
-import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import msgspec
 import pyarrow as pa
@@ -290,7 +291,9 @@ class AtomicWriter:
     """Write ``url`` under a temporary name and publish it only on a clean close.
 
     Local files are renamed into place; object stores publish an object only when its upload completes,
-    so a killed writer never leaves a partial file under the final name.
+    so a killed writer never leaves a partial file under the final name. Compression follows the suffix
+    (.gz, .zst) and is deterministic (no timestamp or file name in the gzip header), so reruns are
+    byte-identical.
     """
 
     def __init__(self, url: str):
@@ -299,9 +302,13 @@ class AtomicWriter:
         if not is_remote(url):
             os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
             head, tail = os.path.split(url)
-            self.tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex[:8]}.tmp")
-        compression = next((c for c in (".gz", ".zst") if url.endswith(c)), "disable")
-        self._file = smart_open.open(self.tmp, "wb", compression=compression)
+            self.tmp = os.path.join(head, f".{tail}.tmp")  # fixed name: a rerun overwrites a killed run's
+        self._raw = smart_open.open(self.tmp, "wb", compression="disable")
+        self._file: BinaryIO = self._raw
+        if url.endswith(".gz"):
+            self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+        elif url.endswith(".zst"):
+            self._file = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
@@ -311,14 +318,16 @@ class AtomicWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._file.close()
+            if self._file is not self._raw:
+                self._file.close()
+            self._raw.close()
             if self.tmp != self.url:
                 os.replace(self.tmp, self.url)
             return
-        if hasattr(self._file, "terminate"):
-            self._file.terminate()
+        if hasattr(self._raw, "terminate"):
+            self._raw.terminate()
         else:
-            self._file.close()
+            self._raw.close()
         if self.tmp != self.url and os.path.exists(self.tmp):
             os.remove(self.tmp)
 

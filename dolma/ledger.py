@@ -35,7 +35,6 @@ class ShardSummary(msgspec.Struct):
     dropped: dict[str, int] = {}
     quarantined: dict[str, int] = {}
     metrics: dict[str, float] = {}
-    seconds: float = 0.0
 
     def balanced(self) -> bool:
         return self.read == self.kept + sum(self.dropped.values()) + sum(self.quarantined.values())
@@ -43,7 +42,6 @@ class ShardSummary(msgspec.Struct):
     def merge(self, other: ShardSummary) -> None:
         self.read += other.read
         self.kept += other.kept
-        self.seconds += other.seconds
         for mine, theirs in ((self.dropped, other.dropped), (self.quarantined, other.quarantined)):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
@@ -89,7 +87,7 @@ class ShardLedger:
                 QuarantineRecord(file, r.line, r.reason, r.error, r.id, r.raw.decode("utf-8", "replace"))
             )
 
-    def summary(self, seconds: float) -> ShardSummary:
+    def summary(self) -> ShardSummary:
         counts: Counter[tuple[str, str]] = Counter(zip(self._outcome, self._reason))
         return ShardSummary(
             read=self.read,
@@ -97,7 +95,6 @@ class ShardLedger:
             dropped={r: n for (o, r), n in sorted(counts.items()) if o == DROPPED},
             quarantined={r: n for (o, r), n in sorted(counts.items()) if o == QUARANTINED},
             metrics=dict(sorted(self.metrics.items())),
-            seconds=round(seconds, 3),
         )
 
     def write(self, ledger_url: str, quarantine_url: str) -> None:
