@@ -7,7 +7,6 @@ import sys
 import time
 from typing import Any
 
-import pydantic
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -109,13 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.fn(args)
     except UserError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
-        return 2
-    except pydantic.ValidationError as e:
-        console.print(f"[red]error:[/red] {e.errors()[0]['msg']}", highlight=False)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: rerun the same command to resume from the finished shards")
+        print("interrupted: rerun the same command to resume from the finished shards", file=sys.stderr)
         return 130
     return 0
 

@@ -1,0 +1,64 @@
+"""Format compatibility with allenai's ``dolma`` (PyPI 1.2.1), run from its own virtual environment:
+its ``tag`` and ``mix`` read what we write, and we read what it writes."""
+
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT, SAMPLE, read_jsonl, run_cli
+
+sys.path.insert(0, str(ROOT))
+from bench.peers import run_allenai_dolma  # noqa: E402
+from dolma import io  # noqa: E402
+from dolma.document import AttributeLine  # noqa: E402
+
+pytestmark = pytest.mark.peer
+
+
+def test_allenai_dolma_reads_our_documents_and_attributes_and_we_read_its_output(tmp_path):
+    docs_dir = tmp_path / "documents"
+    run_cli("import", "--input", str(SAMPLE / "go-src.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
+    run_cli("import", "--input", str(SAMPLE / "sympy-docs.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
+    ours = {}
+    for shard in ("go-src", "sympy-docs"):
+        docs = read_jsonl(docs_dir / f"{shard}.jsonl.zst")
+        ours[shard] = docs
+        with io.AtomicWriter(str(tmp_path / "attributes" / "ours" / f"{shard}.jsonl.zst")) as w:
+            w.write(io.ENCODER.encode_lines(
+                [AttributeLine(d["id"], {"ours__length__chars": [[0, len(d["text"]), len(d["text"])]]}) for d in docs]
+            ))
+
+    # allenai tags our documents and mixes them with a filter over our attributes
+    run_allenai_dolma("tag", "--documents", str(docs_dir / "*.jsonl.zst"), "--experiment", "peer",
+                      "--taggers", "char_length_v1", "--processes", "1")
+    config = {
+        "streams": [{
+            "name": "sample",
+            "documents": [str(docs_dir / "*.jsonl.zst")],
+            "attributes": ["ours", "peer"],
+            "output": {"path": str(tmp_path / "mixed" / "documents"), "max_size_in_bytes": 10**9},
+            "filter": {"include": ["$.attributes[?(@.ours__length__chars[0][2] >= 2000)]"]},
+        }],
+        "processes": 1,
+    }
+    (tmp_path / "mix.json").write_text(json.dumps(config))
+    run_allenai_dolma("-c", str(tmp_path / "mix.json"), "mix")
+    mixed = [d for f in io.document_files(str(tmp_path / "mixed" / "documents")) for d in read_jsonl(f)]
+    expected = {d["id"]: d for docs in ours.values() for d in docs if len(d["text"]) >= 2000}
+    assert 0 < len(expected) < sum(map(len, ours.values()))
+    assert {d["id"] for d in mixed} == set(expected)
+    assert all(d["text"] == expected[d["id"]]["text"] for d in mixed)
+
+    # we read allenai's mixed documents and its attribute files, aligned, with nothing quarantined
+    back = tmp_path / "back"
+    run_cli("import", "--input", str(tmp_path / "mixed" / "documents"), "--output", str(back / "mixed"))
+    summary = json.loads((back / "mixed/_ledger/import/summary.json").read_text())
+    assert summary["read"] == summary["kept"] == len(expected) and not summary["quarantined"]
+
+    run_cli("import", "--input", str(docs_dir), "--output", str(back / "documents"), "--attributes", "peer")
+    summary = json.loads((back / "documents/_ledger/import/summary.json").read_text())
+    assert summary["kept"] == sum(map(len, ours.values())) and not summary["quarantined"]
+    for shard, docs in ours.items():
+        peer = read_jsonl(back / "attributes" / "peer" / f"{shard}.jsonl.zst")
+        assert [a["attributes"]["peer__char_length_v1__length"][0][2] for a in peer] == [len(d["text"]) for d in docs]
