@@ -74,6 +74,38 @@ def cmd_import(args: argparse.Namespace) -> None:
     print_summary(run_stages([stage], args.workers))
 
 
+def cmd_tokenize(args: argparse.Namespace) -> None:
+    params = {k: v for k, v in vars(args).items()
+              if k in ("input", "output", "tokenizer", "bos_token", "eos_token", "max_tokens_per_file", "seed",
+                       "batch_size") and v is not None}
+    stage = build_stage("tokenize", params, "tokenize")
+    print_summary(run_stages([stage], args.workers))
+    cmd_stats(argparse.Namespace(folder=args.output))
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from dolma.tokenize import TokenReader
+
+    try:
+        reader = TokenReader(args.folder)
+    except FileNotFoundError:
+        raise UserError(f"{args.folder!r} has no manifest.json; is it a tokenize output?") from None
+    m = reader.manifest
+    table = Table(title=f"{args.folder}: {m.tokens:,} tokens, {m.documents:,} documents, {len(m.files)} files")
+    for col in ("source", "documents", "tokens", "share"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for source, tokens in m.tokens_per_source.items():
+        table.add_row(source, f"{m.documents_per_source[source]:,}", f"{tokens:,}", f"{tokens / max(m.tokens, 1):.1%}")
+    Console().print(table)
+    for entry in m.files:
+        rows = reader.rows(entry)
+        ends_csv = [end for _, end, *_ in rows]
+        if ends_csv != reader.eos_boundaries(entry).tolist() or (rows and rows[-1][1] != entry.tokens):
+            raise UserError(f"{entry.npy}: document boundaries in {entry.csv} do not match its EOS tokens")
+    print(f"tokenizer {m.tokenizer.name} (sha256 {m.tokenizer.sha256[:12]}…, vocab {m.tokenizer.vocab_size:,}, "
+          f"{m.tokenizer.dtype}); every file's CSV boundaries match its EOS positions")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dolma",
@@ -100,6 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4096, help="documents per batch (bounds memory)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_import)
+
+    p = sub.add_parser("tokenize", help="documents to token-id shards (.npy + .csv.gz) for training", description=(
+        "Tokenize documents with a Hugging Face tokenizer into raw memmap .npy files plus .csv.gz document "
+        "indexes (start,end,id,src,loc), the format OLMo-core reads. EOS ends every document. Default "
+        "tokenizer: allenai dolma2 (cl100k-based, vocab 100,278), bundled."))
+    p.add_argument("--input", required=True, help="glob or directory of document files")
+    p.add_argument("--output", required=True, help="output directory; gets manifest.json")
+    p.add_argument("--tokenizer", help="tokenizer.json path or hub name (default: bundled dolma2)")
+    p.add_argument("--eos-token", dest="eos_token", help="EOS token (default <|endoftext|>)")
+    p.add_argument("--bos-token", dest="bos_token", help="also start each document with this token")
+    p.add_argument("--max-tokens-per-file", dest="max_tokens_per_file", type=int, help="file size limit in tokens")
+    p.add_argument("--seed", type=int, help="shuffle seed (default 0)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="documents per tokenizer batch")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.set_defaults(fn=cmd_tokenize)
+
+    p = sub.add_parser("stats", help="summarise a tokenize output and check its document boundaries")
+    p.add_argument("folder", help="a tokenize output folder (with manifest.json)")
+    p.set_defaults(fn=cmd_stats)
     return parser
 
 

@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
@@ -45,6 +46,9 @@ class Stage(Protocol):
     def tasks(self) -> list[Task]: ...
 
     def run(self, task: Task, ledger: ShardLedger) -> None: ...
+
+    # optional: ``finish(tasks)`` runs once after every task is done (e.g. to merge a manifest); it must be
+    # cheap and idempotent, since it runs again on every rerun
 
 
 def ledger_dir(stage: Stage) -> str:
@@ -83,6 +87,22 @@ def _init_worker(q: mp.Queue | None) -> None:
     _progress_queue = q
 
 
+@contextmanager
+def _threads_per_worker(threads: int) -> Iterator[None]:
+    """Spawned workers inherit the environment: cap the thread pools of the compiled libraries (tokenizers'
+    and polars' Rayon pools, BLAS) so N workers do not each start one thread per core."""
+    names = ("RAYON_NUM_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    for n in names:
+        os.environ.setdefault(n, str(threads))
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+
+
 class Executor(Protocol):
     workers: int
 
@@ -119,7 +139,9 @@ class LocalExecutor:
                 finally:
                     _init_worker(None)
             else:
-                with ctx.Pool(min(self.workers, len(items)), initializer=_init_worker, initargs=(q,)) as pool:
+                with _threads_per_worker(max(1, (os.cpu_count() or 1) // self.workers)):
+                    pool = ctx.Pool(min(self.workers, len(items)), initializer=_init_worker, initargs=(q,))
+                with pool:
                     yield from pool.imap_unordered(fn, items)
         finally:
             stop.set()
@@ -139,6 +161,8 @@ def run_stage(stage: Stage, executor: Executor, on_progress: Callable[[int, int]
     total = ShardSummary()
     for task in tasks:
         total.merge(msgspec.convert(io.read_json(marker_url(stage, task)), ShardSummary))
+    if hasattr(stage, "finish"):
+        stage.finish(tasks)
     io.write_json(io.join(ledger_dir(stage), "summary.json"), total)
     return total
 

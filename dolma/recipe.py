@@ -27,6 +27,7 @@ from dolma.io import UserError
 # stage kind -> "module:Class"; each class is a dataclass whose fields are the stage's parameters
 STAGE_KINDS: dict[str, str] = {
     "import": "dolma.importer:ImportStage",
+    "tokenize": "dolma.tokenize:TokenizeStage",
 }
 
 
