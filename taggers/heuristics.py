@@ -1,0 +1,303 @@
+"""Heuristic quality rules: Gopher quality, Gopher repetition, C4 and FineWeb, computed as polars expressions.
+
+Every rule's measured value is an attribute of its own (so a mix can threshold it differently), plus ``pass``
+(1.0 or 0.0) at the published default thresholds. The whole batch is computed at once: texts are split into
+words, lines and paragraphs once per tagger, exploded into long frames and aggregated per document, so no Python
+code runs per document or per word. The rule definitions, defaults and their sources are in
+``taggers/README.md``, with the places where we knowingly differ from datatrove's implementation.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+import polars as pl
+
+from taggers.registry import TagResult, Tagger, tagger
+from taggers.words import split_words
+
+SYMBOL_WORD = r"^[\p{P}\p{S}\p{Cc}]+$"
+TERMINAL = r"[\p{Sentence_Terminal}]$"
+SEP = "\ue000"  # private-use character used to split on a regex (polars splits on literals only)
+GOPHER_STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
+C4_POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+
+
+def _ratio(num, den):
+    """num / den, 0 where den is 0; for expressions or Series."""
+    if isinstance(num, pl.Series):
+        num, den = num.cast(pl.Float64), den.cast(pl.Float64)
+        return (num / den.replace(0, None)).fill_null(0.0)
+    return pl.when(den > 0).then(num.cast(pl.Float64) / den).otherwise(0.0)
+
+
+def _words(texts: pl.Series) -> pl.DataFrame:
+    return pl.DataFrame({"t": texts, "w": split_words(texts)})
+
+
+def _explode(texts: pl.Series, parts: pl.Expr) -> pl.DataFrame:
+    """One row per part (line, paragraph, word) with its document index and position in the document."""
+    return (pl.DataFrame({"t": texts}).with_row_index("doc").select("doc", p=parts).explode("p")
+            .with_columns(pos=pl.int_range(pl.len()).over("doc")))
+
+
+def _per_doc(n: int, frame: pl.DataFrame, **aggs: pl.Expr) -> pl.DataFrame:
+    """Aggregate a long frame per document, with a row (zeros) for documents the frame has no rows for."""
+    agg = frame.group_by("doc").agg(**aggs)
+    return pl.DataFrame({"doc": pl.int_range(n, eager=True).cast(pl.UInt32)}).join(agg, on="doc", how="left") \
+        .sort("doc").fill_null(0)
+
+
+def _duplicates(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """Per document: how many parts repeat an earlier part, and their characters (datatrove's find_duplicates)."""
+    counts = frame.filter(pl.col("p").is_not_null()).group_by("doc", "p").agg(c=pl.len())
+    return _per_doc(n, counts, dup=(pl.col("c") - 1).sum(), dup_chars=((pl.col("c") - 1) * pl.col("p").str.len_chars()).sum(),
+                    parts=pl.col("c").sum())
+
+
+def _as_result(values: pl.DataFrame, passed: pl.Expr) -> TagResult:
+    out = values.with_columns(**{"pass": passed.cast(pl.Float64)})
+    return {c: out[c].to_numpy() for c in out.columns}
+
+
+@tagger
+class GopherQuality(Tagger):
+    name = "gopher_quality_v1"
+    description = "Gopher quality rules (Rae et al. 2021): word count, word length, symbols, bullets, alpha, stop words"
+    min_doc_words: int = 50
+    max_doc_words: int = 100_000
+    min_avg_word_length: float = 3
+    max_avg_word_length: float = 10
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    min_alpha_words_ratio: float = 0.8
+    min_stop_words: int = 2
+
+    def tag(self, texts: pl.Series) -> TagResult:
+        w = pl.col("w")
+        is_symbol = pl.element().str.contains(SYMBOL_WORD)
+        lines = (pl.col("t").str.replace_all(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]", "\n").str.replace(r"\n$", "")
+                 .str.split("\n"))
+        lines = pl.when(pl.col("t").str.len_chars() > 0).then(lines).otherwise(pl.lit([], pl.List(pl.String)))
+        v = _words(texts).select(
+            words=w.list.eval(is_symbol.not_()).list.sum(),
+            mean_word_length=w.list.eval(pl.element().filter(is_symbol.not_()).str.len_chars()).list.mean().fill_null(0),
+            hash_ratio=_ratio(pl.col("t").str.count_matches("#", literal=True), w.list.len()),
+            ellipsis_ratio=_ratio(pl.col("t").str.count_matches("...", literal=True)
+                                  + pl.col("t").str.count_matches("…", literal=True), w.list.len()),
+            bullet_lines_ratio=_ratio(lines.list.eval(pl.element().str.contains(r"^\s*[•\-]")).list.sum(), lines.list.len()),
+            ellipsis_lines_ratio=_ratio(lines.list.eval(pl.element().str.contains(r"(?:\.\.\.|…)\s*$")).list.sum(),
+                                        lines.list.len()),
+            alpha_words_ratio=_ratio(w.list.eval(pl.element().str.contains(r"\p{L}")).list.sum(), w.list.len()),
+            stop_words=w.list.eval(pl.element().filter(pl.element().is_in(GOPHER_STOP_WORDS))).list.n_unique(),
+        )
+        passed = (
+            pl.col("words").is_between(self.min_doc_words, self.max_doc_words)
+            & pl.col("mean_word_length").is_between(self.min_avg_word_length, self.max_avg_word_length)
+            & (pl.col("hash_ratio") <= self.max_symbol_word_ratio)
+            & (pl.col("ellipsis_ratio") <= self.max_symbol_word_ratio)
+            & (pl.col("bullet_lines_ratio") <= self.max_bullet_lines_ratio)
+            & (pl.col("ellipsis_lines_ratio") <= self.max_ellipsis_lines_ratio)
+            & (pl.col("alpha_words_ratio") >= self.min_alpha_words_ratio)
+            & (pl.col("stop_words") >= self.min_stop_words)
+        )
+        return _as_result(v, passed)
+
+
+@tagger
+class GopherRepetition(Tagger):
+    name = "gopher_repetition_v1"
+    description = "Gopher repetition rules: duplicate lines/paragraphs, top 2-4-gram and duplicate 5-10-gram char fractions"
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_ngram_char_frac: dict[int, float] = None  # type: ignore[assignment]
+    dup_ngram_char_frac: dict[int, float] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.top_ngram_char_frac = self.top_ngram_char_frac or {2: 0.2, 3: 0.18, 4: 0.16}
+        self.dup_ngram_char_frac = self.dup_ngram_char_frac or {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+
+    def tag(self, texts: pl.Series) -> TagResult:
+        n = len(texts)
+        length = texts.str.len_chars().cast(pl.Float64).rename("len")
+        paragraphs = _duplicates(_explode(texts, pl.col("t").str.strip_chars().str.replace_all(r"\n{2,}", SEP)
+                                          .str.split(SEP)), n)
+        lines = _duplicates(_explode(texts, pl.col("t").str.replace_all(r"\n+", SEP).str.split(SEP)), n)
+        values = {
+            "dup_para_frac": _ratio(paragraphs["dup"], paragraphs["parts"]),
+            "dup_para_char_frac": _ratio(paragraphs["dup_chars"], length),
+            "dup_line_frac": _ratio(lines["dup"], lines["parts"]),
+            "dup_line_char_frac": _ratio(lines["dup_chars"], length),
+        }
+        words = (pl.DataFrame({"p": split_words(texts)}).with_row_index("doc").explode("p")
+                 .filter(pl.col("p").is_not_null()).with_columns(pos=pl.int_range(pl.len()).over("doc"),
+                                                                 h=pl.col("p").hash(), wlen=pl.col("p").str.len_chars()))
+        for k in sorted(self.top_ngram_char_frac):
+            grams = self._ngrams(words, k).with_columns(chars=pl.sum_horizontal(
+                [pl.col("wlen").shift(-i).over("doc") for i in range(k)]) + (k - 1))
+            top = (grams.filter(pl.col("g").is_not_null()).group_by("doc", "g")
+                   .agg(c=pl.len(), first=pl.col("pos").min(), chars=pl.col("chars").first())
+                   .sort("doc", "c", "first", descending=[False, True, False]).group_by("doc", maintain_order=True)
+                   .agg(top=(pl.col("c") * pl.col("chars")).first()))
+            values[f"top_{k}_gram_char_frac"] = _ratio(_per_doc(n, top, top=pl.col("top").first())["top"], length)
+        for k in sorted(self.dup_ngram_char_frac):
+            values[f"dup_{k}_gram_char_frac"] = _ratio(pl.Series(_greedy_duplicate_chars(words, k, n)), length)
+        v = pl.DataFrame(values)
+        passed = pl.lit(length.to_numpy() > 0)
+        for key, limit in (("dup_para_frac", self.dup_para_frac), ("dup_para_char_frac", self.dup_para_char_frac),
+                           ("dup_line_frac", self.dup_line_frac), ("dup_line_char_frac", self.dup_line_char_frac)):
+            passed = passed & (pl.col(key) <= limit)
+        for k, limit in self.top_ngram_char_frac.items():
+            passed = passed & (pl.col(f"top_{k}_gram_char_frac") <= limit)
+        for k, limit in self.dup_ngram_char_frac.items():
+            passed = passed & (pl.col(f"dup_{k}_gram_char_frac") <= limit)
+        return _as_result(v, passed)
+
+    @staticmethod
+    def _ngrams(words: pl.DataFrame, k: int) -> pl.DataFrame:
+        """Each word row gets ``g``: a 64-bit hash of the k words starting there (null near the end)."""
+        shifted = [pl.col("h").shift(-i).over("doc").alias(f"h{i}") for i in range(k)]
+        return words.with_columns(g=pl.when(pl.col("h").shift(-(k - 1)).over("doc").is_not_null())
+                                  .then(pl.struct(shifted).hash()))
+
+
+def _greedy_duplicate_chars(words: pl.DataFrame, k: int, n_docs: int) -> np.ndarray:
+    """Characters in repeated k-grams, counted as Gopher's reference code does: scan left to right, and when
+    the k-gram at the cursor (its words joined without spaces) was already seen at a visited position, count
+    its characters and jump past it; otherwise remember it and step one word.
+
+    The k-gram keys are computed for the whole batch at once; only documents that repeat some k-gram need the
+    scan, and the scan visits only the repeated positions, so the Python loop runs over repeats, not words.
+    """
+    joined = pl.concat_str([pl.col("p").shift(-i).over("doc") for i in range(k)], separator="")
+    grams = words.select("doc", "pos", key=joined.hash(), chars=pl.sum_horizontal(
+        [pl.col("wlen").shift(-i).over("doc") for i in range(k)]), full=pl.col("p").shift(-(k - 1)).over("doc"))
+    grams = grams.filter(pl.col("full").is_not_null()).with_columns(
+        first=pl.col("pos").min().over("doc", "key"))
+    repeated = grams.filter((pl.col("first") < pl.col("pos")).any().over("doc")).sort("doc", "pos")
+    out = np.zeros(n_docs)
+    if repeated.is_empty():
+        return out
+    for (doc,), g in repeated.group_by("doc"):
+        pos, first, key, chars = (g[c].to_numpy() for c in ("pos", "first", "key", "chars"))
+        total, cursor = 0, 0
+        skipped_starts: list[int] = []
+        skipped_ends: list[int] = []
+        seen_again: set[int] = set()
+        for i in np.flatnonzero(first < pos):  # positions whose k-gram occurred earlier
+            p = int(pos[i])
+            if p < cursor:
+                continue
+            f = int(first[i])
+            w = bisect.bisect_right(skipped_starts, f) - 1
+            first_visited = w < 0 or f >= skipped_ends[w]
+            if first_visited or key[i] in seen_again:
+                total += int(chars[i])
+                skipped_starts.append(p + 1)
+                skipped_ends.append(p + k)
+                cursor = p + k
+            else:
+                seen_again.add(key[i])
+                cursor = p + 1
+        out[doc] = total
+    return out
+
+
+def _sentences(texts: pl.Series) -> pl.Series:
+    """Sentences per text as spaCy's sentencizer counts them: a new sentence starts at a word that follows a
+    sentence-final mark (. ! ? and other Sentence_Terminal characters), skipping punctuation in between."""
+    words = pl.DataFrame({"w": split_words(texts)}).with_row_index("line").explode("w").drop_nulls("w")
+    term = pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$")
+    regular = ~pl.col("w").str.contains(r"^\p{P}+$") & ~term
+    marks = words.with_columns(term=term.cast(pl.Int32), regular=regular).with_columns(
+        terms_before=pl.col("term").cum_sum().over("line"))
+    regulars = marks.filter(pl.col("regular")).with_columns(
+        prev=pl.col("terms_before").shift(1).over("line").fill_null(0))
+    starts = regulars.group_by("line").agg(n=((pl.col("terms_before") > pl.col("prev")) & (pl.col("prev") >= 0)
+).sum())
+    counts = pl.DataFrame({"line": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}).join(
+        starts, on="line", how="left").sort("line")["n"].fill_null(0)
+    has_words = words.group_by("line").agg(pl.len()).join(pl.DataFrame(
+        {"line": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}), on="line", how="right").sort("line")["len"]
+    return (counts + (has_words.fill_null(0) > 0).cast(pl.UInt32)).cast(pl.UInt32)
+
+
+@tagger
+class C4(Tagger):
+    name = "c4_v1"
+    description = "C4 rules (Raffel et al. 2020): line filters as spans, lorem ipsum, curly bracket, sentence count"
+    min_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+
+    def tag(self, texts: pl.Series) -> TagResult:
+        n = len(texts)
+        lines = _explode(texts, pl.col("t").str.split("\n")).with_columns(
+            start=(pl.col("p").str.len_chars() + 1).cum_sum().over("doc") - pl.col("p").str.len_chars() - 1)
+        s = pl.col("p").str.strip_chars()
+        cited = s.str.replace_all(r"\[\d*]|\[edit]|\[citation needed]", "")
+        lower = cited.str.to_lowercase()
+        survives = (
+            ~s.str.contains(rf"\S{{{self.max_word_length + 1}}}")
+            & cited.str.contains(r"[.?!\"']$") & ~cited.str.ends_with("...")
+            & (s.str.count_matches(r"\S+") >= self.min_words_per_line)
+        )
+        lorem = survives & lower.str.contains("lorem ipsum", literal=True)
+        javascript = survives & ~lorem & lower.str.contains("javascript", literal=True)
+        curly = survives & ~lorem & ~javascript & cited.str.contains("{", literal=True)
+        policy = survives & ~lorem & ~javascript & ~curly & pl.any_horizontal(
+            [lower.str.contains(p, literal=True) for p in C4_POLICY])
+        kept = survives & ~lorem & ~javascript & ~curly & ~policy
+        # sentences are counted over the lines the line filters keep, whatever the document-level rules say
+        counted = survives & ~lower.str.contains("javascript", literal=True) & ~pl.any_horizontal(
+            [lower.str.contains(p, literal=True) for p in C4_POLICY])
+        lines = lines.with_columns(kept=kept, counted=counted, lorem=lorem, curly=curly, cited=cited,
+                                   end=pl.col("start") + pl.col("p").str.len_chars())
+        lines = lines.with_columns(sentences=_sentences(lines["cited"]) * lines["counted"].cast(pl.UInt32))
+        per_doc = _per_doc(n, lines, lorem_ipsum=pl.col("lorem").any().cast(pl.Float64),
+                           curly_bracket=pl.col("curly").any().cast(pl.Float64), sentences=pl.col("sentences").sum(),
+                           removed_lines=(~pl.col("kept") & (pl.col("p").str.strip_chars() != "")).sum())
+        removed = (lines.filter(~pl.col("kept") & (pl.col("p").str.strip_chars() != ""))
+                   .group_by("doc").agg(spans=pl.concat_list("start", "end", pl.lit(1)).cast(pl.List(pl.Float64))))
+        spans = pl.DataFrame({"doc": pl.int_range(n, eager=True).cast(pl.UInt32)}).join(removed, on="doc", how="left") \
+            .sort("doc")["spans"].to_list()
+        result = _as_result(per_doc.drop("doc"), (pl.col("lorem_ipsum") == 0) & (pl.col("curly_bracket") == 0)
+                            & (pl.col("sentences") >= self.min_sentences))
+        result["removed_line"] = [[[int(a), int(b), 1.0] for a, b, _ in doc] if doc else [] for doc in spans]
+        return result
+
+
+@tagger
+class FineWeb(Tagger):
+    name = "fineweb_v1"
+    description = "FineWeb rules (Penedo et al. 2024): terminal punctuation, short lines, duplicate line chars, list ratio"
+    line_punct_thr: float = 0.12
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+    def tag(self, texts: pl.Series) -> TagResult:
+        n = len(texts)
+        lines = _explode(texts, pl.col("t").str.split("\n")).filter(pl.col("p").str.strip_chars() != "")
+        stats = _per_doc(n, lines, lines=pl.len(), punct=pl.col("p").str.contains(TERMINAL).sum(),
+                         short=(pl.col("p").str.len_chars() <= self.short_line_length).sum())
+        dups = _duplicates(lines, n)
+        words = _words(texts).select(words=pl.col("w").list.len(), newlines=pl.col("t").str.count_matches("\n"),
+                                     chars=pl.col("t").str.replace_all("\n", "", literal=True).str.len_chars())
+        v = pl.DataFrame({
+            "line_punct_ratio": _ratio(stats["punct"], stats["lines"]),
+            "short_line_ratio": _ratio(stats["short"], stats["lines"]),
+            "char_dup_ratio": _ratio(dups["dup_chars"], words["chars"]),
+            "list_ratio": _ratio(words["newlines"], words["words"]),
+            "lines": stats["lines"],
+        })
+        passed = ((pl.col("lines") > 0) & (pl.col("line_punct_ratio") >= self.line_punct_thr)
+                  & (pl.col("short_line_ratio") <= self.short_line_thr)
+                  & (pl.col("char_dup_ratio") <= self.char_duplicates_ratio)
+                  & (pl.col("list_ratio") <= self.new_line_ratio))
+        return _as_result(v, passed)

