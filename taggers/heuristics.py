@@ -14,8 +14,8 @@ import bisect
 import numpy as np
 import polars as pl
 
-from taggers.registry import TagResult, Tagger, tagger
-from taggers.words import split_words
+from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.words import split_words_long
 
 SYMBOL_WORD = r"^[\p{P}\p{S}\p{Cc}]+$"
 TERMINAL = r"[\p{Sentence_Terminal}]$"
@@ -27,19 +27,19 @@ C4_POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", 
 def _ratio(num, den):
     """num / den, 0 where den is 0; for expressions or Series."""
     if isinstance(num, pl.Series):
-        num, den = num.cast(pl.Float64), den.cast(pl.Float64)
+        num, den = num.cast(pl.Float64), pl.Series(den).cast(pl.Float64)
         return (num / den.replace(0, None)).fill_null(0.0)
     return pl.when(den > 0).then(num.cast(pl.Float64) / den).otherwise(0.0)
 
 
-def _words(texts: pl.Series) -> pl.DataFrame:
-    return pl.DataFrame({"t": texts, "w": split_words(texts)})
-
-
 def _explode(texts: pl.Series, parts: pl.Expr) -> pl.DataFrame:
-    """One row per part (line, paragraph, word) with its document index and position in the document."""
-    return (pl.DataFrame({"t": texts}).with_row_index("doc").select("doc", p=parts).explode("p")
-            .with_columns(pos=pl.int_range(pl.len()).over("doc")))
+    """One row per part (line, paragraph) with its document index, in order."""
+    return pl.DataFrame({"t": texts}).with_row_index("doc").select("doc", p=parts).explode("p")
+
+
+def _in_doc(column: str, k: int) -> pl.Expr:
+    """``column`` k rows ahead, or null where that row belongs to another document (a cheap shift-over-doc)."""
+    return pl.when(pl.col("doc").shift(-k) == pl.col("doc")).then(pl.col(column).shift(-k))
 
 
 def _per_doc(n: int, frame: pl.DataFrame, **aggs: pl.Expr) -> pl.DataFrame:
@@ -50,10 +50,10 @@ def _per_doc(n: int, frame: pl.DataFrame, **aggs: pl.Expr) -> pl.DataFrame:
 
 
 def _duplicates(frame: pl.DataFrame, n: int) -> pl.DataFrame:
-    """Per document: how many parts repeat an earlier part, and their characters (datatrove's find_duplicates)."""
+    """Per document: how many parts repeat an earlier part, and their characters (Gopher's find_duplicates)."""
     counts = frame.filter(pl.col("p").is_not_null()).group_by("doc", "p").agg(c=pl.len())
-    return _per_doc(n, counts, dup=(pl.col("c") - 1).sum(), dup_chars=((pl.col("c") - 1) * pl.col("p").str.len_chars()).sum(),
-                    parts=pl.col("c").sum())
+    return _per_doc(n, counts, dup=(pl.col("c") - 1).sum(),
+                    dup_chars=((pl.col("c") - 1) * pl.col("p").str.len_chars()).sum(), parts=pl.col("c").sum())
 
 
 def _as_result(values: pl.DataFrame, passed: pl.Expr) -> TagResult:
@@ -75,24 +75,32 @@ class GopherQuality(Tagger):
     min_alpha_words_ratio: float = 0.8
     min_stop_words: int = 2
 
-    def tag(self, texts: pl.Series) -> TagResult:
+    def tag(self, batch: TextBatch) -> TagResult:
+        n = len(batch)
         w = pl.col("w")
-        is_symbol = pl.element().str.contains(SYMBOL_WORD)
-        lines = (pl.col("t").str.replace_all(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]", "\n").str.replace(r"\n$", "")
-                 .str.split("\n"))
-        lines = pl.when(pl.col("t").str.len_chars() > 0).then(lines).otherwise(pl.lit([], pl.List(pl.String)))
-        v = _words(texts).select(
-            words=w.list.eval(is_symbol.not_()).list.sum(),
-            mean_word_length=w.list.eval(pl.element().filter(is_symbol.not_()).str.len_chars()).list.mean().fill_null(0),
-            hash_ratio=_ratio(pl.col("t").str.count_matches("#", literal=True), w.list.len()),
-            ellipsis_ratio=_ratio(pl.col("t").str.count_matches("...", literal=True)
-                                  + pl.col("t").str.count_matches("…", literal=True), w.list.len()),
-            bullet_lines_ratio=_ratio(lines.list.eval(pl.element().str.contains(r"^\s*[•\-]")).list.sum(), lines.list.len()),
-            ellipsis_lines_ratio=_ratio(lines.list.eval(pl.element().str.contains(r"(?:\.\.\.|…)\s*$")).list.sum(),
-                                        lines.list.len()),
-            alpha_words_ratio=_ratio(w.list.eval(pl.element().str.contains(r"\p{L}")).list.sum(), w.list.len()),
-            stop_words=w.list.eval(pl.element().filter(pl.element().is_in(GOPHER_STOP_WORDS))).list.n_unique(),
-        )
+        words = batch.words.with_columns(symbol=w.str.contains(SYMBOL_WORD))
+        counts = _per_doc(n, words, tokens=pl.len(), words=(~pl.col("symbol")).sum(),
+                          mean_word_length=w.filter(~pl.col("symbol")).str.len_chars().mean(),
+                          alpha=w.str.contains(r"\p{L}").sum(),
+                          stop_words=w.filter(w.is_in(GOPHER_STOP_WORDS)).n_unique())
+        lines = _explode(batch.texts, pl.col("t").str.replace_all(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]", "\n")
+                         .str.replace(r"\n$", "").str.split("\n"))
+        lines = _per_doc(n, lines.filter(pl.col("p").is_not_null()), lines=pl.len(),
+                         bullets=pl.col("p").str.contains(r"^\s*[•\-]").sum(),
+                         ellipsis=pl.col("p").str.contains(r"(?:\.\.\.|…)\s*$").sum())
+        lines = lines.with_columns(lines=pl.when(pl.Series(batch.lengths) > 0).then("lines").otherwise(0))
+        t = batch.texts
+        v = pl.DataFrame({
+            "words": counts["words"],
+            "mean_word_length": counts["mean_word_length"].cast(pl.Float64),
+            "hash_ratio": _ratio(t.str.count_matches("#", literal=True), counts["tokens"]),
+            "ellipsis_ratio": _ratio(t.str.count_matches("...", literal=True) + t.str.count_matches("…", literal=True),
+                                     counts["tokens"]),
+            "bullet_lines_ratio": _ratio(lines["bullets"], lines["lines"]),
+            "ellipsis_lines_ratio": _ratio(lines["ellipsis"], lines["lines"]),
+            "alpha_words_ratio": _ratio(counts["alpha"], counts["tokens"]),
+            "stop_words": counts["stop_words"],
+        })
         passed = (
             pl.col("words").is_between(self.min_doc_words, self.max_doc_words)
             & pl.col("mean_word_length").is_between(self.min_avg_word_length, self.max_avg_word_length)
@@ -121,9 +129,9 @@ class GopherRepetition(Tagger):
         self.top_ngram_char_frac = self.top_ngram_char_frac or {2: 0.2, 3: 0.18, 4: 0.16}
         self.dup_ngram_char_frac = self.dup_ngram_char_frac or {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 
-    def tag(self, texts: pl.Series) -> TagResult:
-        n = len(texts)
-        length = texts.str.len_chars().cast(pl.Float64).rename("len")
+    def tag(self, batch: TextBatch) -> TagResult:
+        n, texts = len(batch), batch.texts
+        length = pl.Series(batch.lengths, dtype=pl.Float64)
         paragraphs = _duplicates(_explode(texts, pl.col("t").str.strip_chars().str.replace_all(r"\n{2,}", SEP)
                                           .str.split(SEP)), n)
         lines = _duplicates(_explode(texts, pl.col("t").str.replace_all(r"\n+", SEP).str.split(SEP)), n)
@@ -133,21 +141,21 @@ class GopherRepetition(Tagger):
             "dup_line_frac": _ratio(lines["dup"], lines["parts"]),
             "dup_line_char_frac": _ratio(lines["dup_chars"], length),
         }
-        words = (pl.DataFrame({"p": split_words(texts)}).with_row_index("doc").explode("p")
-                 .filter(pl.col("p").is_not_null()).with_columns(pos=pl.int_range(pl.len()).over("doc"),
-                                                                 h=pl.col("p").hash(), wlen=pl.col("p").str.len_chars()))
+        words = batch.words.with_columns(h=pl.col("w").hash(), wlen=pl.col("w").str.len_chars())
         for k in sorted(self.top_ngram_char_frac):
-            grams = self._ngrams(words, k).with_columns(chars=pl.sum_horizontal(
-                [pl.col("wlen").shift(-i).over("doc") for i in range(k)]) + (k - 1))
-            top = (grams.filter(pl.col("g").is_not_null()).group_by("doc", "g")
-                   .agg(c=pl.len(), first=pl.col("pos").min(), chars=pl.col("chars").first())
-                   .sort("doc", "c", "first", descending=[False, True, False]).group_by("doc", maintain_order=True)
-                   .agg(top=(pl.col("c") * pl.col("chars")).first()))
+            # k-gram identity: the hash of its k word hashes (words never contain spaces, so this is " ".join)
+            grams = words.with_columns(g=pl.when(_in_doc("h", k - 1).is_not_null()).then(
+                pl.struct([_in_doc("h", i).alias(f"h{i}") for i in range(k)]).hash()),
+                chars=pl.sum_horizontal([_in_doc("wlen", i) for i in range(k)]) + (k - 1))
+            # groups in order of first occurrence, so arg_max picks the earliest of equally frequent k-grams
+            top = (grams.filter(pl.col("g").is_not_null()).group_by("doc", "g", maintain_order=True)
+                   .agg(c=pl.len(), chars=pl.col("chars").first())
+                   .group_by("doc").agg(top=(pl.col("c") * pl.col("chars")).get(pl.col("c").arg_max())))
             values[f"top_{k}_gram_char_frac"] = _ratio(_per_doc(n, top, top=pl.col("top").first())["top"], length)
         for k in sorted(self.dup_ngram_char_frac):
             values[f"dup_{k}_gram_char_frac"] = _ratio(pl.Series(_greedy_duplicate_chars(words, k, n)), length)
         v = pl.DataFrame(values)
-        passed = pl.lit(length.to_numpy() > 0)
+        passed = pl.lit(batch.lengths > 0)
         for key, limit in (("dup_para_frac", self.dup_para_frac), ("dup_para_char_frac", self.dup_para_char_frac),
                            ("dup_line_frac", self.dup_line_frac), ("dup_line_char_frac", self.dup_line_char_frac)):
             passed = passed & (pl.col(key) <= limit)
@@ -157,73 +165,70 @@ class GopherRepetition(Tagger):
             passed = passed & (pl.col(f"dup_{k}_gram_char_frac") <= limit)
         return _as_result(v, passed)
 
-    @staticmethod
-    def _ngrams(words: pl.DataFrame, k: int) -> pl.DataFrame:
-        """Each word row gets ``g``: a 64-bit hash of the k words starting there (null near the end)."""
-        shifted = [pl.col("h").shift(-i).over("doc").alias(f"h{i}") for i in range(k)]
-        return words.with_columns(g=pl.when(pl.col("h").shift(-(k - 1)).over("doc").is_not_null())
-                                  .then(pl.struct(shifted).hash()))
 
 
 def _greedy_duplicate_chars(words: pl.DataFrame, k: int, n_docs: int) -> np.ndarray:
     """Characters in repeated k-grams, counted as Gopher's reference code does: scan left to right, and when
-    the k-gram at the cursor (its words joined without spaces) was already seen at a visited position, count
-    its characters and jump past it; otherwise remember it and step one word.
+    the k-gram at the cursor was already seen at a visited position, count its characters and jump past it;
+    otherwise remember it and step one word. (k-grams are compared as word sequences.)
 
     The k-gram keys are computed for the whole batch at once; only documents that repeat some k-gram need the
     scan, and the scan visits only the repeated positions, so the Python loop runs over repeats, not words.
     """
-    joined = pl.concat_str([pl.col("p").shift(-i).over("doc") for i in range(k)], separator="")
-    grams = words.select("doc", "pos", key=joined.hash(), chars=pl.sum_horizontal(
-        [pl.col("wlen").shift(-i).over("doc") for i in range(k)]), full=pl.col("p").shift(-(k - 1)).over("doc"))
-    grams = grams.filter(pl.col("full").is_not_null()).with_columns(
-        first=pl.col("pos").min().over("doc", "key"))
-    repeated = grams.filter((pl.col("first") < pl.col("pos")).any().over("doc")).sort("doc", "pos")
+    key = pl.struct([_in_doc("h", i).alias(f"h{i}") for i in range(k)]).hash()
+    grams = words.select("doc", "pos", key=key, chars=pl.sum_horizontal([_in_doc("wlen", i) for i in range(k)]),
+                         full=_in_doc("w", k - 1)).filter(pl.col("full").is_not_null())
+    first = grams.group_by("doc", "key").agg(first=pl.col("pos").min(), c=pl.len()).filter(pl.col("c") > 1)
+    repeated = grams.join(first.select("doc", "key", "first"), on=["doc", "key"]).filter(
+        pl.col("first") < pl.col("pos")).sort("doc", "pos")
     out = np.zeros(n_docs)
-    if repeated.is_empty():
-        return out
-    for (doc,), g in repeated.group_by("doc"):
-        pos, first, key, chars = (g[c].to_numpy() for c in ("pos", "first", "key", "chars"))
-        total, cursor = 0, 0
-        skipped_starts: list[int] = []
-        skipped_ends: list[int] = []
-        seen_again: set[int] = set()
-        for i in np.flatnonzero(first < pos):  # positions whose k-gram occurred earlier
-            p = int(pos[i])
-            if p < cursor:
-                continue
-            f = int(first[i])
-            w = bisect.bisect_right(skipped_starts, f) - 1
-            first_visited = w < 0 or f >= skipped_ends[w]
-            if first_visited or key[i] in seen_again:
-                total += int(chars[i])
-                skipped_starts.append(p + 1)
-                skipped_ends.append(p + k)
-                cursor = p + k
-            else:
-                seen_again.add(key[i])
-                cursor = p + 1
-        out[doc] = total
+    doc_prev, total, cursor = -1, 0, 0
+    skipped_starts: list[int] = []
+    skipped_ends: list[int] = []
+    seen_again: set[int] = set()
+    for doc, p, f, key, chars in zip(*(repeated[c].to_list() for c in ("doc", "pos", "first", "key", "chars"))):
+        if doc != doc_prev:  # a new document: reset the scan
+            if doc_prev >= 0:
+                out[doc_prev] = total
+            doc_prev, total, cursor = doc, 0, 0
+            skipped_starts, skipped_ends, seen_again = [], [], set()
+        if p < cursor:
+            continue
+        w = bisect.bisect_right(skipped_starts, f) - 1
+        if w < 0 or f >= skipped_ends[w] or key in seen_again:  # an earlier occurrence was visited
+            total += chars
+            skipped_starts.append(p + 1)
+            skipped_ends.append(p + k)
+            cursor = p + k
+        else:
+            seen_again.add(key)
+            cursor = p + 1
+    if doc_prev >= 0:
+        out[doc_prev] = total
     return out
+
+
+def _within_doc_cumsum(doc: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Exclusive running sum of ``values`` that restarts at each document (rows sorted by document)."""
+    before = np.cumsum(values) - values
+    return before - before[np.searchsorted(doc, doc, side="left")]
 
 
 def _sentences(texts: pl.Series) -> pl.Series:
     """Sentences per text as spaCy's sentencizer counts them: a new sentence starts at a word that follows a
     sentence-final mark (. ! ? and other Sentence_Terminal characters), skipping punctuation in between."""
-    words = pl.DataFrame({"w": split_words(texts)}).with_row_index("line").explode("w").drop_nulls("w")
-    term = pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$")
-    regular = ~pl.col("w").str.contains(r"^\p{P}+$") & ~term
-    marks = words.with_columns(term=term.cast(pl.Int32), regular=regular).with_columns(
-        terms_before=pl.col("term").cum_sum().over("line"))
-    regulars = marks.filter(pl.col("regular")).with_columns(
-        prev=pl.col("terms_before").shift(1).over("line").fill_null(0))
-    starts = regulars.group_by("line").agg(n=((pl.col("terms_before") > pl.col("prev")) & (pl.col("prev") >= 0)
-).sum())
-    counts = pl.DataFrame({"line": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}).join(
-        starts, on="line", how="left").sort("line")["n"].fill_null(0)
-    has_words = words.group_by("line").agg(pl.len()).join(pl.DataFrame(
-        {"line": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}), on="line", how="right").sort("line")["len"]
-    return (counts + (has_words.fill_null(0) > 0).cast(pl.UInt32)).cast(pl.UInt32)
+    words = split_words_long(texts).with_columns(
+        term=pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$"),
+        punct=pl.col("w").str.contains(r"^\p{P}+$"))
+    line = words["doc"].to_numpy()
+    terms_before = _within_doc_cumsum(line, words["term"].to_numpy().astype(np.int64))
+    regular = (~words["term"].to_numpy()) & (~words["punct"].to_numpy())
+    # a regular word starts a sentence when a terminal mark came after the previous regular word of its line
+    r_line, r_terms = line[regular], terms_before[regular]
+    prev_terms = np.where(np.r_[False, r_line[1:] == r_line[:-1]], np.r_[0, r_terms[:-1]], 0)
+    starts = np.bincount(r_line[r_terms > prev_terms], minlength=len(texts))
+    has_words = np.bincount(line, minlength=len(texts)) > 0
+    return pl.Series(starts + has_words, dtype=pl.UInt32)
 
 
 @tagger
@@ -234,15 +239,22 @@ class C4(Tagger):
     min_words_per_line: int = 3
     max_word_length: int = 1000
 
-    def tag(self, texts: pl.Series) -> TagResult:
-        n = len(texts)
-        lines = _explode(texts, pl.col("t").str.split("\n")).with_columns(
-            start=(pl.col("p").str.len_chars() + 1).cum_sum().over("doc") - pl.col("p").str.len_chars() - 1)
+    def tag(self, batch: TextBatch) -> TagResult:
+        n, texts = len(batch), batch.texts
+        lines = _explode(texts, pl.col("t").str.split("\n"))
+        starts = _within_doc_cumsum(lines["doc"].to_numpy(), (lines["p"].str.len_chars() + 1).to_numpy())
+        lines = lines.with_columns(start=pl.Series(starts))
         s = pl.col("p").str.strip_chars()
         cited = s.str.replace_all(r"\[\d*]|\[edit]|\[citation needed]", "")
         lower = cited.str.to_lowercase()
+        # the word-length check is a costly regex: run it only on lines long enough to fail it
+        too_long = np.zeros(len(lines), bool)
+        long_lines = (lines["p"].str.len_chars() > self.max_word_length).fill_null(False).to_numpy()
+        if long_lines.any():
+            too_long[long_lines] = lines.filter(long_lines)["p"].str.contains(rf"\S{{{self.max_word_length + 1}}}")
+        lines = lines.with_columns(too_long=pl.Series(too_long))
         survives = (
-            ~s.str.contains(rf"\S{{{self.max_word_length + 1}}}")
+            ~pl.col("too_long")
             & cited.str.contains(r"[.?!\"']$") & ~cited.str.ends_with("...")
             & (s.str.count_matches(r"\S+") >= self.min_words_per_line)
         )
@@ -257,7 +269,10 @@ class C4(Tagger):
             [lower.str.contains(p, literal=True) for p in C4_POLICY])
         lines = lines.with_columns(kept=kept, counted=counted, lorem=lorem, curly=curly, cited=cited,
                                    end=pl.col("start") + pl.col("p").str.len_chars())
-        lines = lines.with_columns(sentences=_sentences(lines["cited"]) * lines["counted"].cast(pl.UInt32))
+        counted_rows = lines["counted"].fill_null(False).to_numpy()
+        sentences = np.zeros(len(lines), np.uint32)
+        sentences[counted_rows] = _sentences(lines.filter(counted_rows)["cited"]).to_numpy()
+        lines = lines.with_columns(sentences=pl.Series(sentences))
         per_doc = _per_doc(n, lines, lorem_ipsum=pl.col("lorem").any().cast(pl.Float64),
                            curly_bracket=pl.col("curly").any().cast(pl.Float64), sentences=pl.col("sentences").sum(),
                            removed_lines=(~pl.col("kept") & (pl.col("p").str.strip_chars() != "")).sum())
@@ -281,14 +296,17 @@ class FineWeb(Tagger):
     char_duplicates_ratio: float = 0.01
     new_line_ratio: float = 0.3
 
-    def tag(self, texts: pl.Series) -> TagResult:
-        n = len(texts)
+    def tag(self, batch: TextBatch) -> TagResult:
+        n, texts = len(batch), batch.texts
         lines = _explode(texts, pl.col("t").str.split("\n")).filter(pl.col("p").str.strip_chars() != "")
         stats = _per_doc(n, lines, lines=pl.len(), punct=pl.col("p").str.contains(TERMINAL).sum(),
                          short=(pl.col("p").str.len_chars() <= self.short_line_length).sum())
         dups = _duplicates(lines, n)
-        words = _words(texts).select(words=pl.col("w").list.len(), newlines=pl.col("t").str.count_matches("\n"),
-                                     chars=pl.col("t").str.replace_all("\n", "", literal=True).str.len_chars())
+        words = pl.DataFrame({
+            "words": _per_doc(n, batch.words, c=pl.len())["c"],
+            "newlines": texts.str.count_matches("\n"),
+            "chars": texts.str.replace_all("\n", "", literal=True).str.len_chars(),
+        })
         v = pl.DataFrame({
             "line_punct_ratio": _ratio(stats["punct"], stats["lines"]),
             "short_line_ratio": _ratio(stats["short"], stats["lines"]),

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from dolma.io import UserError
-from taggers.registry import TagResult, Tagger, tagger
+from taggers.registry import TagResult, Tagger, TextBatch, tagger
 
 
 def default_lid_model() -> str:
@@ -54,7 +54,8 @@ class LanguageId(Tagger):
     model: str = ""
     top_k: int = 3
 
-    def tag(self, texts: pl.Series) -> TagResult:
+    def tag(self, batch: TextBatch) -> TagResult:
+        texts = batch.texts
         model = load_fasttext(self.model or default_lid_model())
         labels, probs = predict(model, one_line(texts), self.top_k)
         out: dict[str, list] = {}
@@ -71,7 +72,8 @@ class ParagraphLanguageId(Tagger):
     description = "per-paragraph (non-empty line) language: a span keyed by the top language, with its probability"
     model: str = ""
 
-    def tag(self, texts: pl.Series) -> TagResult:
+    def tag(self, batch: TextBatch) -> TagResult:
+        texts = batch.texts
         model = load_fasttext(self.model or default_lid_model())
         spans: list[tuple[int, int, int]] = []
         paragraphs: list[str] = []

@@ -9,7 +9,7 @@ import re
 
 import polars as pl
 
-from taggers.registry import TagResult, Tagger, tagger
+from taggers.registry import TagResult, Tagger, TextBatch, tagger
 
 EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 PHONE = (r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)[\s.\-]?|\d{2,4}[\s.\-])\d{3,4}[\s.\-]\d{3,4}(?![\w])")
@@ -33,7 +33,8 @@ class Pii(Tagger):
     name = "pii_v1"
     description = "spans of e-mail addresses, phone numbers, IPv4/IPv6 addresses and Luhn-valid card numbers"
 
-    def tag(self, texts: pl.Series) -> TagResult:
+    def tag(self, batch: TextBatch) -> TagResult:
+        texts = batch.texts
         out: dict[str, list] = {k: [[] for _ in range(len(texts))] for k in ("email", "phone", "ip", "card")}
         candidates = texts.str.contains(MAY_CONTAIN).fill_null(False).arg_true().to_list()
         for i in candidates:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import os
@@ -27,12 +28,36 @@ TagResult = dict[str, "np.ndarray | pl.Series | Spans"]
 TAGGERS: dict[str, type[Tagger]] = {}
 
 
+class TextBatch:
+    """The texts of one batch, with derived views computed once and shared by every tagger that asks."""
+
+    def __init__(self, texts: pl.Series):
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @functools.cached_property
+    def words(self) -> pl.DataFrame:
+        """``(doc, pos, w)``: spaCy-compatible English words of every text, in order."""
+        from taggers.words import split_words_long
+
+        words = split_words_long(self.texts)
+        doc = words["doc"].to_numpy()
+        start = np.searchsorted(doc, doc, side="left")
+        return words.with_columns(pos=pl.Series(np.arange(len(doc)) - start, dtype=pl.UInt32))
+
+    @functools.cached_property
+    def lengths(self) -> np.ndarray:
+        return self.texts.str.len_chars().to_numpy()
+
+
 class Tagger(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
 
     @abc.abstractmethod
-    def tag(self, texts: pl.Series) -> TagResult:
+    def tag(self, batch: TextBatch) -> TagResult:
         """Attributes for a batch of texts, keyed by attribute key (without the set and tagger prefix)."""
 
 

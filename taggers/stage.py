@@ -16,7 +16,7 @@ from dolma import io
 from dolma.document import ENCODER, AttributeLine
 from dolma.executor import Task, report_progress
 from dolma.ledger import ShardLedger
-from taggers.registry import Tagger, build_tagger, load_builtin, load_modules
+from taggers.registry import Tagger, TextBatch, build_tagger, load_builtin, load_modules
 
 
 @dataclass
@@ -63,8 +63,8 @@ class TagStage:
 def tag_batch(taggers: list[Tagger], experiment: str, batch: io.DocBatch) -> list[AttributeLine]:
     """Attribute lines for every line of the batch, in file order; rejected lines get an empty line so the
     attribute file stays aligned with the document file."""
-    texts = pl.Series("text", [d.text for d in batch.docs], dtype=pl.String)
-    lengths = texts.str.len_chars().to_numpy()
+    texts = TextBatch(pl.Series("text", [d.text for d in batch.docs], dtype=pl.String))
+    lengths = texts.lengths
     per_doc: list[dict[str, list]] = [{} for _ in batch.docs]
     for t in taggers:
         for key, values in t.tag(texts).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from taggers.registry import TagResult, Tagger, tagger
+from taggers.registry import TagResult, Tagger, TextBatch, tagger
 
 
 @tagger
@@ -14,7 +14,8 @@ class Stats(Tagger):
     description = "characters, whitespace words, lines, paragraphs and tokens (dolma2 tokenizer by default)"
     tokenizer: str = ""  # tokenizer.json path or hub name; empty: the bundled dolma2 tokenizer
 
-    def tag(self, texts: pl.Series) -> TagResult:
+    def tag(self, batch: TextBatch) -> TagResult:
+        texts = batch.texts
         from dolma.tokenize import DEFAULT_TOKENIZER, load_tokenizer
 
         df = pl.DataFrame({"t": texts}).select(
