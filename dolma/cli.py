@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -106,6 +107,61 @@ def cmd_stats(args: argparse.Namespace) -> None:
           f"{m.tokenizer.dtype}); every file's CSV boundaries match its EOS positions")
 
 
+def cmd_tag(args: argparse.Namespace) -> None:
+    taggers = [yaml.safe_load(t) if t.lstrip().startswith("{") else t for t in args.taggers]
+    params = {"input": args.documents, "taggers": taggers, "experiment": args.experiment,
+              "tagger_modules": args.tagger_modules or [], "batch_size": args.batch_size}
+    print_summary(run_stages([build_stage("tag", params, "tag")], args.workers))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from taggers.registry import TAGGERS, load_builtin, load_modules
+
+    load_builtin()
+    load_modules(args.tagger_modules or [])
+    table = Table(title="Taggers")
+    table.add_column("name")
+    table.add_column("description")
+    for name in sorted(TAGGERS):
+        table.add_row(name, TAGGERS[name].description)
+    Console().print(table)
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> None:
+    from taggers.classifier import TrainParams, train_classifier
+
+    labelled: dict[str, list[str]] = {}
+    for item in args.label:
+        label, sep, pattern = item.partition("=")
+        if not sep:
+            raise UserError(f"--label takes LABEL=GLOB, got {item!r}")
+        labelled.setdefault(label, []).append(pattern)
+    params = TrainParams(epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim,
+                         held_out=args.held_out, balance=not args.no_balance, seed=args.seed)
+    report = train_classifier(labelled, args.model, params)
+    table = Table(title=f"{args.model}: held-out accuracy {report.accuracy:.3f}")
+    for col in ("label", "train", "held out", "precision", "recall", "F1"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for r in report.labels:
+        table.add_row(r.label, str(r.train), str(r.held_out), f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}")
+    Console().print(table)
+
+
+def cmd_carve(args: argparse.Namespace) -> None:
+    params = {"input": args.documents, "output": args.output, "attributes": args.attributes,
+              "labels": args.labels, "threshold": args.threshold}
+    results = run_stages([build_stage("carve", params, "carve")], args.workers)
+    print_summary(results)
+    metrics = results[0][1].metrics
+    table = Table(title="Top label of every document read")
+    for col in ("label", "documents", "characters"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for key in sorted(k for k in metrics if k.startswith("top_label_documents/")):
+        label = key.split("/", 1)[1]
+        table.add_row(label or "(none)", f"{metrics[key]:,.0f}", f"{metrics['top_label_chars/' + label]:,.0f}")
+    Console().print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dolma",
@@ -147,6 +203,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="documents per tokenizer batch")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_tokenize)
+
+    p = sub.add_parser("tag", help="run taggers over documents into an attribute set", description=(
+        "Run taggers (see `dolma list`) over documents under a documents/ folder; attributes go to the "
+        "parallel attributes/EXPERIMENT/ tree, one line per document, as allenai dolma writes them."))
+    p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
+    p.add_argument("--taggers", nargs="+", required=True,
+                   help="tagger names, or YAML mappings with parameters: '{name: decontam_v1, eval_files: [x]}'")
+    p.add_argument("--experiment", default="tags", help="attribute set name (default: tags)")
+    p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
+    p.add_argument("--batch-size", type=int, default=1024, help="documents per batch")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.set_defaults(fn=cmd_tag)
+
+    p = sub.add_parser("list", help="list the registered taggers")
+    p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
+    p.set_defaults(fn=cmd_list)
+
+    p = sub.add_parser("train-classifier", help="train a fastText quality or domain classifier", description=(
+        "Train a fastText classifier (DCLM-style: lower-cased text, word bigrams) from labelled documents, "
+        "report held-out precision and recall per label, and save MODEL (+ MODEL.report.json). Use it with "
+        "the fasttext_classifier_v1 tagger."))
+    p.add_argument("--label", action="append", required=True, help="LABEL=GLOB of documents (repeat)")
+    p.add_argument("--model", required=True, help="where to save the model (.bin)")
+    p.add_argument("--epoch", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.5)
+    p.add_argument("--word-ngrams", type=int, default=2)
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--held-out", type=float, default=0.1, help="share of documents held out for the report")
+    p.add_argument("--no-balance", action="store_true", help="keep every document (default: downsample labels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_train_classifier)
+
+    p = sub.add_parser("carve", help="a domain subset from classifier attributes, with a domain report")
+    p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
+    p.add_argument("--attributes", required=True, help="attribute set with fasttext_classifier_v1 scores")
+    p.add_argument("--labels", nargs="+", required=True, help="labels to keep")
+    p.add_argument("--threshold", type=float, default=0.5, help="minimum probability (default 0.5)")
+    p.add_argument("--output", required=True, help="output folder for the subset")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.set_defaults(fn=cmd_carve)
 
     p = sub.add_parser("stats", help="summarise a tokenize output and check its document boundaries")
     p.add_argument("folder", help="a tokenize output folder (with manifest.json)")

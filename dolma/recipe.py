@@ -28,6 +28,8 @@ from dolma.io import UserError
 STAGE_KINDS: dict[str, str] = {
     "import": "dolma.importer:ImportStage",
     "tokenize": "dolma.tokenize:TokenizeStage",
+    "tag": "taggers.stage:TagStage",
+    "carve": "mixers.carve:CarveStage",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -43,6 +44,9 @@ def predict(model, texts: list[str], k: int) -> tuple[list[list[str]], list[np.n
     return [[label.removeprefix("__label__") for label in row] for row in labels], probs
 
 
+PARAGRAPH = re.compile(r"[^\n]*\S[^\n]*(?:\n[ \t]*\S[^\n]*)*")  # a run of non-blank lines
+
+
 def one_line(texts: pl.Series) -> list[str]:
     return texts.str.replace_all(r"\s+", " ").str.strip_chars().to_list()
 
@@ -62,14 +66,16 @@ class LanguageId(Tagger):
         lengths = texts.str.len_chars().to_list()
         for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
             for label, p in zip(row_labels, row_probs.tolist()):
-                out.setdefault(label, [[] for _ in lengths])[i] = [[0, lengths[i], round(min(p, 1.0), 4)]]
+                if label not in out:
+                    out[label] = [[] for _ in lengths]
+                out[label][i] = [[0, lengths[i], round(min(p, 1.0), 4)]]
         return out
 
 
 @tagger
 class ParagraphLanguageId(Tagger):
     name = "ft_lang_id_paragraph_v1"
-    description = "per-paragraph (non-empty line) language: a span keyed by the top language, with its probability"
+    description = "per-paragraph (blank-line separated) language: a span keyed by the top language, with its probability"
     model: str = ""
 
     def tag(self, batch: TextBatch) -> TagResult:
@@ -78,15 +84,14 @@ class ParagraphLanguageId(Tagger):
         spans: list[tuple[int, int, int]] = []
         paragraphs: list[str] = []
         for i, text in enumerate(texts.to_list()):
-            start = 0
-            for line in text.split("\n"):
-                if line.strip():
-                    spans.append((i, start, start + len(line)))
-                    paragraphs.append(line)
-                start += len(line) + 1
+            for m in PARAGRAPH.finditer(text):
+                spans.append((i, m.start(), m.end()))
+                paragraphs.append(m.group())
         out: dict[str, list] = {}
         if paragraphs:
-            labels, probs = predict(model, paragraphs, 1)
+            labels, probs = predict(model, [" ".join(p.split()) for p in paragraphs], 1)
             for (i, s, e), label, p in zip(spans, labels, probs):
-                out.setdefault(label[0], [[] for _ in range(len(texts))])[i].append([s, e, round(min(float(p[0]), 1.0), 4)])
+                if label[0] not in out:
+                    out[label[0]] = [[] for _ in range(len(texts))]
+                out[label[0]][i].append([s, e, round(min(float(p[0]), 1.0), 4)])
         return out

@@ -72,7 +72,7 @@ def tagger(cls: type[Tagger]) -> type[Tagger]:
 
 
 def load_builtin() -> None:
-    from taggers import heuristics, langid, pii, stats  # noqa: F401  (they register)
+    from taggers import classifier, decontam, heuristics, langid, pii, stats  # noqa: F401  (they register)
 
 
 def load_modules(modules: list[str]) -> None:
@@ -81,7 +81,9 @@ def load_modules(modules: list[str]) -> None:
         if module.endswith(".py") or os.path.sep in module:
             if not os.path.exists(module):
                 raise UserError(f"tagger module {module!r} does not exist")
-            name = f"user_taggers_{abs(hash(os.path.abspath(module)))}"
+            name = "user_taggers_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(module))
+            if name in sys.modules:
+                continue
             spec = importlib.util.spec_from_file_location(name, module)
             mod = importlib.util.module_from_spec(spec)
             sys.modules[name] = mod

@@ -73,9 +73,10 @@ def tag_batch(taggers: list[Tagger], experiment: str, batch: io.DocBatch) -> lis
                 scores = values.to_numpy() if isinstance(values, pl.Series) else values
                 for attrs, n, score in zip(per_doc, lengths.tolist(), scores.astype(float).tolist()):
                     attrs[full] = [[0, n, round(score, 6)]]
-            else:
+            else:  # spans: a document without any has no key (the mixer treats absent as "no spans")
                 for attrs, spans in zip(per_doc, values):
-                    attrs[full] = spans
+                    if spans:
+                        attrs[full] = spans
     lines = [(line, AttributeLine(d.id, a)) for line, d, a in zip(batch.lines, batch.docs, per_doc)]
     lines += [(r.line, AttributeLine(r.id or "", {})) for r in batch.rejected if r.reason != "corrupt_stream"]
     return [a for _, a in sorted(lines, key=lambda x: x[0])]

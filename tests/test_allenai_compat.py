@@ -62,3 +62,29 @@ def test_allenai_dolma_reads_our_documents_and_attributes_and_we_read_its_output
     for shard, docs in ours.items():
         peer = read_jsonl(back / "attributes" / "peer" / f"{shard}.jsonl.zst")
         assert [a["attributes"]["peer__char_length_v1__length"][0][2] for a in peer] == [len(d["text"]) for d in docs]
+
+
+def test_allenai_mix_filters_on_the_attributes_of_our_taggers(tmp_path):
+    docs_dir = tmp_path / "documents"
+    run_cli("import", "--input", str(SAMPLE / "postgresql-docs.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
+    run_cli("tag", "--documents", str(docs_dir / "*.jsonl.zst"), "--experiment", "ours", "--workers", "1",
+            "--taggers", "gopher_quality_v1", "gopher_repetition_v1", "c4_v1", "fineweb_v1", "ft_lang_id_v1",
+            "ft_lang_id_paragraph_v1", "pii_v1", "stats_v1")
+    attrs = read_jsonl(tmp_path / "attributes" / "ours" / "postgresql-docs.jsonl.zst")
+    keep = {a["id"] for a in attrs if a["attributes"]["ours__gopher_quality_v1__pass"][0][2] == 1.0
+            and a["attributes"].get("ours__ft_lang_id_v1__en", [[0, 0, 0]])[0][2] >= 0.5}
+    config = {
+        "streams": [{
+            "name": "pg",
+            "documents": [str(docs_dir / "*.jsonl.zst")],
+            "attributes": ["ours"],
+            "output": {"path": str(tmp_path / "mixed"), "max_size_in_bytes": 10**9},
+            "filter": {"include": ["$.attributes[?(@.ours__gopher_quality_v1__pass[0][2] == 1.0 && "
+                                   "@.ours__ft_lang_id_v1__en && @.ours__ft_lang_id_v1__en[0][2] >= 0.5)]"]},
+        }],
+        "processes": 1,
+    }
+    (tmp_path / "mix.json").write_text(json.dumps(config))
+    run_allenai_dolma("-c", str(tmp_path / "mix.json"), "mix")
+    mixed = [d for f in io.document_files(str(tmp_path / "mixed")) for d in read_jsonl(f)]
+    assert 0 < len(keep) < len(attrs) and {d["id"] for d in mixed} == keep

@@ -1,0 +1,155 @@
+"""fastText classifiers: train from labelled documents (DCLM-style quality, or domains), and tag with them.
+
+Training text is normalised the way DCLM's fastText quality filter is fed: lower-cased, whitespace collapsed,
+one document per line, with word bigrams (``wordNgrams=2``). A deterministic 10% of documents (by id hash) is
+held out and scored per label (precision, recall, F1). Any fastText supervised model file works in the tagger,
+including DCLM's ``openhermes``/``eli5`` quality model where a user has it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+import polars as pl
+import xxhash
+
+from dolma import io
+from taggers.langid import load_fasttext, predict
+from taggers.registry import TagResult, Tagger, TextBatch, tagger
+
+
+def normalise(texts: pl.Series) -> pl.Series:
+    return texts.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+class _Text(msgspec.Struct):
+    text: str
+
+
+def read_texts(url: str):
+    """(line, text) of every JSON line with a string ``text`` (training data need not carry Dolma ids)."""
+    decoder = msgspec.json.Decoder(_Text)
+    with io.smart_open.open(url, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                yield number, decoder.decode(line).text
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                continue
+
+
+class LabelReport(msgspec.Struct):
+    label: str
+    train: int
+    held_out: int
+    precision: float
+    recall: float
+    f1: float
+
+
+class TrainingReport(msgspec.Struct):
+    model: str
+    labels: list[LabelReport]
+    accuracy: float
+    params: dict[str, float | int | str]
+
+
+@dataclass
+class TrainParams:
+    epoch: int = 20
+    lr: float = 0.5
+    word_ngrams: int = 2
+    dim: int = 100
+    min_count: int = 1
+    max_docs_per_label: int = 200_000
+    held_out: float = 0.1
+    balance: bool = True  # downsample every label's training documents to the rarest label's count
+    seed: int = 0
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+def train_classifier(labelled: dict[str, list[str]], model_path: str, params: TrainParams) -> TrainingReport:
+    """Train a fastText classifier from ``{label: [document globs]}``; save it and a JSON report beside it."""
+    import fasttext
+
+    if len(labelled) < 2:
+        raise io.UserError("a classifier needs documents for at least two labels")
+    rows: list[tuple[str, str, bool]] = []
+    for label, patterns in labelled.items():
+        if not label.replace("_", "").replace("-", "").isalnum():
+            raise io.UserError(f"label {label!r} must be letters, digits, '-' or '_'")
+        texts, ids = [], []
+        for pattern in patterns:
+            for url in io.document_files(pattern):
+                for number, text in read_texts(url):
+                    texts.append(text)
+                    ids.append(f"{url}:{number}")
+                    if len(texts) >= params.max_docs_per_label:
+                        break
+        if not texts:
+            raise io.UserError(f"no documents for label {label!r} in {patterns}")
+        held = [xxhash.xxh64_intdigest(f"{params.seed}:{i}".encode()) % 1000 < params.held_out * 1000 for i in ids]
+        rows += [(label, t, h) for t, h in zip(normalise(pl.Series(texts[: params.max_docs_per_label])).to_list(),
+                                               held)]
+    train = [(label, text) for label, text, held in rows if not held and text]
+    if params.balance:
+        rng = np.random.default_rng(params.seed)
+        per_label = {label: [r for r in train if r[0] == label] for label in labelled}
+        keep = min(len(v) for v in per_label.values())
+        train = [v[i] for v in per_label.values() for i in sorted(rng.choice(len(v), keep, replace=False))]
+    test = [(label, text) for label, text, held in rows if held and text]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        order = np.random.default_rng(params.seed).permutation(len(train))
+        for i in order:
+            f.write(f"__label__{train[i][0]} {train[i][1]}\n")
+        train_file = f.name
+    try:
+        model = fasttext.train_supervised(input=train_file, epoch=params.epoch, lr=params.lr,
+                                          wordNgrams=params.word_ngrams, dim=params.dim, minCount=params.min_count,
+                                          thread=params.threads, seed=params.seed, verbose=0)
+    finally:
+        os.remove(train_file)
+    os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
+    model.save_model(model_path)
+    predicted = [p[0] for p in predict(model, [t for _, t in test], 1)[0]] if test else []
+    truth = [label for label, _ in test]
+    reports = []
+    for label in labelled:
+        tp = sum(p == label and t == label for p, t in zip(predicted, truth))
+        fp = sum(p == label and t != label for p, t in zip(predicted, truth))
+        fn = sum(p != label and t == label for p, t in zip(predicted, truth))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        reports.append(LabelReport(label, sum(1 for lab, _ in train if lab == label), truth.count(label),
+                                   round(precision, 4), round(recall, 4), round(f1, 4)))
+    accuracy = sum(p == t for p, t in zip(predicted, truth)) / max(len(truth), 1)
+    report = TrainingReport(model_path, reports, round(accuracy, 4),
+                            {k: v for k, v in vars(params).items() if k != "threads"})
+    io.write_json(model_path + ".report.json", report)
+    return report
+
+
+@tagger
+class FastTextClassifier(Tagger):
+    name = "fasttext_classifier_v1"
+    description = "probability of each label of a fastText classifier (quality, domain); see `dolma train-classifier`"
+    model: str = ""
+    top_k: int = -1  # -1: every label
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise io.UserError("fasttext_classifier_v1 needs model: a fastText .bin file")
+
+    def tag(self, batch: TextBatch) -> TagResult:
+        model = load_fasttext(self.model)
+        labels, probs = predict(model, normalise(batch.texts).to_list(), self.top_k)
+        out: dict[str, np.ndarray] = {label.removeprefix("__label__"): np.zeros(len(batch))
+                                      for label in model.get_labels()}
+        for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
+            for label, p in zip(row_labels, row_probs.tolist()):
+                out[label][i] = min(p, 1.0)
+        return out

@@ -1,0 +1,162 @@
+"""Taggers on real text: registry, language ID, heuristic rules, classifiers, PII, statistics, decontamination."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import ROOT, read_jsonl, run_cli, sample_docs, write_jsonl_gz
+from dolma.io import UserError
+from dolma.tokenize import DEFAULT_TOKENIZER, load_tokenizer
+from taggers.classifier import TrainParams, train_classifier
+from taggers.registry import TAGGERS, TextBatch, build_tagger, load_builtin
+
+FIXTURES = ROOT / "tests" / "fixtures"
+load_builtin()
+
+
+def tag(name_or_spec, texts):
+    return build_tagger(name_or_spec).tag(TextBatch(pl.Series(texts, dtype=pl.String)))
+
+
+def test_language_id_on_real_multilingual_text():
+    docs = read_jsonl(FIXTURES / "multilingual.jsonl.gz")
+    result = tag("ft_lang_id_v1", [d["text"] for d in docs])
+    predicted = []
+    for i in range(len(docs)):
+        scores = {lang: spans[i][0][2] for lang, spans in result.items() if spans[i]}
+        predicted.append(max(scores, key=scores.get))
+    accuracy = np.mean([p == d["metadata"]["lang"] for p, d in zip(predicted, docs)])
+    assert accuracy >= 0.95, list(zip(predicted, [d["metadata"]["lang"] for d in docs]))
+
+
+def test_paragraph_language_spans_point_at_each_paragraph():
+    de = next(d for d in read_jsonl(FIXTURES / "multilingual.jsonl.gz") if d["metadata"]["lang"] == "de")
+    en = sample_docs("postgresql-docs", 1)[0]
+    german, english = de["text"].split("\n")[2], en["text"].split("\n\n")[0]
+    text = english + "\n\n" + german
+    result = tag("ft_lang_id_paragraph_v1", [text])
+    (s, e, p), = result["de"][0]
+    assert text[s:e] == german and p > 0.9
+    assert all(text[a:b] in english for a, b, _ in result["en"][0])
+
+
+def test_heuristic_rules_separate_prose_from_code_and_repetition():
+    prose = [d["text"] for d in sample_docs("postgresql-docs") if len(d["text"]) > 3000][:20]
+    code = [d["text"] for d in sample_docs("go-src")][:20]
+    gq = tag("gopher_quality_v1", prose + code)
+    assert gq["pass"][:20].mean() >= 0.6 and gq["pass"][20:].mean() <= 0.2
+    assert (gq["alpha_words_ratio"][20:] < gq["alpha_words_ratio"][:20].mean()).all()
+    repeated = prose[0] + ("\n\n" + prose[0].split("\n\n")[0]) * 30
+    rep = tag("gopher_repetition_v1", [prose[0], repeated])
+    assert rep["pass"].tolist() == [1.0, 0.0] and rep["dup_para_frac"][1] > 0.3
+    c4 = tag("c4_v1", [prose[0], prose[0] + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit."])
+    assert c4["lorem_ipsum"].tolist() == [0.0, 1.0] and c4["pass"][1] == 0.0
+    removed = c4["removed_line"][0]
+    assert all(prose[0][s:e].strip() and prose[0][s:e] in prose[0].split("\n") for s, e, _ in removed)
+    fw = tag("fineweb_v1", prose[:3] + ["short\nlines\nonly\nhere"])
+    assert fw["pass"][3] == 0.0 and fw["short_line_ratio"][3] == 1.0
+
+
+def test_quality_and_domain_classifiers_train_and_report_held_out_precision_recall(tmp_path):
+    quality = train_classifier({"hq": [str(FIXTURES / "quality/hq.jsonl.gz")], "lq": [str(FIXTURES / "quality/lq.jsonl.gz")]},
+                               str(tmp_path / "quality.bin"), TrainParams(held_out=0.2))
+    by_label = {r.label: r for r in quality.labels}
+    assert by_label["hq"].held_out > 10 and by_label["lq"].held_out > 10
+    assert min(by_label["hq"].precision, by_label["hq"].recall, by_label["lq"].precision, by_label["lq"].recall) >= 0.9
+    assert json.loads((tmp_path / "quality.bin.report.json").read_text())["accuracy"] == quality.accuracy
+    domain = train_classifier({"law": [str(FIXTURES / "domain/law.jsonl.gz")],
+                               "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]},
+                              str(tmp_path / "domain.bin"), TrainParams(held_out=0.2))
+    assert domain.accuracy >= 0.8 and all(r.recall >= 0.7 for r in domain.labels)
+    probs = tag({"name": "fasttext_classifier_v1", "model": str(tmp_path / "quality.bin")},
+                [d["text"] for d in read_jsonl(FIXTURES / "quality/hq.jsonl.gz")[:5]])
+    assert set(probs) == {"hq", "lq"} and np.allclose(probs["hq"] + probs["lq"], 1, atol=1e-3)
+
+
+def test_pii_spans_are_exact_and_cards_are_luhn_checked():
+    base = sample_docs("postgresql-docs", 1)[0]["text"][:500]
+    pii = {"email": "jane.doe@example.org", "phone": "+1 415-555-2671", "ip": "192.168.10.254",
+           "card": "4111 1111 1111 1111"}
+    text = base + " Contact " + pii["email"] + " or " + pii["phone"] + " from " + pii["ip"] + " paying with " + \
+        pii["card"] + " not 4111 1111 1111 1112."
+    result = tag("pii_v1", [text, base])
+    for kind, value in pii.items():
+        (s, e, score), = result[kind][0]
+        assert text[s:e] == value and score == 1.0
+    assert all(not result[k][1] for k in result)
+
+
+def test_stats_count_characters_lines_and_tokens():
+    docs = sample_docs("sympy-docs", 10)
+    result = tag("stats_v1", [d["text"] for d in docs])
+    tok = load_tokenizer(DEFAULT_TOKENIZER)
+    assert result["chars"].tolist() == [len(d["text"]) for d in docs]
+    assert result["words"].tolist() == [len(d["text"].split()) for d in docs]
+    assert result["tokens"].tolist() == [len(tok.encode(d["text"], add_special_tokens=False).ids) for d in docs]
+    assert result["lines"].tolist() == [len(d["text"].splitlines()) for d in docs]
+
+
+def test_decontamination_finds_evaluation_text_inside_documents(tmp_path):
+    docs = sample_docs("python-docs", 30)
+    question = max(docs[3]["text"].split("\n\n"), key=len)  # the longest paragraph stands in for an eval item
+    assert len(question.split()) > 20
+    evals = write_jsonl_gz(tmp_path / "eval.jsonl.gz", [{"id": "q1", "text": question}])
+    result = tag({"name": "decontam_v1", "eval_files": [str(evals)]}, [d["text"] for d in docs])
+    assert result["overlap_fraction"][3] > 0 and sum(result["overlap_fraction"] > 0) <= 3
+    (s, e, _), *_ = result["overlap"][3]
+    assert docs[3]["text"][s:e].split()[:5] == question.split()[:5]
+
+
+def test_tag_stage_writes_aligned_attributes_and_loads_custom_taggers(tmp_path):
+    module = tmp_path / "my_taggers.py"
+    module.write_text(
+        "import numpy as np\n"
+        "from taggers.registry import Tagger, tagger\n"
+        "@tagger\n"
+        "class Shouting(Tagger):\n"
+        "    name = 'shouting_v1'\n"
+        "    description = 'share of upper-case letters'\n"
+        "    def tag(self, batch):\n"
+        "        t = batch.texts\n"
+        "        return {'upper': (t.str.count_matches('[A-Z]') / t.str.len_chars().clip(1)).to_numpy()}\n")
+    docs_dir = tmp_path / "data" / "documents"
+    write_jsonl_gz(docs_dir / "a.jsonl.gz", sample_docs("go-src", 25))
+    assert "shouting_v1" in run_cli("list", "--tagger-modules", str(module)).stdout
+    run_cli("tag", "--documents", str(docs_dir / "*.gz"), "--experiment", "exp", "--taggers", "shouting_v1",
+            "gopher_quality_v1", "pii_v1", "--tagger-modules", str(module), "--workers", "1")
+    attrs = read_jsonl(tmp_path / "data" / "attributes" / "exp" / "a.jsonl.gz")
+    assert [a["id"] for a in attrs] == [d["id"] for d in sample_docs("go-src", 25)]
+    first = attrs[0]["attributes"]
+    assert "exp__shouting_v1__upper" in first and "exp__gopher_quality_v1__pass" in first
+    s, e, v = first["exp__gopher_quality_v1__words"][0]
+    assert s == 0 and e == len(sample_docs("go-src", 1)[0]["text"])
+
+
+def test_unknown_taggers_and_parameters_are_clear_errors():
+    with pytest.raises(UserError, match="unknown tagger 'nope_v1'"):
+        build_tagger("nope_v1")
+    with pytest.raises(UserError, match="unknown parameter 'treshold'"):
+        build_tagger({"name": "gopher_quality_v1", "treshold": 3})
+    assert len(TAGGERS) >= 10
+
+
+def test_carve_keeps_one_domain_and_reports_all(tmp_path):
+    train_classifier({"law": [str(FIXTURES / "domain/law.jsonl.gz")],
+                      "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]}, str(tmp_path / "d.bin"), TrainParams())
+    law, medicine = read_jsonl(FIXTURES / "domain/law.jsonl.gz"), read_jsonl(FIXTURES / "domain/medicine.jsonl.gz")
+    docs_dir = tmp_path / "pool" / "documents"
+    write_jsonl_gz(docs_dir / "mixed.jsonl.gz", law[:40] + medicine[:40])
+    run_cli("tag", "--documents", str(docs_dir / "*.gz"), "--experiment", "domain", "--taggers",
+            json.dumps({"name": "fasttext_classifier_v1", "model": str(tmp_path / "d.bin")}), "--workers", "1")
+    proc = run_cli("carve", "--documents", str(docs_dir / "*.gz"), "--attributes", "domain", "--labels", "law",
+                   "--output", str(tmp_path / "law"), "--workers", "1")
+    assert "Top label" in proc.stdout and "medicine" in proc.stdout
+    kept = {d["id"] for d in read_jsonl(tmp_path / "law" / "mixed.jsonl.zst")}
+    law_ids = {d["id"] for d in law[:40]}
+    assert len(kept & law_ids) >= 36 and len(kept - law_ids) <= 4
+    summary = json.loads((tmp_path / "law/_ledger/carve/summary.json").read_text())
+    assert summary["read"] == 80 and summary["kept"] + summary["dropped"]["not_law"] == 80
