@@ -37,11 +37,6 @@ def _explode(texts: pl.Series, parts: pl.Expr) -> pl.DataFrame:
     return pl.DataFrame({"t": texts}).with_row_index("doc").select("doc", p=parts).explode("p")
 
 
-def _in_doc(column: str, k: int) -> pl.Expr:
-    """``column`` k rows ahead, or null where that row belongs to another document (a cheap shift-over-doc)."""
-    return pl.when(pl.col("doc").shift(-k) == pl.col("doc")).then(pl.col(column).shift(-k))
-
-
 def _per_doc(n: int, frame: pl.DataFrame, **aggs: pl.Expr) -> pl.DataFrame:
     """Aggregate a long frame per document, with a row (zeros) for documents the frame has no rows for."""
     agg = frame.group_by("doc").agg(**aggs)
@@ -141,19 +136,11 @@ class GopherRepetition(Tagger):
             "dup_line_frac": _ratio(lines["dup"], lines["parts"]),
             "dup_line_char_frac": _ratio(lines["dup_chars"], length),
         }
-        words = batch.words.with_columns(h=pl.col("w").hash(), wlen=pl.col("w").str.len_chars())
+        grams = _NGrams(batch.words)
         for k in sorted(self.top_ngram_char_frac):
-            # k-gram identity: the hash of its k word hashes (words never contain spaces, so this is " ".join)
-            grams = words.with_columns(g=pl.when(_in_doc("h", k - 1).is_not_null()).then(
-                pl.struct([_in_doc("h", i).alias(f"h{i}") for i in range(k)]).hash()),
-                chars=pl.sum_horizontal([_in_doc("wlen", i) for i in range(k)]) + (k - 1))
-            # groups in order of first occurrence, so arg_max picks the earliest of equally frequent k-grams
-            top = (grams.filter(pl.col("g").is_not_null()).group_by("doc", "g", maintain_order=True)
-                   .agg(c=pl.len(), chars=pl.col("chars").first())
-                   .group_by("doc").agg(top=(pl.col("c") * pl.col("chars")).get(pl.col("c").arg_max())))
-            values[f"top_{k}_gram_char_frac"] = _ratio(_per_doc(n, top, top=pl.col("top").first())["top"], length)
+            values[f"top_{k}_gram_char_frac"] = _ratio(pl.Series(grams.top_chars(k, n)), length)
         for k in sorted(self.dup_ngram_char_frac):
-            values[f"dup_{k}_gram_char_frac"] = _ratio(pl.Series(_greedy_duplicate_chars(words, k, n)), length)
+            values[f"dup_{k}_gram_char_frac"] = _ratio(pl.Series(grams.greedy_duplicate_chars(k, n)), length)
         v = pl.DataFrame(values)
         passed = pl.lit(batch.lengths > 0)
         for key, limit in (("dup_para_frac", self.dup_para_frac), ("dup_para_char_frac", self.dup_para_char_frac),
@@ -167,45 +154,94 @@ class GopherRepetition(Tagger):
 
 
 
-def _greedy_duplicate_chars(words: pl.DataFrame, k: int, n_docs: int) -> np.ndarray:
-    """Characters in repeated k-grams, counted as Gopher's reference code does: scan left to right, and when
-    the k-gram at the cursor was already seen at a visited position, count its characters and jump past it;
-    otherwise remember it and step one word. (k-grams are compared as word sequences.)
+class _NGrams:
+    """Word k-grams of a batch as 64-bit keys, built incrementally in numpy (key_k = key_{k-1} * P + hash of
+    the k-th word, wrapping), with the document mixed in so equal k-grams of two documents never meet."""
 
-    The k-gram keys are computed for the whole batch at once; only documents that repeat some k-gram need the
-    scan, and the scan visits only the repeated positions, so the Python loop runs over repeats, not words.
-    """
-    key = pl.struct([_in_doc("h", i).alias(f"h{i}") for i in range(k)]).hash()
-    grams = words.select("doc", "pos", key=key, chars=pl.sum_horizontal([_in_doc("wlen", i) for i in range(k)]),
-                         full=_in_doc("w", k - 1)).filter(pl.col("full").is_not_null())
-    first = grams.group_by("doc", "key").agg(first=pl.col("pos").min(), c=pl.len()).filter(pl.col("c") > 1)
-    repeated = grams.join(first.select("doc", "key", "first"), on=["doc", "key"]).filter(
-        pl.col("first") < pl.col("pos")).sort("doc", "pos")
-    out = np.zeros(n_docs)
-    doc_prev, total, cursor = -1, 0, 0
-    skipped_starts: list[int] = []
-    skipped_ends: list[int] = []
-    seen_again: set[int] = set()
-    for doc, p, f, key, chars in zip(*(repeated[c].to_list() for c in ("doc", "pos", "first", "key", "chars"))):
-        if doc != doc_prev:  # a new document: reset the scan
-            if doc_prev >= 0:
-                out[doc_prev] = total
-            doc_prev, total, cursor = doc, 0, 0
-            skipped_starts, skipped_ends, seen_again = [], [], set()
-        if p < cursor:
-            continue
-        w = bisect.bisect_right(skipped_starts, f) - 1
-        if w < 0 or f >= skipped_ends[w] or key in seen_again:  # an earlier occurrence was visited
-            total += chars
-            skipped_starts.append(p + 1)
-            skipped_ends.append(p + k)
-            cursor = p + k
-        else:
-            seen_again.add(key)
-            cursor = p + 1
-    if doc_prev >= 0:
-        out[doc_prev] = total
-    return out
+    PRIME = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, words: pl.DataFrame):
+        self.doc = words["doc"].to_numpy().astype(np.int64)
+        self.pos = words["pos"].to_numpy().astype(np.int64)
+        self.wlen = words["w"].str.len_chars().to_numpy().astype(np.int64)
+        self.hash = words["w"].hash(seed=1).to_numpy()
+        self.doc_len = np.bincount(self.doc)[self.doc] if len(self.doc) else self.doc
+        self._keys = {1: self.hash ^ (self.doc.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))}
+        self._chars = {1: self.wlen}
+
+    def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row indices of valid k-grams, their keys, their word characters), in text order."""
+        with np.errstate(over="ignore"):
+            for j in range(max(self._keys) + 1, k + 1):
+                nxt = np.roll(self.hash, -(j - 1))
+                self._keys[j] = self._keys[j - 1] * self.PRIME + nxt
+                self._chars[j] = self._chars[j - 1] + np.roll(self.wlen, -(j - 1))
+        valid = np.flatnonzero(self.pos + k <= self.doc_len)
+        return valid, self._keys[k][valid], self._chars[k][valid]
+
+    def top_chars(self, k: int, n_docs: int) -> np.ndarray:
+        """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go
+        to the k-gram seen first (Gopher's most_common)."""
+        rows, keys, chars = self.keys(k)
+        out = np.zeros(n_docs)
+        if not len(rows):
+            return out
+        grams = (pl.DataFrame({"key": keys, "doc": self.doc[rows]}).with_row_index("i")
+                 .group_by("key").agg(doc=pl.col("doc").first(), first=pl.col("i").min(), c=pl.len())
+                 # per document the highest count wins, then the earliest first occurrence
+                 .with_columns(score=pl.col("c").cast(pl.Int64) * 2**32 - pl.col("first").cast(pl.Int64))
+                 .group_by("doc").agg(pl.all().sort_by("score").last()))
+        first = grams["first"].to_numpy()
+        out[grams["doc"].to_numpy()] = grams["c"].to_numpy() * (chars[first] + k - 1)
+        return out
+
+    def greedy_duplicate_chars(self, k: int, n_docs: int) -> np.ndarray:
+        """Characters in repeated k-grams, counted as Gopher's reference code does: scan left to right, and
+        when the k-gram at the cursor was already seen at a visited position, count its characters and jump
+        past it; otherwise remember it and step one word. Only repeated positions need the scan, so the
+        Python loop runs over repeats, not words."""
+        rows, keys, chars = self.keys(k)
+        out = np.zeros(n_docs)
+        if not len(rows):
+            return out
+        series = pl.Series(keys)
+        repeated = np.flatnonzero(~series.is_first_distinct().to_numpy())
+        if not len(repeated):
+            return out
+        # the first occurrence of each repeated key, and a small integer id per key
+        firsts = (pl.DataFrame({"key": keys}).with_row_index("i").filter(pl.col("key").is_in(
+            pl.Series(keys[repeated]).implode())).group_by("key").agg(first=pl.col("i").min()).with_row_index("id"))
+        lookup = pl.DataFrame({"key": keys[repeated]}).join(firsts, on="key", how="left", maintain_order="left")
+        first_row = np.zeros(len(rows), np.int64)
+        first_row[repeated] = lookup["first"].to_numpy()
+        inverse = np.zeros(len(rows), np.int64)
+        inverse[repeated] = lookup["id"].to_numpy()
+        doc_prev, total, cursor = -1, 0, 0
+        skipped_starts: list[int] = []
+        skipped_ends: list[int] = []
+        seen_again: set[int] = set()
+        for doc, p, f, key, c in zip(self.doc[rows[repeated]].tolist(), self.pos[rows[repeated]].tolist(),
+                                     self.pos[rows[first_row[repeated]]].tolist(), inverse[repeated].tolist(),
+                                     chars[repeated].tolist()):
+            if doc != doc_prev:  # a new document: reset the scan
+                if doc_prev >= 0:
+                    out[doc_prev] = total
+                doc_prev, total, cursor = doc, 0, 0
+                skipped_starts, skipped_ends, seen_again = [], [], set()
+            if p < cursor:
+                continue
+            w = bisect.bisect_right(skipped_starts, f) - 1
+            if w < 0 or f >= skipped_ends[w] or key in seen_again:  # an earlier occurrence was visited
+                total += c
+                skipped_starts.append(p + 1)
+                skipped_ends.append(p + k)
+                cursor = p + k
+            else:
+                seen_again.add(key)
+                cursor = p + 1
+        if doc_prev >= 0:
+            out[doc_prev] = total
+        return out
 
 
 def _within_doc_cumsum(doc: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -244,39 +280,41 @@ class C4(Tagger):
         lines = _explode(texts, pl.col("t").str.split("\n"))
         starts = _within_doc_cumsum(lines["doc"].to_numpy(), (lines["p"].str.len_chars() + 1).to_numpy())
         lines = lines.with_columns(start=pl.Series(starts))
-        s = pl.col("p").str.strip_chars()
-        cited = s.str.replace_all(r"\[\d*]|\[edit]|\[citation needed]", "")
-        lower = cited.str.to_lowercase()
+        # every column is materialised once (an eager polars expression used twice is computed twice)
+        lines = lines.with_columns(s=pl.col("p").str.strip_chars()).with_columns(
+            cited=pl.col("s").str.replace_all(r"\[\d*]|\[edit]|\[citation needed]", ""),
+            words=pl.col("s").str.count_matches(r"\S+"))
+        lines = lines.with_columns(lower=pl.col("cited").str.to_lowercase())
         # the word-length check is a costly regex: run it only on lines long enough to fail it
         too_long = np.zeros(len(lines), bool)
         long_lines = (lines["p"].str.len_chars() > self.max_word_length).fill_null(False).to_numpy()
         if long_lines.any():
             too_long[long_lines] = lines.filter(long_lines)["p"].str.contains(rf"\S{{{self.max_word_length + 1}}}")
-        lines = lines.with_columns(too_long=pl.Series(too_long))
-        survives = (
-            ~pl.col("too_long")
-            & cited.str.contains(r"[.?!\"']$") & ~cited.str.ends_with("...")
-            & (s.str.count_matches(r"\S+") >= self.min_words_per_line)
-        )
-        lorem = survives & lower.str.contains("lorem ipsum", literal=True)
-        javascript = survives & ~lorem & lower.str.contains("javascript", literal=True)
-        curly = survives & ~lorem & ~javascript & cited.str.contains("{", literal=True)
-        policy = survives & ~lorem & ~javascript & ~curly & pl.any_horizontal(
-            [lower.str.contains(p, literal=True) for p in C4_POLICY])
-        kept = survives & ~lorem & ~javascript & ~curly & ~policy
-        # sentences are counted over the lines the line filters keep, whatever the document-level rules say
-        counted = survives & ~lower.str.contains("javascript", literal=True) & ~pl.any_horizontal(
-            [lower.str.contains(p, literal=True) for p in C4_POLICY])
-        lines = lines.with_columns(kept=kept, counted=counted, lorem=lorem, curly=curly, cited=cited,
-                                   end=pl.col("start") + pl.col("p").str.len_chars())
+        lower = pl.col("lower")
+        lines = lines.with_columns(
+            survives=pl.lit(~too_long) & pl.col("cited").str.contains(r"[.?!\"']$")
+            & ~pl.col("cited").str.ends_with("...") & (pl.col("words") >= self.min_words_per_line),
+            has_lorem=lower.str.contains("lorem ipsum", literal=True),
+            has_js=lower.str.contains("javascript", literal=True),
+            has_curly=pl.col("cited").str.contains("{", literal=True),
+            has_policy=lower.str.contains_any(C4_POLICY))
+        survives, has_js, has_policy = pl.col("survives"), pl.col("has_js"), pl.col("has_policy")
+        lines = lines.with_columns(lorem=survives & pl.col("has_lorem"),
+                                   # sentences are counted over the lines the line filters keep, whatever the
+                                   # document-level rules say
+                                   counted=survives & ~has_js & ~has_policy)
+        lines = lines.with_columns(
+            curly=survives & ~pl.col("lorem") & ~has_js & pl.col("has_curly"),
+            kept=pl.col("counted") & ~pl.col("has_lorem") & ~pl.col("has_curly"),
+            end=pl.col("start") + pl.col("p").str.len_chars())
         counted_rows = lines["counted"].fill_null(False).to_numpy()
         sentences = np.zeros(len(lines), np.uint32)
         sentences[counted_rows] = _sentences(lines.filter(counted_rows)["cited"]).to_numpy()
         lines = lines.with_columns(sentences=pl.Series(sentences))
         per_doc = _per_doc(n, lines, lorem_ipsum=pl.col("lorem").any().cast(pl.Float64),
                            curly_bracket=pl.col("curly").any().cast(pl.Float64), sentences=pl.col("sentences").sum(),
-                           removed_lines=(~pl.col("kept") & (pl.col("p").str.strip_chars() != "")).sum())
-        removed = (lines.filter(~pl.col("kept") & (pl.col("p").str.strip_chars() != ""))
+                           removed_lines=(~pl.col("kept") & (pl.col("s") != "")).sum())
+        removed = (lines.filter(~pl.col("kept") & (pl.col("s") != ""))
                    .group_by("doc").agg(spans=pl.concat_list("start", "end", pl.lit(1)).cast(pl.List(pl.Float64))))
         spans = pl.DataFrame({"doc": pl.int_range(n, eager=True).cast(pl.UInt32)}).join(removed, on="doc", how="left") \
             .sort("doc")["spans"].to_list()

@@ -1,0 +1,234 @@
+"""Side-by-side benchmarks: ours, each peer and the hardware ceilings, on the same files, as ratios.
+
+    python -m bench.run [--corpora ../shared/corpora] [--rounds 3] [--only tokenize,heuristics]
+
+Contenders alternate round by round (the machines are shared and noisy) and medians are reported. Every
+contender runs single-process with one thread, so figures are per core. Results go to
+``bench/results/<date>.json`` and a table is printed; BENCHMARKS.md summarises a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_THREAD = {"RAYON_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
+os.environ.update(ONE_THREAD)
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from bench.peers import ensure_peer, peer_env, run_allenai_dolma  # noqa: E402
+
+
+def cpu_seconds(fn: Callable[[], object]) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def child_cpu_seconds(cmd: list[str], **kwargs) -> float:
+    """CPU seconds (user + system) of a command and its children."""
+    before = os.times()
+    subprocess.run(cmd, check=True, capture_output=True, **kwargs)
+    after = os.times()
+    return (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def rounds(contenders: dict[str, Callable[[], float]], n: int) -> dict[str, float]:
+    """Run every contender once per round, alternating; return the median seconds of each."""
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(n):
+        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            times[name].append(contenders[name]())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def subset(src: Path, dst: Path, limit: int) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(src, "rb") as f, gzip.open(dst, "wb") as g:
+        for i, line in enumerate(f):
+            if i >= limit:
+                break
+            g.write(line)
+    return dst
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+def bench_tokenize(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from dolma.executor import Task
+    from dolma.ledger import ShardLedger
+    from dolma.tokenize import DEFAULT_TOKENIZER, TokenizeStage, load_tokenizer
+
+    shard = subset(corpora / "docs" / "shard-00000.jsonl.gz", work / "tok" / "documents" / "a.jsonl.gz", 1500)
+    texts = [orjson.loads(line)["text"] for line in gzip.open(shard)]
+    tok = load_tokenizer(DEFAULT_TOKENIZER)
+    tokens = sum(len(e) for e in tok.encode_batch_fast(texts, add_special_tokens=False)) + len(texts)
+
+    def ours() -> float:
+        out = work / "tok" / "ours"
+        shutil.rmtree(out, ignore_errors=True)
+        stage = TokenizeStage(input=str(shard), output=str(out))
+        return cpu_seconds(lambda: stage.run(Task("a", (str(shard),)), ShardLedger()))
+
+    def raw() -> float:
+        return cpu_seconds(lambda: tok.encode_batch_fast(texts, add_special_tokens=False))
+
+    def allenai() -> float:
+        out = work / "tok" / "allenai"
+        shutil.rmtree(out, ignore_errors=True)
+        return child_cpu_seconds([str(ensure_peer("allenai-dolma") / "dolma"), "tokens", "--documents", str(shard),
+                                  "--destination", str(out), "--tokenizer.name_or_path", DEFAULT_TOKENIZER,
+                                  "--tokenizer.eos_token_id", "100257", "--tokenizer.pad_token_id", "100277",
+                                  "--processes", "1", "--dtype", "uint32"], env=peer_env())
+
+    contenders = {"ours": ours, "tokenizers.encode_batch (ceiling)": raw}
+    try:
+        allenai()
+        contenders["allenai dolma tokens"] = allenai
+    except subprocess.CalledProcessError as e:
+        print(f"  allenai dolma tokens could not load the tokenizer: {e.stderr.decode()[-300:]}", file=sys.stderr)
+    secs = rounds(contenders, n_rounds)
+    rate = {k: tokens / v for k, v in secs.items()}
+    return {"unit": "tokens/s per core", "documents": len(texts), "tokens": tokens, "figures": rate,
+            "ratios": {f"ours / {k}": rate["ours"] / v for k, v in rate.items() if k != "ours"}}
+
+
+def bench_heuristics(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from bench.heuristics import agreement
+    from dolma.executor import Task
+    from dolma.ledger import ShardLedger
+    from taggers.stage import TagStage
+
+    n = 1000
+    docs_dir = work / "heur" / "documents"
+    shard = subset(corpora / "docs" / "shard-00001.jsonl.gz", docs_dir / "a.jsonl.gz", n)
+    rule_sets = ["gopher_repetition_v1", "gopher_quality_v1", "c4_v1", "fineweb_v1"]
+
+    def ours() -> float:
+        stage = TagStage(input=str(docs_dir / "*.jsonl.gz"), taggers=rule_sets, experiment="ours")
+        return cpu_seconds(lambda: stage.run(Task("a", (str(shard),)), ShardLedger()))
+
+    def datatrove() -> float:
+        out = work / "heur" / "dt.json"
+        subprocess.run([str(ensure_peer("datatrove") / "python"), str(Path(__file__).parent / "peer_scripts" /
+                        "datatrove_heuristics.py"), str(shard), str(n), str(out), "--time"], check=True,
+                       capture_output=True, env={**os.environ, **ONE_THREAD})
+        return json.loads(out.read_text())["cpu_seconds"]
+
+    def allenai() -> float:
+        shutil.rmtree(work / "heur" / "attributes" / "peer", ignore_errors=True)
+        return child_cpu_seconds([str(ensure_peer("allenai-dolma") / "dolma"), "tag", "--documents", str(shard),
+                                  "--experiment", "peer", "--taggers", "gopher_v1", "c4_v1", "--processes", "1"],
+                                 env=peer_env())
+
+    secs = rounds({"ours": ours, "datatrove (4 filters)": datatrove, "allenai dolma tag gopher_v1+c4_v1": allenai},
+                  n_rounds)
+    rate = {k: n / v for k, v in secs.items()}
+    agree = agreement(str(shard), n)
+    return {"unit": "documents/s per core", "documents": n, "figures": rate,
+            "ratios": {f"ours / {k}": rate["ours"] / v for k, v in rate.items() if k != "ours"},
+            "quality": {"min rule agreement with datatrove": min(agree.values()),
+                        "rules below 99%": {k: v for k, v in agree.items() if v < 0.99}}}
+
+
+def bench_lid(corpora: Path, work: Path, n_rounds: int) -> dict:
+    import polars as pl
+
+    from taggers.registry import TextBatch, build_tagger, load_builtin
+
+    load_builtin()
+    docs = []
+    for name in ("manpages", "debian_reference", "debian_faq", "fortunes"):
+        for line in gzip.open(corpora / "multilingual" / f"{name}.jsonl.gz"):
+            d = orjson.loads(line)
+            docs.append((name, d["text"], d["metadata"].get("lang")))
+    tagger = build_tagger("ft_lang_id_v1")
+    texts = pl.Series([t for _, t, _ in docs])
+    result: dict = {}
+    secs = rounds({"ours": lambda: cpu_seconds(lambda: result.update(tagger.tag(TextBatch(texts))))}, n_rounds)
+    top = []
+    for i in range(len(docs)):
+        scores = {lang: spans[i][0][2] for lang, spans in result.items() if spans[i]}
+        top.append(max(scores, key=scores.get) if scores else "")
+    per_set = {}
+    for name in ("manpages", "debian_reference", "debian_faq", "fortunes"):
+        idx = [i for i, d in enumerate(docs) if d[0] == name]
+        per_set[name] = float(np.mean([top[i] == docs[i][2] for i in idx]))
+    return {"unit": "documents/s per core", "documents": len(docs), "figures": {"ours": len(docs) / secs["ours"]},
+            "ratios": {}, "quality": {"top-1 accuracy vs metadata.lang": per_set}}
+
+
+def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from dolma.executor import Task
+    from dolma.importer import ImportStage
+    from dolma.ledger import ShardLedger
+
+    src = corpora / "docs" / "shard-00000.jsonl.gz"
+    mb = len(gzip.open(src).read()) / 1e6
+
+    def ours() -> float:
+        out = work / "import"
+        shutil.rmtree(out, ignore_errors=True)
+        stage = ImportStage(input=str(src), output=str(out))
+        return cpu_seconds(lambda: stage.run(Task("a", (str(src),)), ShardLedger()))
+
+    def ceiling() -> float:
+        return cpu_seconds(lambda: [orjson.loads(line) for line in gzip.open(src)])
+
+    secs = rounds({"ours (validate + write zst)": ours, "gzip + orjson read (ceiling)": ceiling}, n_rounds)
+    rate = {k: mb / v for k, v in secs.items()}
+    first = next(iter(rate))
+    return {"unit": "MB/s per core (uncompressed JSONL)", "figures": rate,
+            "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first}}
+
+
+TASKS = {"import": bench_import, "tokenize": bench_tokenize, "heuristics": bench_heuristics, "lid": bench_lid}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", help="comma-separated tasks: " + ",".join(TASKS))
+    args = parser.parse_args()
+    corpora = Path(args.corpora)
+    chosen = args.only.split(",") if args.only else list(TASKS)
+    results = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+               "python": platform.python_version(), "tasks": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in chosen:
+            started = time.time()
+            print(f"== {name}", flush=True)
+            results["tasks"][name] = TASKS[name](corpora, Path(tmp), args.rounds)
+            r = results["tasks"][name]
+            for k, v in r["figures"].items():
+                print(f"  {k:45s} {v:14,.1f} {r['unit']}")
+            for k, v in r["ratios"].items():
+                print(f"  {k:45s} {v:14.2f}x")
+            for k, v in r.get("quality", {}).items():
+                print(f"  {k}: {v}")
+            print(f"  ({time.time() - started:.0f} s)", flush=True)
+    out = ROOT / "bench" / "results" / f"{results['date']}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
