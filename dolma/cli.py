@@ -162,6 +162,37 @@ def cmd_carve(args: argparse.Namespace) -> None:
     Console().print(table)
 
 
+def cmd_dedup(args: argparse.Namespace) -> None:
+    from dolma.dedup import describe
+
+    params = {"input": args.documents, "work": args.work, "name": args.name, "method": args.method,
+              "preset": None if args.preset == "none" else args.preset, "keeper": args.keeper,
+              "quality_attribute": args.quality_attribute}
+    for key in ("ngram", "bands", "rows", "seed", "jaccard_threshold"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+            params["preset"] = None if key != "seed" else params["preset"]
+    group = build_stage("dedup", params, "dedup")
+    print(describe(group))
+    results = run_stages(group.stages(), args.workers)
+    print_summary(results)
+    metrics = results[2][1].metrics
+    print(f"{metrics.get('clusters', 0):,.0f} clusters, {metrics.get('duplicates', 0):,.0f} duplicates "
+          f"({metrics.get('candidate_edges', 0):,.0f} candidate pairs, {metrics.get('verified_edges', 0):,.0f} kept "
+          f"after verification); attributes: {group.name} set beside the documents")
+
+
+def cmd_dedup_paragraphs(args: argparse.Namespace) -> None:
+    params = {k: getattr(args, k) for k in ("name", "ngram", "overlap_threshold", "expected_ngrams",
+                                              "false_positive_rate", "bloom_in", "bloom_out", "read_only")}
+    stage = build_stage("paragraph_dedup", {"input": args.documents, **params}, "paragraph_dedup")
+    results = run_stages([stage], args.workers)
+    print_summary(results)
+    m = results[0][1].metrics
+    print(f"{m.get('duplicate_paragraphs', 0):,.0f} of {m.get('paragraphs', 0):,.0f} paragraphs are duplicates; "
+          f"spans in the {args.name!r} attribute set" + (f"; filter saved to {args.bloom_out}" if args.bloom_out else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dolma",
@@ -243,6 +274,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder for the subset")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_carve)
+
+    p = sub.add_parser("dedup", help="exact or MinHash-LSH document dedup, as duplicate attributes", description=(
+        "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in four restartable "
+        "steps: signatures per shard, candidate pairs per band, clusters (with optional Jaccard verification) and "
+        "attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve."))
+    p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
+    p.add_argument("--work", required=True, help="folder for intermediates (bands, edges, clusters, ledgers)")
+    p.add_argument("--name", default="dedup", help="attribute set name (default: dedup)")
+    p.add_argument("--method", choices=["minhash", "exact"], default="minhash")
+    p.add_argument("--preset", choices=["dolma3", "fineweb", "none"], default="dolma3",
+                   help="dolma3: 5-grams, 26x11, Jaccard 0.8 (default); fineweb: 5-grams, 14x8")
+    p.add_argument("--ngram", type=int)
+    p.add_argument("--bands", type=int)
+    p.add_argument("--rows", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--jaccard-threshold", dest="jaccard_threshold", type=float,
+                   help="verify candidates by true Jaccard (omit with a custom preset to skip)")
+    p.add_argument("--keeper", nargs="+", default=["quality", "newest", "longest", "lowest_id"],
+                   help="keeper order within a cluster (default: quality newest longest lowest_id)")
+    p.add_argument("--quality-attribute", help="SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.set_defaults(fn=cmd_dedup)
+
+    p = sub.add_parser("dedup-paragraphs", help="paragraph-level dedup with a Bloom filter (spans)", description=(
+        "Mark paragraphs (lines) whose word n-grams were mostly seen before, in this corpus or in a saved Bloom "
+        "filter, as allenai dolma's paragraph dedupe does. Save the filter with --bloom-out to dedup a later "
+        "dataset against this one; use --bloom-in with --read-only to check against a reference set."))
+    p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
+    p.add_argument("--name", default="paragraph_dedup", help="attribute set name")
+    p.add_argument("--ngram", type=int, default=13, help="n-gram length in words (default 13)")
+    p.add_argument("--overlap-threshold", dest="overlap_threshold", type=float, default=0.5,
+                   help="share of a paragraph's n-grams already seen that makes it a duplicate (default 0.5)")
+    p.add_argument("--expected-ngrams", dest="expected_ngrams", type=int, default=100_000_000,
+                   help="sizes the filter (with --false-positive-rate)")
+    p.add_argument("--false-positive-rate", dest="false_positive_rate", type=float, default=1e-4)
+    p.add_argument("--bloom-in", dest="bloom_in", help="start from this saved filter")
+    p.add_argument("--bloom-out", dest="bloom_out", help="save the filter here after the run")
+    p.add_argument("--read-only", dest="read_only", action="store_true", help="check only; add nothing")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.set_defaults(fn=cmd_dedup_paragraphs)
 
     p = sub.add_parser("stats", help="summarise a tokenize output and check its document boundaries")
     p.add_argument("folder", help="a tokenize output folder (with manifest.json)")

@@ -30,6 +30,8 @@ STAGE_KINDS: dict[str, str] = {
     "tokenize": "dolma.tokenize:TokenizeStage",
     "tag": "taggers.stage:TagStage",
     "carve": "mixers.carve:CarveStage",
+    "dedup": "dolma.dedup:DedupStage",
+    "paragraph_dedup": "dolma.bloom:ParagraphDedupStage",
 }
 
 
@@ -104,7 +106,8 @@ def load_recipe(path: str) -> tuple[Recipe, list[Any]]:
         kind = params.pop("stage", None)
         if kind is None:
             raise UserError(f"stages[{i}]: missing key 'stage' (one of {', '.join(sorted(STAGE_KINDS))})")
-        stages.append(build_stage(kind, params, f"stages[{i}]"))
+        stage = build_stage(kind, params, f"stages[{i}]")
+        stages += stage.stages() if hasattr(stage, "stages") else [stage]  # a group of steps, e.g. dedup
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise UserError(f"stage names must be unique (set 'name:' on repeated kinds): {names}")

@@ -1,0 +1,166 @@
+"""Paragraph-level dedup with a Bloom filter, following allenai dolma's ``dedupe`` paragraph semantics.
+
+Each paragraph (a line) is split into word n-grams (a shorter paragraph is one n-gram); it is a duplicate when
+at least ``overlap_threshold`` of its n-grams were already seen, in the filter or earlier in the corpus. Spans of
+duplicate paragraphs become ``<name>__paragraph_bloom__duplicate_paragraph`` attributes (the mixer removes them)
+and ``…__duplicate_fraction`` says how much of the document they cover.
+
+The filter is sized from the expected number of n-grams and the false-positive rate. ``bloom_in`` starts from a
+saved filter (cross-dataset dedup); ``bloom_out`` saves the filter after the run; with ``read_only`` nothing is
+added (decontamination against a reference set). Shards are processed in order in one task, so the result does
+not depend on the number of workers; within a batch, an n-gram counts as seen if an earlier paragraph had it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from dolma import io
+from dolma.document import ENCODER, AttributeLine
+from dolma.executor import Task, report_progress
+from dolma.ledger import ShardLedger
+
+LINE = re.compile(r"[^\n]+")
+
+
+class BloomHeader(msgspec.Struct):
+    bits: int
+    hashes: int
+    expected: int
+    false_positive_rate: float
+
+
+class BloomFilter:
+    """A bit array probed at k positions per item (double hashing over two 64-bit hashes), vectorised."""
+
+    def __init__(self, expected: int, false_positive_rate: float):
+        bits = max(64, int(-expected * math.log(false_positive_rate) / math.log(2) ** 2))
+        self.header = BloomHeader(bits=-(-bits // 64) * 64, hashes=max(1, round(bits / expected * math.log(2))),
+                                  expected=expected, false_positive_rate=false_positive_rate)
+        self.words = np.zeros(self.header.bits // 64, np.uint64)
+
+    def _positions(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        i = np.arange(self.header.hashes, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            return (h1[:, None] + i[None, :] * (h2[:, None] | np.uint64(1))) % np.uint64(self.header.bits)
+
+    def contains(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        pos = self._positions(h1, h2)
+        bits = (self.words[pos >> np.uint64(6)] >> (pos & np.uint64(63))) & np.uint64(1)
+        return bits.all(axis=1)
+
+    def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
+        pos = self._positions(h1, h2).ravel()
+        np.bitwise_or.at(self.words, (pos >> np.uint64(6)).astype(np.int64), np.uint64(1) << (pos & np.uint64(63)))
+
+    def save(self, url: str) -> None:
+        header = ENCODER.encode(self.header)
+        with io.AtomicWriter(url) as w:
+            w.write(len(header).to_bytes(4, "little") + header + self.words.tobytes())
+
+    @classmethod
+    def load(cls, url: str) -> BloomFilter:
+        with io.smart_open.open(url, "rb") as f:
+            data = f.read()
+        size = int.from_bytes(data[:4], "little")
+        header = msgspec.json.decode(data[4 : 4 + size], type=BloomHeader)
+        bloom = cls.__new__(cls)
+        bloom.header = header
+        bloom.words = np.frombuffer(data[4 + size :], np.uint64).copy()
+        if len(bloom.words) * 64 != header.bits:
+            raise io.UserError(f"bloom filter {url!r} is truncated")
+        return bloom
+
+
+@dataclass
+class ParagraphDedupStage:
+    input: str
+    name: str = "paragraph_dedup"
+    ngram: int = 13
+    overlap_threshold: float = 0.5
+    expected_ngrams: int = 100_000_000
+    false_positive_rate: float = 1e-4
+    bloom_in: str | None = None
+    bloom_out: str | None = None
+    read_only: bool = False
+    batch_size: int = 2048
+
+    @property
+    def output(self) -> str:
+        head = self.input.rpartition("/documents/")[0] or "."
+        return io.join(head, "attributes", self.name)
+
+    def tasks(self) -> list[Task]:
+        return [Task("all", tuple(io.document_files(self.input)))]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        if self.read_only and not self.bloom_in:
+            raise io.UserError("read_only paragraph dedup needs bloom_in: the filter to check against")
+        bloom = BloomFilter.load(self.bloom_in) if self.bloom_in else BloomFilter(self.expected_ngrams,
+                                                                                 self.false_positive_rate)
+        key = f"{self.name}__paragraph_bloom__"
+        for url in task.inputs:
+            with io.AtomicWriter(io.attributes_url(url, self.name)) as out:
+                for batch in io.read_documents(url, self.batch_size):
+                    ledger.read += len(batch.docs) + len(batch.rejected)
+                    ledger.quarantined(url, batch.rejected)
+                    ledger.kept(url, batch.lines, [d.id for d in batch.docs])
+                    spans = self._duplicate_spans(bloom, [d.text for d in batch.docs], ledger)
+                    lines = []
+                    for doc, doc_spans in zip(batch.docs, spans):
+                        covered = sum(e - s for s, e, _ in doc_spans)
+                        attrs = {key + "duplicate_fraction": [[0, len(doc.text), round(covered / max(len(doc.text), 1), 6)]]}
+                        if doc_spans:
+                            attrs[key + "duplicate_paragraph"] = doc_spans
+                        lines.append(AttributeLine(doc.id, attrs))
+                    lines += [AttributeLine(r.id or "", {}) for r in batch.rejected if r.reason != "corrupt_stream"]
+                    out.write(ENCODER.encode_lines(lines))
+                    report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+        if self.bloom_out and not self.read_only:
+            bloom.save(self.bloom_out)
+
+    def _duplicate_spans(self, bloom: BloomFilter, texts: list[str], ledger: ShardLedger) -> list[list]:
+        paragraphs, owner, starts = [], [], []
+        for i, text in enumerate(texts):
+            for m in LINE.finditer(text):
+                if m.group().strip():
+                    paragraphs.append(m.group())
+                    owner.append(i)
+                    starts.append(m.start())
+        out: list[list] = [[] for _ in texts]
+        if not paragraphs:
+            return out
+        words = (pl.DataFrame({"w": pl.Series(paragraphs).str.to_lowercase().str.extract_all(r"\w+")})
+                 .with_row_index("p").explode("w").drop_nulls("w"))
+        par = words["p"].to_numpy().astype(np.int64)
+        h = words["w"].hash(seed=11).to_numpy()
+        length = np.bincount(par, minlength=len(paragraphs))[par]
+        pos = np.arange(len(par)) - np.searchsorted(par, par)
+        g1, g2 = h.copy(), words["w"].hash(seed=12).to_numpy()
+        with np.errstate(over="ignore"):
+            for j in range(1, self.ngram):
+                nxt1 = np.where(pos + j < length, np.roll(h, -j), np.uint64(0))
+                g1 = g1 * np.uint64(0x100000001B3) + nxt1
+                g2 = g2 * np.uint64(0x9E3779B97F4A7C15) + nxt1
+        keep = (pos + self.ngram <= length) | ((length < self.ngram) & (pos == 0))
+        par, g1, g2 = par[keep], g1[keep], g2[keep]
+        seen = bloom.contains(g1, g2)
+        # an n-gram first met in an earlier paragraph of this batch counts as seen too
+        _, first, inverse = np.unique(g1 ^ (g2 << np.uint64(1)), return_index=True, return_inverse=True)
+        seen |= par[first[inverse]] < par
+        found = np.bincount(par, weights=seen, minlength=len(paragraphs))
+        total = np.bincount(par, minlength=len(paragraphs))
+        duplicate = (total > 0) & (found >= self.overlap_threshold * total)
+        ledger.metrics["paragraphs"] += len(paragraphs)
+        ledger.metrics["duplicate_paragraphs"] += int(duplicate.sum())
+        for p in np.flatnonzero(duplicate):
+            out[owner[p]].append([starts[p], starts[p] + len(paragraphs[p]), 1.0])
+        if not self.read_only:
+            bloom.add(g1, g2)
+        return out

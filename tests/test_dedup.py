@@ -1,0 +1,137 @@
+"""Exact, MinHash and paragraph dedup on real documents with planted copies."""
+
+import json
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
+from dolma.dedup import DedupParams, connected_components, s_curve
+
+
+def plant(tmp_path):
+    """Real documents plus planted copies: exact (case and punctuation changed), near (1% of words deleted) and
+    far (40% of words replaced). Returns the documents folder and the planted (copy, original, kind) triples."""
+    rng = random.Random(7)
+    base = [d for d in sample_docs("python-docs") + sample_docs("postgresql-docs") if len(d["text"].split()) > 200][:160]
+    copies, truth = [], []
+    for i, d in enumerate(base[:30]):
+        words = d["text"].split(" ")
+        if i < 10:
+            text, kind = d["text"].upper().replace(".", " . "), "exact"
+        elif i < 22:
+            text, kind = " ".join(w for w in words if rng.random() > 0.01), "near"
+        else:
+            text, kind = " ".join(w if rng.random() > 0.4 else rng.choice(words) for w in words), "far"
+        copies.append({**d, "id": d["id"] + "-copy", "text": text})
+        truth.append((d["id"] + "-copy", d["id"], kind))
+    docs = base + copies
+    rng.shuffle(docs)
+    folder = tmp_path / "documents"
+    write_jsonl_gz(folder / "part-0.jsonl.gz", docs[: len(docs) // 2])
+    write_jsonl_gz(folder / "part-1.jsonl.gz", docs[len(docs) // 2 :])
+    return folder, truth
+
+
+def removed_ids(folder, name, method):
+    out = set()
+    for part in ("part-0", "part-1"):
+        docs = read_jsonl(folder / f"{part}.jsonl.gz")
+        attrs = read_jsonl(folder.parent / "attributes" / name / f"{part}.jsonl.gz")
+        assert [a["id"] for a in attrs] == [d["id"] for d in docs]
+        out |= {a["id"] for a in attrs if a["attributes"][f"{name}__{method}__duplicate"][0][2] == 1.0}
+    return out
+
+
+def pair_hit(removed, copy, original):
+    return (copy in removed) != (original in removed)  # exactly one of the pair goes
+
+
+def test_exact_dedup_removes_one_of_each_normalised_copy(tmp_path):
+    folder, truth = plant(tmp_path)
+    run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(tmp_path / "work"), "--method", "exact",
+            "--name", "exact", "--workers", "2")
+    removed = removed_ids(folder, "exact", "exact")
+    assert all(pair_hit(removed, c, o) for c, o, k in truth if k == "exact")
+    assert not any(c in removed or o in removed for c, o, k in truth if k != "exact")
+    assert len(removed) == 10
+
+
+def test_minhash_dedup_finds_near_copies_and_spares_far_ones(tmp_path):
+    folder, truth = plant(tmp_path)
+    proc = run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(tmp_path / "work"), "--workers", "2")
+    assert "26 bands × 11 rows" in proc.stdout and "P(candidate)" in proc.stdout
+    removed = removed_ids(folder, "dedup", "minhash")
+    assert all(pair_hit(removed, c, o) for c, o, k in truth if k in ("exact", "near"))
+    assert not any(c in removed for c, o, k in truth if k == "far")
+    summary = json.loads((tmp_path / "work/attributes/_ledger/dedup-attributes/summary.json").read_text())
+    assert summary["read"] == 190 and summary["dropped"]["duplicate"] == len(removed)
+    ledger = pl.concat([pl.read_parquet(p) for p in (tmp_path / "work/attributes/_ledger/dedup-attributes/documents")
+                        .glob("*.parquet")])
+    dups = ledger.filter(pl.col("reason") == "duplicate")
+    assert len(dups) == len(removed) and all(d.startswith("duplicate of ") for d in dups["detail"].to_list())
+    # the removed copy names its original as the document it duplicates
+    by_id = dict(zip(dups["id"].to_list(), dups["detail"].to_list()))
+    for c, o, k in truth:
+        if k == "near" and c in by_id:
+            assert by_id[c] == f"duplicate of {o}"
+
+
+def test_dedup_output_does_not_depend_on_workers(tmp_path):
+    folder, _ = plant(tmp_path)
+    for workers in ("1", "2"):
+        run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(tmp_path / f"w{workers}"), "--name",
+                f"d{workers}", "--workers", workers)
+    for part in ("part-0", "part-1"):
+        one = read_jsonl(tmp_path / "attributes" / "d1" / f"{part}.jsonl.gz")
+        two = read_jsonl(tmp_path / "attributes" / "d2" / f"{part}.jsonl.gz")
+        assert json.dumps(one).replace("d1__", "d2__") == json.dumps(two)
+    assert tree_bytes(tmp_path / "w1" / "bands") == tree_bytes(tmp_path / "w2" / "bands")
+
+
+def test_s_curve_and_presets():
+    fineweb = DedupParams(input="x/documents/*.gz", work="w", preset="fineweb")
+    assert (fineweb.bands, fineweb.rows, fineweb.ngram, fineweb.jaccard_threshold) == (14, 8, 5, None)
+    curve = dict(s_curve(26, 11))
+    assert curve[0.5] < 0.02 and curve[0.9] > 0.99 and 0.85 < curve[0.8] < 0.95
+
+
+def test_connected_components_merge_chains():
+    a = np.array([1, 2, 10, 30], np.uint64)
+    b = np.array([2, 3, 11, 10], np.uint64)
+    nodes, labels = connected_components(a, b)
+    assert dict(zip(nodes.tolist(), labels.tolist())) == {1: 1, 2: 1, 3: 1, 10: 10, 11: 10, 30: 10}
+
+
+def test_paragraph_dedup_marks_repeated_paragraphs_and_saves_the_filter(tmp_path):
+    docs = sample_docs("postgresql-docs", 60)
+    paragraph = max(docs[0]["text"].split("\n"), key=len)
+    assert len(paragraph.split()) >= 13
+    docs[40] = {**docs[40], "text": docs[40]["text"] + "\n" + paragraph}
+    folder = tmp_path / "a" / "documents"
+    write_jsonl_gz(folder / "x.jsonl.gz", docs)
+    run_cli("dedup-paragraphs", "--documents", str(folder / "*.gz"), "--expected-ngrams", "200000",
+            "--bloom-out", str(tmp_path / "bloom.bin"))
+    attrs = read_jsonl(tmp_path / "a" / "attributes" / "paragraph_dedup" / "x.jsonl.gz")
+    spans = attrs[40]["attributes"]["paragraph_dedup__paragraph_bloom__duplicate_paragraph"]
+    text = docs[40]["text"]
+    assert any(text[s:e] == paragraph for s, e, _ in spans)
+    first = attrs[0]["attributes"].get("paragraph_dedup__paragraph_bloom__duplicate_paragraph", [])
+    assert not any(docs[0]["text"][s:e] == paragraph for s, e, _ in first)  # its first occurrence is not marked
+    # a second dataset checked read-only against the saved filter: the copied paragraph is found there too
+    other = tmp_path / "b" / "documents"
+    write_jsonl_gz(other / "y.jsonl.gz", [{"id": "new", "text": "A fresh line nobody wrote before today.\n" + paragraph}])
+    run_cli("dedup-paragraphs", "--documents", str(other / "*.gz"), "--bloom-in", str(tmp_path / "bloom.bin"),
+            "--read-only", "--name", "against_a")
+    (line,) = read_jsonl(tmp_path / "b" / "attributes" / "against_a" / "y.jsonl.gz")
+    (s, e, _), = line["attributes"]["against_a__paragraph_bloom__duplicate_paragraph"]
+    assert "fresh line nobody" not in line["id"] and s > 0 and e == len("A fresh line nobody wrote before today.\n" + paragraph)
+
+
+def test_bad_dedup_parameters_are_user_errors(tmp_path):
+    proc = run_cli("dedup", "--documents", str(tmp_path / "none/*.gz"), "--work", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "no document files" in proc.stderr
+    with pytest.raises(Exception, match="unknown keeper rule"):
+        DedupParams(input="x", work="w", keeper=["biggest"])
