@@ -16,7 +16,7 @@ PEERS = {
     # plain `pip install dolma` backtracks for many minutes; these pins resolve at once
     "allenai-dolma": ["dolma==1.2.1", "boto3==1.28.17", "botocore==1.31.17", "aiobotocore==2.5.4",
                       "fsspec==2023.6.0", "backports.zstd"],
-    "datatrove": ["datatrove[processing]==0.10.1", "spacy", "lxml_html_clean"],
+    "datatrove": ["datatrove[processing]==0.10.1", "spacy", "lxml_html_clean", "orjson"],
 }
 
 
@@ -28,7 +28,7 @@ def ensure_peer(name: str) -> Path:
     """Return the peer's venv ``bin`` folder, creating the venv on first use."""
     venv = peers_dir() / name
     ready = venv / ".ready"
-    if not ready.exists():
+    if not ready.exists() or ready.read_text() != " ".join(PEERS[name]):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *PEERS[name]], check=True)
         ready.write_text(" ".join(PEERS[name]))

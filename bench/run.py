@@ -31,6 +31,7 @@ os.environ.update(ONE_THREAD)
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
+import polars as pl  # noqa: E402
 
 from bench.peers import ensure_peer, peer_env, run_allenai_dolma  # noqa: E402
 
@@ -198,7 +199,95 @@ def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
             "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first}}
 
 
-TASKS = {"import": bench_import, "tokenize": bench_tokenize, "heuristics": bench_heuristics, "lid": bench_lid}
+def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
+    import resource
+
+    from bench.dedup import evaluate, jaccard, _sets
+    from dolma import io
+
+    docs = corpora / "neardup" / "documents"
+    truth_file = corpora / "neardup" / "groundtruth.jsonl"
+    local = work / "dedup" / "documents"  # attributes are written beside the documents: use a copy
+    shutil.copytree(docs, local, dirs_exist_ok=True)
+
+    def ours(preset: str, tag: str, folder: Path = local) -> tuple[float, int]:
+        shutil.rmtree(work / "dedup" / tag, ignore_errors=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds = child_cpu_seconds([sys.executable, "-m", "dolma.cli", "dedup", "--documents", str(folder / "*.jsonl.gz"),
+                                     "--work", str(work / "dedup" / tag), "--name", tag, "--preset", preset,
+                                     "--workers", "1"], env={**os.environ, **ONE_THREAD})
+        return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 if before else 0
+
+    datatrove_result: dict = {}
+
+    def datatrove() -> float:
+        out = work / "dedup" / "datatrove.json"
+        shutil.rmtree(work / "dedup" / "dt", ignore_errors=True)
+        subprocess.run([str(ensure_peer("datatrove") / "python"), str(Path(__file__).parent / "peer_scripts" /
+                        "datatrove_minhash.py"), str(docs), str(work / "dedup" / "dt"), str(out)], check=True,
+                       capture_output=True, env={**os.environ, **ONE_THREAD})
+        datatrove_result.update(json.loads(out.read_text()))
+        return datatrove_result["cpu_seconds"]
+
+    secs = rounds({"ours (dolma3: 26x11, Jaccard 0.8)": lambda: ours("dolma3", "d3")[0],
+                   "ours (fineweb: 14x8)": lambda: ours("fineweb", "fw")[0]}, n_rounds)
+    secs["datatrove 4-stage MinHash (14x8)"] = datatrove()  # ~2-3 min: one run
+    n = sum(1 for f in io.document_files(str(docs)) for b in io.read_documents(f) for _ in b.docs)
+    rate = {k: n / v for k, v in secs.items()}
+    quality = {}
+    for threshold in (0.8, 0.7):
+        q_d3 = evaluate(str(local), str(work / "dedup" / "d3"), str(truth_file), threshold)
+        q_fw = evaluate(str(local), str(work / "dedup" / "fw"), str(truth_file), threshold)
+        # datatrove: recall on the planted pairs; precision over candidates sharing a band under the same 14x8
+        removed = set(datatrove_result["removed"])
+        truth = [json.loads(line) for line in open(truth_file)]
+        texts = {d.id: d.text for f in io.document_files(str(docs)) for b in io.read_documents(f) for d in b.docs}
+        edges = pl.concat([pl.read_parquet(p) for p in (work / "dedup" / "fw" / "edges").glob("*.parquet")])
+        ids = dict(zip(*(pl.concat([pl.read_parquet(p) for p in (work / "dedup" / "fw" / "docs").glob("*.parquet")])
+                         [c].to_list() for c in ("doc", "id"))))
+        pairs = [(ids[a], ids[b]) for a, b in zip(edges["a"].to_list(), edges["b"].to_list())]
+        needed = removed | {x for pr in pairs for x in pr} | {t["copy"] for t in truth} | {t["original"] for t in truth}
+        sets = _sets({i: texts[i] for i in needed})
+        similar = {x for a, b in pairs if jaccard(sets[a], sets[b]) >= threshold for x in (a, b)}
+        positives = [t for t in truth if jaccard(sets[t["copy"]], sets[t["original"]]) >= threshold]
+        quality[f"t={threshold}"] = {
+            "ours dolma3 (precision keeper/member, recall)": [round(q_d3["precision (Jaccard with keeper)"], 4),
+                                                              round(q_d3["precision (Jaccard with a cluster member)"], 4),
+                                                              round(q_d3["recall"], 4)],
+            "ours fineweb (precision keeper/member, recall)": [round(q_fw["precision (Jaccard with keeper)"], 4),
+                                                               round(q_fw["precision (Jaccard with a cluster member)"], 4),
+                                                               round(q_fw["recall"], 4)],
+            "datatrove (precision vs a band partner, recall)": [
+                round(len(removed & similar) / max(len(removed), 1), 4),
+                round(float(np.mean([(t["copy"] in removed) or (t["original"] in removed) for t in positives])), 4)],
+        }
+    # memory: the same shards once and three times over; peak memory should follow the shard, not the corpus
+    triple = work / "dedup" / "triple" / "documents"
+    triple.mkdir(parents=True, exist_ok=True)
+    for k in range(3):
+        for f in sorted(docs.glob("*.jsonl.gz")):
+            with gzip.open(f, "rb") as src, gzip.open(triple / f"r{k}-{f.name}", "wb") as dst:
+                for line in src:
+                    d = orjson.loads(line)
+                    d["id"] = f"{d['id']}-r{k}"
+                    d["text"] = d["text"] + f" (replica {k})"
+                    dst.write(orjson.dumps(d) + b"\n")
+    peak = {}
+    for label, folder in (("1x corpus", local), ("3x corpus, same shard size", triple)):
+        code = (f"import resource,subprocess,sys;subprocess.run([sys.executable,'-m','dolma.cli','dedup','--documents',"
+                f"'{folder}/*.jsonl.gz','--work','{work}/dedup/mem-{len(peak)}','--name','m{len(peak)}','--workers','1'],"
+                f"check=True,capture_output=True);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        peak[label] = int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                         env={**os.environ, **ONE_THREAD}).stdout) * 1024 / 1e6
+    peak["datatrove (1x corpus)"] = datatrove_result["peak_rss_bytes"] / 1e6
+    return {"unit": "documents/s per core (all steps)", "documents": n, "figures": rate,
+            "ratios": {f"{k} / datatrove": v / rate["datatrove 4-stage MinHash (14x8)"] for k, v in rate.items()
+                       if not k.startswith("datatrove")},
+            "quality": {**quality, "peak memory MB": {k: round(v) for k, v in peak.items()}}}
+
+
+TASKS = {"import": bench_import, "tokenize": bench_tokenize, "heuristics": bench_heuristics, "lid": bench_lid,
+         "dedup": bench_dedup}
 
 
 def main() -> None:

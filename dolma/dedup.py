@@ -252,7 +252,9 @@ class ClusterStage:
         ledger.metrics["verified_edges"] += len(edges)
         nodes, labels = connected_components(edges["a"].to_numpy(), edges["b"].to_numpy())
         clusters = pl.DataFrame({"doc": nodes, "component": labels}, schema={"doc": pl.UInt64, "component": pl.UInt64})
-        docs = pl.concat([_read_parquet(f) for f in io.list_files(io.join(p.work, "docs", "*.parquet"))])
+        # only the documents of some cluster are loaded: memory follows the edges, not the corpus
+        docs = pl.concat([_read_parquet(f).join(clusters.select("doc"), on="doc", how="semi")
+                          for f in io.list_files(io.join(p.work, "docs", "*.parquet"))])
         clusters = clusters.join(docs, on="doc", how="left")
         order, descending = [], []
         for rule in p.keeper:
