@@ -57,7 +57,7 @@ def print_summary(results: list[tuple[str, ShardSummary, float]]) -> None:
     for col in ("stage", "read", "kept", "dropped", "quarantined", "seconds"):
         table.add_column(col, justify="right" if col not in ("stage", "dropped", "quarantined") else "left")
     for name, s, seconds in results:
-        fmt = lambda d: "\n".join(f"{k}: {v:,}" for k, v in d.items()) or "0"  # noqa: E731
+        fmt = lambda d: "\n".join(f"{k if len(k) <= 48 else k[:47] + '…'}: {v:,}" for k, v in d.items()) or "0"  # noqa: E731
         table.add_row(name, f"{s.read:,}", f"{s.kept:,}", fmt(s.dropped), fmt(s.quarantined), f"{seconds:.1f}")
     Console().print(table)
 
@@ -66,6 +66,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     recipe, stages = load_recipe(args.recipe)
     workers = args.workers or recipe.executor.workers
     print_summary(run_stages(stages, workers))
+    for stage in stages:
+        if stage.name == "mix-plan":
+            import msgspec
+
+            from dolma import io
+            from mixers.mix import Plan
+
+            print_plan(msgspec.convert(io.read_json(io.join(stage.params.work, "plan.json")), Plan))
+    print("outputs: " + ", ".join(sorted({s.output for s in stages if not s.output.rstrip("/").endswith(
+        ("signatures", "pairs", "clusters", "plan", "shuffle", "stats"))})))
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -193,6 +203,32 @@ def cmd_dedup_paragraphs(args: argparse.Namespace) -> None:
           f"spans in the {args.name!r} attribute set" + (f"; filter saved to {args.bloom_out}" if args.bloom_out else ""))
 
 
+def print_plan(plan) -> None:
+    from mixers.mix import plan_table
+
+    table = Table(title=f"Mix plan: {plan.planned_tokens:,.0f} tokens planned for a target of {plan.target_tokens:,} "
+                        f"({(plan.planned_tokens / plan.target_tokens - 1) * 100:+.4f}%); curve {plan.curve}")
+    for col in ("source/topic", "available", "planned", "share", "buckets kept", "top factor"):
+        table.add_column(col, justify="left" if col == "source/topic" else "right")
+    for row in plan_table(plan):
+        table.add_row(*row)
+    Console().print(table)
+
+
+def cmd_mix_plan(args: argparse.Namespace) -> None:
+    from dolma import io
+    from mixers.mix import plan_from_description, write_plan_plot
+
+    started = time.perf_counter()
+    plan = plan_from_description(args.pool)
+    print_plan(plan)
+    if args.output:
+        io.write_json(args.output + ".json", plan)
+        write_plan_plot(plan, args.output + ".png")
+        print(f"plan: {args.output}.json, curves: {args.output}.png")
+    print(f"planned in {time.perf_counter() - started:.2f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dolma",
@@ -314,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-only", dest="read_only", action="store_true", help="check only; add nothing")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_dedup_paragraphs)
+
+    p = sub.add_parser("mix-plan", help="plan a mix from a written description of a pool (no documents)",
+                       description="Solve the value-weighted repetition plan from statistics only (see "
+                                   "configs/mix/dolma3-300T-to-6T.yaml) and print it.")
+    p.add_argument("pool", help="pool description YAML: target_tokens, shares, groups with bucket_tokens")
+    p.add_argument("--output", help="write OUTPUT.json and OUTPUT.png")
+    p.set_defaults(fn=cmd_mix_plan)
 
     p = sub.add_parser("stats", help="summarise a tokenize output and check its document boundaries")
     p.add_argument("folder", help="a tokenize output folder (with manifest.json)")

@@ -32,6 +32,7 @@ STAGE_KINDS: dict[str, str] = {
     "carve": "mixers.carve:CarveStage",
     "dedup": "dolma.dedup:DedupStage",
     "paragraph_dedup": "dolma.bloom:ParagraphDedupStage",
+    "mix": "mixers.mix:MixStage",
 }
 
 

@@ -1,0 +1,148 @@
+"""Filter rules over attributes, compiled to polars expressions on a frame with one column per attribute key.
+
+Three forms are accepted:
+
+- native: ``{attribute: set__tagger__key, op: ">=", value: 0.5, missing: keep|drop|error}``;
+- allenai dolma's JSONPath form: ``$.attributes[?(@.set__tagger__key[0][2] >= 0.5 && @.other)]``
+  (``&&``, ``||``, ``!``, parentheses, comparisons, ``@.key`` alone meaning "present");
+- allenai dolma's jq form: ``.attributes.set__tagger__key[0][2] >= 0.5``, with ``and``/``or``/``not`` and
+  ``(.attributes.key // [[0,0,V]])[0][2]`` for a default value.
+
+In the two allenai forms a comparison on a missing attribute is false, as in allenai dolma. The column of a key
+holds the score of its first span (``[0][2]``), null when the document has no such key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import polars as pl
+
+from dolma.io import UserError
+
+OPS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+TOKEN = re.compile(r"\s*(\$\.attributes\[\?\(|\)\]$|&&|\|\||==|!=|<=|>=|<|>|!|\(|\)|//|\[\[[^\]]*\]\]|\[\d+\]|"
+                   r"@\.[A-Za-z0-9_\-.]+|\.attributes\.[A-Za-z0-9_\-.]+|-?\d+(?:\.\d+)?(?:[eE]-?\d+)?|true|false|"
+                   r"and|or|not|\"[^\"]*\")")
+
+
+@dataclass
+class Rule:
+    """A compiled rule: the expression (true = the rule matches), the keys it reads, and its text."""
+
+    expr: pl.Expr
+    keys: set[str]
+    text: str
+    missing: str = "keep"  # native rules: what a document without the attribute does (keep, drop, error)
+
+
+def native(attribute: str, op: str, value: float, missing: str = "keep") -> Rule:
+    if op not in OPS:
+        raise UserError(f"rule on {attribute}: op must be one of {', '.join(OPS)}, not {op!r}")
+    if missing not in ("keep", "drop", "error"):
+        raise UserError(f"rule on {attribute}: missing must be keep, drop or error, not {missing!r}")
+    expr = getattr(pl.col(attribute), OPS[op])(value)
+    return Rule(expr, {attribute}, f"{attribute} {op} {value}", missing)
+
+
+def parse(text: str) -> Rule:
+    """Compile an allenai-style JSONPath or jq filter."""
+    tokens = [t for t in TOKEN.findall(text) if t]
+    if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", text):
+        raise UserError(f"cannot parse filter {text!r}: only comparisons of attribute scores with numbers, "
+                        "&& || ! (JSONPath) or and/or/not (jq) are supported")
+    if tokens and tokens[0].startswith("$.attributes"):
+        if tokens[-1] != ")]":
+            raise UserError(f"JSONPath filter {text!r} must end with ')]'")
+        tokens = tokens[1:-1]
+    parser = _Parser(tokens, text)
+    expr = parser.expression()
+    if parser.i != len(tokens):
+        raise UserError(f"cannot parse filter {text!r} near {' '.join(tokens[parser.i:])!r}")
+    return Rule(expr.fill_null(False), parser.keys, text)
+
+
+class _Parser:
+    def __init__(self, tokens: list[str], text: str):
+        self.tokens, self.text, self.i, self.keys = tokens, text, 0, set()
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> str:
+        if self.i >= len(self.tokens):
+            raise UserError(f"filter {self.text!r} ends too early")
+        self.i += 1
+        return self.tokens[self.i - 1]
+
+    def expression(self) -> pl.Expr:
+        left = self.conjunction()
+        while self.peek() in ("||", "or"):
+            self.take()
+            left = left | self.conjunction()
+        return left
+
+    def conjunction(self) -> pl.Expr:
+        left = self.unary()
+        while self.peek() in ("&&", "and"):
+            self.take()
+            left = left & self.unary()
+        return left
+
+    def unary(self) -> pl.Expr:
+        if self.peek() in ("!", "not"):
+            self.take()
+            return ~self.unary().fill_null(False)
+        return self.comparison()
+
+    def comparison(self) -> pl.Expr:
+        left, is_value = self.operand()
+        op = self.peek()
+        if op in OPS:
+            self.take()
+            right, _ = self.operand()
+            return getattr(left, OPS[op])(right)
+        return left.is_not_null() if is_value else left
+
+    def operand(self) -> tuple[pl.Expr, bool]:
+        """An expression, and whether it is an attribute value (so that standing alone means 'present')."""
+        token = self.take()
+        if token == "(":
+            if self.peek() and self.peek().startswith(".attributes."):
+                value = self.attribute(self.take())
+                if self.peek() == "//":  # (.attributes.key // [[0, 0, V]])[0][2]
+                    self.take()
+                    default = self.take()
+                    value = value.fill_null(float(default.strip("[]").split(",")[-1]))
+                if self.take() != ")":
+                    raise UserError(f"filter {self.text!r}: expected ')'")
+                self.indexes()
+                return value, True
+            inner = self.expression()
+            if self.take() != ")":
+                raise UserError(f"filter {self.text!r}: expected ')'")
+            return inner, False
+        if token.startswith("@.") or token.startswith(".attributes."):
+            value = self.attribute(token)
+            self.indexes()
+            return value, True
+        if token in ("true", "false"):
+            return pl.lit(token == "true"), False
+        try:
+            return pl.lit(float(token)), False
+        except ValueError:
+            raise UserError(f"filter {self.text!r}: unexpected {token!r}") from None
+
+    def attribute(self, token: str) -> pl.Expr:
+        key = token.removeprefix("@.").removeprefix(".attributes.")
+        self.keys.add(key)
+        return pl.col(key)
+
+    def indexes(self) -> None:
+        """[0][2] (the first span's score) is what a key's column holds; other indexes are not supported."""
+        seen = []
+        while self.peek() and re.fullmatch(r"\[\d+\]", self.peek()):
+            seen.append(self.take())
+        if seen and seen != ["[0]", "[2]"]:
+            raise UserError(f"filter {self.text!r}: only [0][2] (the first span's score) can be compared")
