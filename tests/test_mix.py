@@ -1,0 +1,116 @@
+"""The mixer: rules, span edits, value-weighted repetition to an exact target, deterministic output."""
+
+import collections
+import json
+import time
+
+import msgspec
+import polars as pl
+import pytest
+
+from conftest import ROOT, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
+from dolma.io import UserError
+from mixers.mix import Plan, plan_from_description
+from mixers.rules import native, parse
+
+
+def test_allenai_jsonpath_and_jq_filters_and_native_rules():
+    df = pl.DataFrame({"a__b__c": [0.2, 0.7, None], "x__y__z": [1.0, None, 0.0]})
+    def run(rule):
+        return df.select(rule.expr).to_series().to_list()
+    assert run(parse("$.attributes[?(@.a__b__c[0][2] >= 0.5)]")) == [False, True, False]
+    assert run(parse("$.attributes[?(@.a__b__c && @.a__b__c[0][2] < 0.5 || @.x__y__z[0][2] == 0)]")) == [True, False, True]
+    assert run(parse(".attributes.a__b__c[0][2] >= 0.5 and .attributes.x__y__z[0][2] > 0")) == [False, False, False]
+    assert run(parse("(.attributes.a__b__c // [[0,0,1.0]])[0][2] > 0.5")) == [False, True, True]
+    assert run(parse("$.attributes[?(!(@.a__b__c[0][2] > 0.5))]")) == [True, False, True]
+    assert run(native("a__b__c", ">=", 0.5)) == [False, True, None]  # null: the rule's missing policy decides
+    with pytest.raises(UserError, match="cannot parse filter"):
+        parse("$.attributes[?(@.a__b__c[0][2] =~ /x/)]")
+    with pytest.raises(UserError, match="missing must be"):
+        native("a", ">", 1, missing="maybe")
+
+
+def build_pool(tmp_path):
+    root = tmp_path / "pool"
+    prose = sample_docs("python-docs") + sample_docs("postgresql-docs")
+    prose[5] = {**prose[5], "text": prose[5]["text"] + "\nWrite to jane.doe@example.org for details."}
+    write_jsonl_gz(root / "documents" / "prose.jsonl.gz", prose)
+    write_jsonl_gz(root / "documents" / "code.jsonl.gz", sample_docs("go-src"))
+    run_cli("tag", "--documents", str(root / "documents" / "*.gz"), "--experiment", "q", "--taggers", "stats_v1",
+            "fineweb_v1", "pii_v1", "--workers", "2")
+    return root
+
+
+def mix_recipe(tmp_path, root, name, target):
+    recipe = {
+        "stages": [{
+            "stage": "mix", "work": str(tmp_path / name / "work"), "output": str(tmp_path / name / "mix"),
+            "target_tokens": target, "max_repetition": 3, "partition_tokens": 600_000, "max_tokens_per_file": 200_000,
+            "streams": [
+                {"name": "prose", "documents": [str(root / "documents" / "prose.jsonl.gz")], "attributes": ["q"],
+                 "share": 0.8, "quality": "q__fineweb_v1__line_punct_ratio", "tokens": "q__stats_v1__tokens",
+                 "exclude": [{"attribute": "q__stats_v1__tokens", "op": "<", "value": 30}],
+                 "spans": [{"attribute": "q__pii_v1__email", "replacement": "<EMAIL>"}]},
+                {"name": "code", "documents": [str(root / "documents" / "code.jsonl.gz")], "attributes": ["q"],
+                 "share": 0.2, "tokens": "q__stats_v1__tokens",
+                 "include": ["$.attributes[?(@.q__stats_v1__tokens[0][2] >= 100)]"]},
+            ]}]}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(recipe))  # JSON is YAML
+    return path
+
+
+def test_mix_hits_the_target_and_shares_with_capped_spread_copies(tmp_path):
+    root = build_pool(tmp_path)
+    target = 1_600_000
+    run_cli("run", str(mix_recipe(tmp_path, root, "one", target)), "--workers", "1")
+    plan = msgspec.json.decode((tmp_path / "one/work/plan.json").read_bytes(), type=Plan)
+    assert abs(plan.planned_tokens - target) / target < 0.005
+    docs = [d for f in sorted((tmp_path / "one/mix").glob("*.jsonl.zst")) for d in read_jsonl(f)]
+    stats = pl.concat([pl.read_parquet(p) for p in (tmp_path / "one/work/stats").rglob("*.parquet")
+                       if "_ledger" not in str(p)])
+    tokens = dict(zip(stats["id"].to_list(), stats["tokens"].to_list()))  # counted after span edits
+    base = [d["id"].split("#")[0] for d in docs]
+    assert sum(tokens[b] for b in base) == plan.planned_tokens  # the plan is what gets written, exactly
+    by_source = collections.Counter()
+    for b, d in zip(base, docs):
+        by_source[d["source"] if d["source"] == "golang-1.19-src" else "prose"] += tokens[b]
+    share = by_source["golang-1.19-src"] / sum(by_source.values())
+    assert abs(share - 0.2) < 0.005
+    counts = collections.Counter(base)
+    assert max(counts.values()) <= 3 and max(counts.values()) >= 2  # value-weighted: repeated, never over the cap
+    assert all(base[i] != base[i + 1] for i in range(len(base) - 1))  # copies are never adjacent
+    assert any("<EMAIL>" in d["text"] for d in docs) and not any("jane.doe@example.org" in d["text"] for d in docs)
+    sources = [d["source"] for d in docs[:200]]
+    assert len(set(sources)) == 3  # sources are interleaved
+    summary = json.loads((tmp_path / "one/work/stats/_ledger/mix-stats/summary.json").read_text())
+    assert summary["dropped"] and summary["read"] == summary["kept"] + sum(summary["dropped"].values())
+
+
+def test_mix_output_is_identical_with_one_and_two_workers(tmp_path):
+    root = build_pool(tmp_path)
+    run_cli("run", str(mix_recipe(tmp_path, root, "w1", 900_000)), "--workers", "1")
+    run_cli("run", str(mix_recipe(tmp_path, root, "w2", 900_000)), "--workers", "2")
+    one = {k: v for k, v in tree_bytes(tmp_path / "w1" / "mix").items() if not k.startswith("_")}
+    two = {k: v for k, v in tree_bytes(tmp_path / "w2" / "mix").items() if not k.startswith("_")}
+    assert one and one == two
+
+
+def test_an_unreachable_target_is_a_clear_error(tmp_path):
+    root = build_pool(tmp_path)
+    proc = run_cli("run", str(mix_recipe(tmp_path, root, "big", 50_000_000)), check=False)
+    assert proc.returncode == 2 and "cannot reach" in proc.stderr
+
+
+def test_planning_6T_from_a_300T_pool_description_takes_seconds():
+    started = time.perf_counter()
+    plan = plan_from_description(str(ROOT / "configs" / "mix" / "dolma3-300T-to-6T.yaml"))
+    assert time.perf_counter() - started < 60
+    assert abs(plan.planned_tokens - 6e12) / 6e12 < 1e-6
+    shares = collections.Counter()
+    for g in plan.groups:
+        shares[g.source] += g.planned_tokens / plan.planned_tokens
+    assert abs(shares["common_crawl"] - 0.761 / 1.0005) < 1e-4 and abs(shares["finemath"] - 0.0256 / 1.0005) < 1e-4
+    assert all(max(g.factors) <= 7 for g in plan.groups)
+    proc = run_cli("mix-plan", str(ROOT / "configs" / "mix" / "dolma3-300T-to-6T.yaml"))
+    assert "6,000,000,000,000" in proc.stdout
