@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import polars as pl  # noqa: E402
 
-from bench.peers import ensure_peer, peer_env, run_allenai_dolma  # noqa: E402
+from bench.peers import ensure_peer, peer_env  # noqa: E402
 
 
 def cpu_seconds(fn: Callable[[], object]) -> float:
@@ -202,7 +202,7 @@ def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
 def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
     import resource
 
-    from bench.dedup import evaluate, jaccard, _sets
+    from bench.dedup import _sets, evaluate, jaccard
     from dolma import io
 
     docs = corpora / "neardup" / "documents"
@@ -286,8 +286,54 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
             "quality": {**quality, "peak memory MB": {k: round(v) for k, v in peak.items()}}}
 
 
+def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from dolma.executor import LocalExecutor, run_stage
+    from dolma.recipe import build_stage
+
+    root = work / "mix"
+    docs = root / "documents"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(corpora / "docs" / "shard-00000.jsonl.gz", docs / "a.jsonl.gz")
+    mb = len(gzip.open(docs / "a.jsonl.gz").read()) / 1e6
+    tag = build_stage("tag", {"input": str(docs / "*.jsonl.gz"), "experiment": "t",
+                              "taggers": ["gopher_quality_v1", "stats_v1"]}, "tag")
+    run_stage(tag, LocalExecutor(1))
+    kept_tokens = sum(a["attributes"]["t__stats_v1__tokens"][0][2] for a in map(orjson.loads, gzip.open(
+        root / "attributes" / "t" / "a.jsonl.gz")) if a["attributes"]["t__gopher_quality_v1__pass"][0][2] == 1)
+    rule = "$.attributes[?(@.t__gopher_quality_v1__pass[0][2] == 0)]"
+
+    def ours() -> float:
+        shutil.rmtree(root / "ours", ignore_errors=True)
+        group = build_stage("mix", {"work": str(root / "ours" / "work"), "output": str(root / "ours" / "out"),
+                                    "target_tokens": int(kept_tokens), "max_repetition": 1, "throwaway": 0.0,
+                                    "calibrate": False,
+                                    "streams": [{"name": "docs", "documents": [str(docs / "*.jsonl.gz")],
+                                                 "attributes": ["t"], "tokens": "t__stats_v1__tokens",
+                                                 "exclude": [rule]}]}, "mix")
+        return cpu_seconds(lambda: [run_stage(st, LocalExecutor(1)) for st in group.stages()])
+
+    def allenai() -> float:
+        shutil.rmtree(root / "allenai", ignore_errors=True)
+        config = {"streams": [{"name": "docs", "documents": [str(docs / "*.jsonl.gz")], "attributes": ["t"],
+                               "output": {"path": str(root / "allenai"), "max_size_in_bytes": 10**9},
+                               "filter": {"exclude": [rule]}}], "processes": 1}
+        (root / "mix.json").write_text(json.dumps(config))
+        return child_cpu_seconds([str(ensure_peer("allenai-dolma") / "dolma"), "-c", str(root / "mix.json"), "mix"],
+                                 env=peer_env())
+
+    def ceiling() -> float:
+        return cpu_seconds(lambda: [orjson.loads(line) for line in gzip.open(docs / "a.jsonl.gz")])
+
+    secs = rounds({"ours (stats, plan, shuffle, write)": ours, "allenai dolma mix": allenai,
+                   "gzip + orjson read (ceiling)": ceiling}, n_rounds)
+    rate = {k: mb / v for k, v in secs.items()}
+    first = next(iter(rate))
+    return {"unit": "MB/s per core (uncompressed JSONL, same exclude rule)", "figures": rate,
+            "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first}}
+
+
 TASKS = {"import": bench_import, "tokenize": bench_tokenize, "heuristics": bench_heuristics, "lid": bench_lid,
-         "dedup": bench_dedup}
+         "dedup": bench_dedup, "mix": bench_mix}
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import xxhash
 
 from dolma import io
 from taggers.langid import load_fasttext, predict
-from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 
 def normalise(texts: pl.Series) -> pl.Series:

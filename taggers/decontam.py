@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from dolma import io
-from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 WORD = r"\w+"
 

@@ -14,7 +14,7 @@ import bisect
 import numpy as np
 import polars as pl
 
-from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.registry import Tagger, TagResult, TextBatch, tagger
 from taggers.words import split_words_long
 
 SYMBOL_WORD = r"^[\p{P}\p{S}\p{Cc}]+$"
@@ -267,6 +267,18 @@ def _sentences(texts: pl.Series) -> pl.Series:
     return pl.Series(starts + has_words, dtype=pl.UInt32)
 
 
+def _merged_spans(lines: pl.DataFrame, n: int) -> list[list]:
+    """Spans per document of the given lines, consecutive lines merged into one span (fewer, larger spans)."""
+    doc, start, end = (lines[c].to_numpy().astype(np.int64) for c in ("doc", "start", "end"))
+    new_run = np.r_[True, (doc[1:] != doc[:-1]) | (start[1:] != end[:-1] + 1)] if len(doc) else np.empty(0, bool)
+    first = np.flatnonzero(new_run)
+    last = np.r_[first[1:] - 1, len(doc) - 1] if len(first) else first
+    out: list[list] = [[] for _ in range(n)]
+    for d, s, e in zip(doc[first].tolist(), start[first].tolist(), end[last].tolist()):
+        out[d].append([s, e, 1.0])
+    return out
+
+
 @tagger
 class C4(Tagger):
     name = "c4_v1"
@@ -314,13 +326,9 @@ class C4(Tagger):
         per_doc = _per_doc(n, lines, lorem_ipsum=pl.col("lorem").any().cast(pl.Float64),
                            curly_bracket=pl.col("curly").any().cast(pl.Float64), sentences=pl.col("sentences").sum(),
                            removed_lines=(~pl.col("kept") & (pl.col("s") != "")).sum())
-        removed = (lines.filter(~pl.col("kept") & (pl.col("s") != ""))
-                   .group_by("doc").agg(spans=pl.concat_list("start", "end", pl.lit(1)).cast(pl.List(pl.Float64))))
-        spans = pl.DataFrame({"doc": pl.int_range(n, eager=True).cast(pl.UInt32)}).join(removed, on="doc", how="left") \
-            .sort("doc")["spans"].to_list()
         result = _as_result(per_doc.drop("doc"), (pl.col("lorem_ipsum") == 0) & (pl.col("curly_bracket") == 0)
                             & (pl.col("sentences") >= self.min_sentences))
-        result["removed_line"] = [[[int(a), int(b), 1.0] for a, b, _ in doc] if doc else [] for doc in spans]
+        result["removed_line"] = _merged_spans(lines.filter(~pl.col("kept") & (pl.col("s") != "")), n)
         return result
 
 

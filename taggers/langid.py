@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from dolma.io import UserError
-from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 
 def default_lid_model() -> str:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import re
 
-import polars as pl
-
-from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 PHONE = (r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)[\s.\-]?|\d{2,4}[\s.\-])\d{3,4}[\s.\-]\d{3,4}(?![\w])")

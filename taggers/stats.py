@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from taggers.registry import TagResult, Tagger, TextBatch, tagger
+from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 
 @tagger

@@ -5,7 +5,6 @@ import json
 import sys
 
 import pytest
-
 from conftest import ROOT, SAMPLE, read_jsonl, run_cli
 
 sys.path.insert(0, str(ROOT))

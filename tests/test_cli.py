@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import ROOT, run_cli
+
 from dolma.io import UserError
 from dolma.recipe import load_recipe
 
@@ -51,3 +51,14 @@ def test_quickstart_recipe_runs_on_the_bundled_sample(tmp_path):
     assert "Summary" in proc.stdout
     summary = json.loads((tmp_path / "documents/_ledger/import/summary.json").read_text())
     assert summary["read"] == summary["kept"] == 1050
+
+
+def test_every_bundled_recipe_validates(monkeypatch):
+    monkeypatch.setenv("POOL", "/data/pool")
+    monkeypatch.setenv("TARGET", "1000000")
+    names = {}
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        _, stages = load_recipe(str(path))
+        names[path.stem] = [s.name for s in stages]
+    assert set(names) >= {"quickstart", "pretrain", "midtrain", "long-context", "dolma3-mix"}
+    assert names["pretrain"][-1] == "tokenize" and "mix-plan" in names["long-context"]

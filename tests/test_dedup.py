@@ -6,8 +6,8 @@ import random
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
+
 from dolma.dedup import DedupParams, connected_components, s_curve
 
 

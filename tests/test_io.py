@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import sample_docs, write_jsonl_gz
+
 from dolma import io
 from dolma.document import ENCODER, AttributeLine
 

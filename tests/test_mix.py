@@ -7,8 +7,8 @@ import time
 import msgspec
 import polars as pl
 import pytest
-
 from conftest import ROOT, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
+
 from dolma.io import UserError
 from mixers.mix import Plan, plan_from_description
 from mixers.rules import native, parse

@@ -6,8 +6,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
-
 from conftest import read_jsonl, run_cli, sample_docs
+
 from dolma.document import ENCODER, AttributeLine
 
 

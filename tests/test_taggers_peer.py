@@ -3,8 +3,7 @@
 import sys
 
 import pytest
-
-from conftest import ROOT, SAMPLE, sample_docs, write_jsonl_gz
+from conftest import ROOT, sample_docs, write_jsonl_gz
 
 sys.path.insert(0, str(ROOT))
 from bench.heuristics import agreement  # noqa: E402

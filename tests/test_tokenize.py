@@ -1,12 +1,10 @@
 """Tokenized shards: exact decode round trip, OLMo-core layout, size limits, shuffling, determinism."""
 
 import gzip
-import json
 
 import numpy as np
-import pytest
-
 from conftest import SAMPLE, run_cli, sample_docs, tree_bytes, write_jsonl_gz
+
 from dolma.executor import LocalExecutor, run_stage
 from dolma.tokenize import DEFAULT_TOKENIZER, TokenizeStage, TokenReader, load_tokenizer
 
@@ -57,7 +55,7 @@ def test_documents_are_shuffled_by_seed_and_output_does_not_depend_on_workers(tm
 
 
 def test_small_vocabulary_gives_uint16_and_bos_is_optional(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -12,7 +12,12 @@ import sys
 import time
 
 from datatrove.data import Document
-from datatrove.pipeline.filters import c4_filters, fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter
+from datatrove.pipeline.filters import (
+    c4_filters,
+    fineweb_quality_filter,
+    gopher_quality_filter,
+    gopher_repetition_filter,
+)
 from datatrove.pipeline.filters.c4_filters import C4QualityFilter
 from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilter
 from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
