@@ -37,8 +37,14 @@ def evaluate(documents: str, work: str, groundtruth: str, threshold: float) -> d
     clusters = pl.read_parquet(Path(work) / "clusters.parquet")
     texts = {d.id: d.text for f in io.document_files(documents) for b in io.read_documents(f) for d in b.docs}
     members = clusters.join(clusters.select("keeper", keeper_doc_id="keeper_id").unique(), on="keeper")
-    doc_id = dict(zip(*(pl.concat([pl.read_parquet(f) for f in sorted(Path(work, "docs").glob("*.parquet"))])
-                        [c].to_list() for c in ("doc", "id"))))
+    doc_id = dict(
+        zip(
+            *(
+                pl.concat([pl.read_parquet(f) for f in sorted(Path(work, "docs").glob("*.parquet"))])[c].to_list()
+                for c in ("doc", "id")
+            )
+        )
+    )
     cluster_of = {doc_id[d]: k for d, k in zip(members["doc"].to_list(), members["keeper"].to_list())}
     removed = {doc_id[d] for d, dup in zip(members["doc"].to_list(), members["duplicate"].to_list()) if dup}
     keeper_of = {doc_id[d]: kid for d, kid in zip(members["doc"].to_list(), members["keeper_id"].to_list())}
@@ -49,16 +55,25 @@ def evaluate(documents: str, work: str, groundtruth: str, threshold: float) -> d
     for i, k in cluster_of.items():
         by_cluster.setdefault(k, []).append(i)
     keeper_ok = [jaccard(sets[i], sets[keeper_of[i]]) >= threshold for i in removed]
-    member_ok = [any(jaccard(sets[i], sets[j]) >= threshold for j in by_cluster[cluster_of[i]] if j != i)
-                 for i in removed]
+    member_ok = [
+        any(jaccard(sets[i], sets[j]) >= threshold for j in by_cluster[cluster_of[i]] if j != i) for i in removed
+    ]
     positives = [t for t in truth if jaccard(sets[t["copy"]], sets[t["original"]]) >= threshold]
-    found = [cluster_of.get(t["copy"]) is not None and cluster_of.get(t["copy"]) == cluster_of.get(t["original"])
-             and (t["copy"] in removed or t["original"] in removed) for t in positives]
+    found = [
+        cluster_of.get(t["copy"]) is not None
+        and cluster_of.get(t["copy"]) == cluster_of.get(t["original"])
+        and (t["copy"] in removed or t["original"] in removed)
+        for t in positives
+    ]
     by_rate: dict[str, list[bool]] = {}
     for t, ok in zip(positives, found):
         by_rate.setdefault(f"{t['kind']} {t['edit_rate']}", []).append(ok)
-    return {"threshold": threshold, "removed": len(removed), "planted pairs at or above threshold": len(positives),
-            "recall": float(np.mean(found)) if found else 1.0,
-            "precision (Jaccard with keeper)": float(np.mean(keeper_ok)) if keeper_ok else 1.0,
-            "precision (Jaccard with a cluster member)": float(np.mean(member_ok)) if member_ok else 1.0,
-            "recall by edit": {k: round(float(np.mean(v)), 3) for k, v in sorted(by_rate.items())}}
+    return {
+        "threshold": threshold,
+        "removed": len(removed),
+        "planted pairs at or above threshold": len(positives),
+        "recall": float(np.mean(found)) if found else 1.0,
+        "precision (Jaccard with keeper)": float(np.mean(keeper_ok)) if keeper_ok else 1.0,
+        "precision (Jaccard with a cluster member)": float(np.mean(member_ok)) if member_ok else 1.0,
+        "recall by edit": {k: round(float(np.mean(v)), 3) for k, v in sorted(by_rate.items())},
+    }

@@ -44,9 +44,15 @@ def rule_decisions(v: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]
         "fineweb_v1/char_dup_ratio": fw["char_dup_ratio"] <= 0.01,
         "fineweb_v1/list_ratio": fw["list_ratio"] <= 0.3,
     }
-    for key, limit in (("dup_para_frac", 0.3), ("dup_para_char_frac", 0.2), ("dup_line_frac", 0.3),
-                       ("dup_line_char_frac", 0.2), ("top_2_gram_char_frac", 0.2), ("top_3_gram_char_frac", 0.18),
-                       ("top_4_gram_char_frac", 0.16)) + tuple((f"dup_{n}_gram_char_frac", t) for n, t in DUP_NGRAMS):
+    for key, limit in (
+        ("dup_para_frac", 0.3),
+        ("dup_para_char_frac", 0.2),
+        ("dup_line_frac", 0.3),
+        ("dup_line_char_frac", 0.2),
+        ("top_2_gram_char_frac", 0.2),
+        ("top_3_gram_char_frac", 0.18),
+        ("top_4_gram_char_frac", 0.16),
+    ) + tuple((f"dup_{n}_gram_char_frac", t) for n, t in DUP_NGRAMS):
         out[f"gopher_repetition_v1/{key}"] = gr[key] <= limit
     for name in RULE_SETS:
         out[f"{name}/pass"] = v[name]["pass"] > 0
@@ -57,8 +63,9 @@ def datatrove_decisions(docs_file: str, limit: int) -> dict[str, list]:
     python = ensure_peer("datatrove") / "python"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "decisions.json"
-        subprocess.run([str(python), str(PEER_SCRIPT), docs_file, str(limit), str(out)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(python), str(PEER_SCRIPT), docs_file, str(limit), str(out)], check=True, capture_output=True
+        )
         return json.loads(out.read_text())
 
 

@@ -14,8 +14,14 @@ from pathlib import Path
 
 PEERS = {
     # plain `pip install dolma` backtracks for many minutes; these pins resolve at once
-    "allenai-dolma": ["dolma==1.2.1", "boto3==1.28.17", "botocore==1.31.17", "aiobotocore==2.5.4",
-                      "fsspec==2023.6.0", "backports.zstd"],
+    "allenai-dolma": [
+        "dolma==1.2.1",
+        "boto3==1.28.17",
+        "botocore==1.31.17",
+        "aiobotocore==2.5.4",
+        "fsspec==2023.6.0",
+        "backports.zstd",
+    ],
     "datatrove": ["datatrove[processing]==0.10.1", "spacy", "lxml_html_clean", "orjson"],
 }
 

@@ -25,8 +25,12 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ONE_THREAD = {"RAYON_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
+ONE_THREAD = {
+    "RAYON_NUM_THREADS": "1",
+    "POLARS_MAX_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 os.environ.update(ONE_THREAD)
 
 import numpy as np  # noqa: E402
@@ -93,10 +97,27 @@ def bench_tokenize(corpora: Path, work: Path, n_rounds: int) -> dict:
     def allenai() -> float:
         out = work / "tok" / "allenai"
         shutil.rmtree(out, ignore_errors=True)
-        return child_cpu_seconds([str(ensure_peer("allenai-dolma") / "dolma"), "tokens", "--documents", str(shard),
-                                  "--destination", str(out), "--tokenizer.name_or_path", DEFAULT_TOKENIZER,
-                                  "--tokenizer.eos_token_id", "100257", "--tokenizer.pad_token_id", "100277",
-                                  "--processes", "1", "--dtype", "uint32"], env=peer_env())
+        return child_cpu_seconds(
+            [
+                str(ensure_peer("allenai-dolma") / "dolma"),
+                "tokens",
+                "--documents",
+                str(shard),
+                "--destination",
+                str(out),
+                "--tokenizer.name_or_path",
+                DEFAULT_TOKENIZER,
+                "--tokenizer.eos_token_id",
+                "100257",
+                "--tokenizer.pad_token_id",
+                "100277",
+                "--processes",
+                "1",
+                "--dtype",
+                "uint32",
+            ],
+            env=peer_env(),
+        )
 
     contenders = {"ours": ours, "tokenizers.encode_batch (ceiling)": raw}
     try:
@@ -106,8 +127,13 @@ def bench_tokenize(corpora: Path, work: Path, n_rounds: int) -> dict:
         print(f"  allenai dolma tokens could not load the tokenizer: {e.stderr.decode()[-300:]}", file=sys.stderr)
     secs = rounds(contenders, n_rounds)
     rate = {k: tokens / v for k, v in secs.items()}
-    return {"unit": "tokens/s per core", "documents": len(texts), "tokens": tokens, "figures": rate,
-            "ratios": {f"ours / {k}": rate["ours"] / v for k, v in rate.items() if k != "ours"}}
+    return {
+        "unit": "tokens/s per core",
+        "documents": len(texts),
+        "tokens": tokens,
+        "figures": rate,
+        "ratios": {f"ours / {k}": rate["ours"] / v for k, v in rate.items() if k != "ours"},
+    }
 
 
 def bench_heuristics(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -127,25 +153,55 @@ def bench_heuristics(corpora: Path, work: Path, n_rounds: int) -> dict:
 
     def datatrove() -> float:
         out = work / "heur" / "dt.json"
-        subprocess.run([str(ensure_peer("datatrove") / "python"), str(Path(__file__).parent / "peer_scripts" /
-                        "datatrove_heuristics.py"), str(shard), str(n), str(out), "--time"], check=True,
-                       capture_output=True, env={**os.environ, **ONE_THREAD})
+        subprocess.run(
+            [
+                str(ensure_peer("datatrove") / "python"),
+                str(Path(__file__).parent / "peer_scripts" / "datatrove_heuristics.py"),
+                str(shard),
+                str(n),
+                str(out),
+                "--time",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **ONE_THREAD},
+        )
         return json.loads(out.read_text())["cpu_seconds"]
 
     def allenai() -> float:
         shutil.rmtree(work / "heur" / "attributes" / "peer", ignore_errors=True)
-        return child_cpu_seconds([str(ensure_peer("allenai-dolma") / "dolma"), "tag", "--documents", str(shard),
-                                  "--experiment", "peer", "--taggers", "gopher_v1", "c4_v1", "--processes", "1"],
-                                 env=peer_env())
+        return child_cpu_seconds(
+            [
+                str(ensure_peer("allenai-dolma") / "dolma"),
+                "tag",
+                "--documents",
+                str(shard),
+                "--experiment",
+                "peer",
+                "--taggers",
+                "gopher_v1",
+                "c4_v1",
+                "--processes",
+                "1",
+            ],
+            env=peer_env(),
+        )
 
-    secs = rounds({"ours": ours, "datatrove (4 filters)": datatrove, "allenai dolma tag gopher_v1+c4_v1": allenai},
-                  n_rounds)
+    secs = rounds(
+        {"ours": ours, "datatrove (4 filters)": datatrove, "allenai dolma tag gopher_v1+c4_v1": allenai}, n_rounds
+    )
     rate = {k: n / v for k, v in secs.items()}
     agree = agreement(str(shard), n)
-    return {"unit": "documents/s per core", "documents": n, "figures": rate,
-            "ratios": {f"ours / {k}": rate["ours"] / v for k, v in rate.items() if k != "ours"},
-            "quality": {"min rule agreement with datatrove": min(agree.values()),
-                        "rules below 99%": {k: v for k, v in agree.items() if v < 0.99}}}
+    return {
+        "unit": "documents/s per core",
+        "documents": n,
+        "figures": rate,
+        "ratios": {f"ours / {k}": rate["ours"] / v for k, v in rate.items() if k != "ours"},
+        "quality": {
+            "min rule agreement with datatrove": min(agree.values()),
+            "rules below 99%": {k: v for k, v in agree.items() if v < 0.99},
+        },
+    }
 
 
 def bench_lid(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -171,8 +227,13 @@ def bench_lid(corpora: Path, work: Path, n_rounds: int) -> dict:
     for name in ("manpages", "debian_reference", "debian_faq", "fortunes"):
         idx = [i for i, d in enumerate(docs) if d[0] == name]
         per_set[name] = float(np.mean([top[i] == docs[i][2] for i in idx]))
-    return {"unit": "documents/s per core", "documents": len(docs), "figures": {"ours": len(docs) / secs["ours"]},
-            "ratios": {}, "quality": {"top-1 accuracy vs metadata.lang": per_set}}
+    return {
+        "unit": "documents/s per core",
+        "documents": len(docs),
+        "figures": {"ours": len(docs) / secs["ours"]},
+        "ratios": {},
+        "quality": {"top-1 accuracy vs metadata.lang": per_set},
+    }
 
 
 def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -195,8 +256,11 @@ def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
     secs = rounds({"ours (validate + write zst)": ours, "gzip + orjson read (ceiling)": ceiling}, n_rounds)
     rate = {k: mb / v for k, v in secs.items()}
     first = next(iter(rate))
-    return {"unit": "MB/s per core (uncompressed JSONL)", "figures": rate,
-            "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first}}
+    return {
+        "unit": "MB/s per core (uncompressed JSONL)",
+        "figures": rate,
+        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
+    }
 
 
 def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -213,9 +277,25 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
     def ours(preset: str, tag: str, folder: Path = local) -> tuple[float, int]:
         shutil.rmtree(work / "dedup" / tag, ignore_errors=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        seconds = child_cpu_seconds([sys.executable, "-m", "dolma.cli", "dedup", "--documents", str(folder / "*.jsonl.gz"),
-                                     "--work", str(work / "dedup" / tag), "--name", tag, "--preset", preset,
-                                     "--workers", "1"], env={**os.environ, **ONE_THREAD})
+        seconds = child_cpu_seconds(
+            [
+                sys.executable,
+                "-m",
+                "dolma.cli",
+                "dedup",
+                "--documents",
+                str(folder / "*.jsonl.gz"),
+                "--work",
+                str(work / "dedup" / tag),
+                "--name",
+                tag,
+                "--preset",
+                preset,
+                "--workers",
+                "1",
+            ],
+            env={**os.environ, **ONE_THREAD},
+        )
         return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 if before else 0
 
     datatrove_result: dict = {}
@@ -223,14 +303,28 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
     def datatrove() -> float:
         out = work / "dedup" / "datatrove.json"
         shutil.rmtree(work / "dedup" / "dt", ignore_errors=True)
-        subprocess.run([str(ensure_peer("datatrove") / "python"), str(Path(__file__).parent / "peer_scripts" /
-                        "datatrove_minhash.py"), str(docs), str(work / "dedup" / "dt"), str(out)], check=True,
-                       capture_output=True, env={**os.environ, **ONE_THREAD})
+        subprocess.run(
+            [
+                str(ensure_peer("datatrove") / "python"),
+                str(Path(__file__).parent / "peer_scripts" / "datatrove_minhash.py"),
+                str(docs),
+                str(work / "dedup" / "dt"),
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **ONE_THREAD},
+        )
         datatrove_result.update(json.loads(out.read_text()))
         return datatrove_result["cpu_seconds"]
 
-    secs = rounds({"ours (dolma3: 26x11, Jaccard 0.8)": lambda: ours("dolma3", "d3")[0],
-                   "ours (fineweb: 14x8)": lambda: ours("fineweb", "fw")[0]}, n_rounds)
+    secs = rounds(
+        {
+            "ours (dolma3: 26x11, Jaccard 0.8)": lambda: ours("dolma3", "d3")[0],
+            "ours (fineweb: 14x8)": lambda: ours("fineweb", "fw")[0],
+        },
+        n_rounds,
+    )
     secs["datatrove 4-stage MinHash (14x8)"] = datatrove()  # ~2-3 min: one run
     n = sum(1 for f in io.document_files(str(docs)) for b in io.read_documents(f) for _ in b.docs)
     rate = {k: n / v for k, v in secs.items()}
@@ -243,23 +337,36 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
         truth = [json.loads(line) for line in open(truth_file)]
         texts = {d.id: d.text for f in io.document_files(str(docs)) for b in io.read_documents(f) for d in b.docs}
         edges = pl.concat([pl.read_parquet(p) for p in (work / "dedup" / "fw" / "edges").glob("*.parquet")])
-        ids = dict(zip(*(pl.concat([pl.read_parquet(p) for p in (work / "dedup" / "fw" / "docs").glob("*.parquet")])
-                         [c].to_list() for c in ("doc", "id"))))
+        ids = dict(
+            zip(
+                *(
+                    pl.concat([pl.read_parquet(p) for p in (work / "dedup" / "fw" / "docs").glob("*.parquet")])[
+                        c
+                    ].to_list()
+                    for c in ("doc", "id")
+                )
+            )
+        )
         pairs = [(ids[a], ids[b]) for a, b in zip(edges["a"].to_list(), edges["b"].to_list())]
         needed = removed | {x for pr in pairs for x in pr} | {t["copy"] for t in truth} | {t["original"] for t in truth}
         sets = _sets({i: texts[i] for i in needed})
         similar = {x for a, b in pairs if jaccard(sets[a], sets[b]) >= threshold for x in (a, b)}
         positives = [t for t in truth if jaccard(sets[t["copy"]], sets[t["original"]]) >= threshold]
         quality[f"t={threshold}"] = {
-            "ours dolma3 (precision keeper/member, recall)": [round(q_d3["precision (Jaccard with keeper)"], 4),
-                                                              round(q_d3["precision (Jaccard with a cluster member)"], 4),
-                                                              round(q_d3["recall"], 4)],
-            "ours fineweb (precision keeper/member, recall)": [round(q_fw["precision (Jaccard with keeper)"], 4),
-                                                               round(q_fw["precision (Jaccard with a cluster member)"], 4),
-                                                               round(q_fw["recall"], 4)],
+            "ours dolma3 (precision keeper/member, recall)": [
+                round(q_d3["precision (Jaccard with keeper)"], 4),
+                round(q_d3["precision (Jaccard with a cluster member)"], 4),
+                round(q_d3["recall"], 4),
+            ],
+            "ours fineweb (precision keeper/member, recall)": [
+                round(q_fw["precision (Jaccard with keeper)"], 4),
+                round(q_fw["precision (Jaccard with a cluster member)"], 4),
+                round(q_fw["recall"], 4),
+            ],
             "datatrove (precision vs a band partner, recall)": [
                 round(len(removed & similar) / max(len(removed), 1), 4),
-                round(float(np.mean([(t["copy"] in removed) or (t["original"] in removed) for t in positives])), 4)],
+                round(float(np.mean([(t["copy"] in removed) or (t["original"] in removed) for t in positives])), 4),
+            ],
         }
     # memory: the same shards once and three times over; peak memory should follow the shard, not the corpus
     triple = work / "dedup" / "triple" / "documents"
@@ -274,16 +381,36 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
                     dst.write(orjson.dumps(d) + b"\n")
     peak = {}
     for label, folder in (("1x corpus", local), ("3x corpus, same shard size", triple)):
-        code = (f"import resource,subprocess,sys;subprocess.run([sys.executable,'-m','dolma.cli','dedup','--documents',"
-                f"'{folder}/*.jsonl.gz','--work','{work}/dedup/mem-{len(peak)}','--name','m{len(peak)}','--workers','1'],"
-                f"check=True,capture_output=True);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-        peak[label] = int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                                         env={**os.environ, **ONE_THREAD}).stdout) * 1024 / 1e6
+        code = (
+            f"import resource,subprocess,sys;subprocess.run([sys.executable,'-m','dolma.cli','dedup','--documents',"
+            f"'{folder}/*.jsonl.gz','--work','{work}/dedup/mem-{len(peak)}','--name','m{len(peak)}','--workers','1'],"
+            f"check=True,capture_output=True);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        peak[label] = (
+            int(
+                subprocess.run(
+                    [sys.executable, "-c", code],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **ONE_THREAD},
+                ).stdout
+            )
+            * 1024
+            / 1e6
+        )
     peak["datatrove (1x corpus)"] = datatrove_result["peak_rss_bytes"] / 1e6
-    return {"unit": "documents/s per core (all steps)", "documents": n, "figures": rate,
-            "ratios": {f"{k} / datatrove": v / rate["datatrove 4-stage MinHash (14x8)"] for k, v in rate.items()
-                       if not k.startswith("datatrove")},
-            "quality": {**quality, "peak memory MB": {k: round(v) for k, v in peak.items()}}}
+    return {
+        "unit": "documents/s per core (all steps)",
+        "documents": n,
+        "figures": rate,
+        "ratios": {
+            f"{k} / datatrove": v / rate["datatrove 4-stage MinHash (14x8)"]
+            for k, v in rate.items()
+            if not k.startswith("datatrove")
+        },
+        "quality": {**quality, "peak memory MB": {k: round(v) for k, v in peak.items()}},
+    }
 
 
 def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -295,45 +422,91 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
     docs.mkdir(parents=True, exist_ok=True)
     shutil.copy(corpora / "docs" / "shard-00000.jsonl.gz", docs / "a.jsonl.gz")
     mb = len(gzip.open(docs / "a.jsonl.gz").read()) / 1e6
-    tag = build_stage("tag", {"input": str(docs / "*.jsonl.gz"), "experiment": "t",
-                              "taggers": ["gopher_quality_v1", "stats_v1"]}, "tag")
+    tag = build_stage(
+        "tag",
+        {"input": str(docs / "*.jsonl.gz"), "experiment": "t", "taggers": ["gopher_quality_v1", "stats_v1"]},
+        "tag",
+    )
     run_stage(tag, LocalExecutor(1))
-    kept_tokens = sum(a["attributes"]["t__stats_v1__tokens"][0][2] for a in map(orjson.loads, gzip.open(
-        root / "attributes" / "t" / "a.jsonl.gz")) if a["attributes"]["t__gopher_quality_v1__pass"][0][2] == 1)
+    kept_tokens = sum(
+        a["attributes"]["t__stats_v1__tokens"][0][2]
+        for a in map(orjson.loads, gzip.open(root / "attributes" / "t" / "a.jsonl.gz"))
+        if a["attributes"]["t__gopher_quality_v1__pass"][0][2] == 1
+    )
     rule = "$.attributes[?(@.t__gopher_quality_v1__pass[0][2] == 0)]"
 
     def ours() -> float:
         shutil.rmtree(root / "ours", ignore_errors=True)
-        group = build_stage("mix", {"work": str(root / "ours" / "work"), "output": str(root / "ours" / "out"),
-                                    "target_tokens": int(kept_tokens), "max_repetition": 1, "throwaway": 0.0,
-                                    "calibrate": False,
-                                    "streams": [{"name": "docs", "documents": [str(docs / "*.jsonl.gz")],
-                                                 "attributes": ["t"], "tokens": "t__stats_v1__tokens",
-                                                 "exclude": [rule]}]}, "mix")
+        group = build_stage(
+            "mix",
+            {
+                "work": str(root / "ours" / "work"),
+                "output": str(root / "ours" / "out"),
+                "target_tokens": int(kept_tokens),
+                "max_repetition": 1,
+                "throwaway": 0.0,
+                "calibrate": False,
+                "streams": [
+                    {
+                        "name": "docs",
+                        "documents": [str(docs / "*.jsonl.gz")],
+                        "attributes": ["t"],
+                        "tokens": "t__stats_v1__tokens",
+                        "exclude": [rule],
+                    }
+                ],
+            },
+            "mix",
+        )
         return cpu_seconds(lambda: [run_stage(st, LocalExecutor(1)) for st in group.stages()])
 
     def allenai() -> float:
         shutil.rmtree(root / "allenai", ignore_errors=True)
-        config = {"streams": [{"name": "docs", "documents": [str(docs / "*.jsonl.gz")], "attributes": ["t"],
-                               "output": {"path": str(root / "allenai"), "max_size_in_bytes": 10**9},
-                               "filter": {"exclude": [rule]}}], "processes": 1}
+        config = {
+            "streams": [
+                {
+                    "name": "docs",
+                    "documents": [str(docs / "*.jsonl.gz")],
+                    "attributes": ["t"],
+                    "output": {"path": str(root / "allenai"), "max_size_in_bytes": 10**9},
+                    "filter": {"exclude": [rule]},
+                }
+            ],
+            "processes": 1,
+        }
         (root / "mix.json").write_text(json.dumps(config))
-        return child_cpu_seconds([str(ensure_peer("allenai-dolma") / "dolma"), "-c", str(root / "mix.json"), "mix"],
-                                 env=peer_env())
+        return child_cpu_seconds(
+            [str(ensure_peer("allenai-dolma") / "dolma"), "-c", str(root / "mix.json"), "mix"], env=peer_env()
+        )
 
     def ceiling() -> float:
         return cpu_seconds(lambda: [orjson.loads(line) for line in gzip.open(docs / "a.jsonl.gz")])
 
-    secs = rounds({"ours (stats, plan, shuffle, write)": ours, "allenai dolma mix": allenai,
-                   "gzip + orjson read (ceiling)": ceiling}, n_rounds)
+    secs = rounds(
+        {
+            "ours (stats, plan, shuffle, write)": ours,
+            "allenai dolma mix": allenai,
+            "gzip + orjson read (ceiling)": ceiling,
+        },
+        n_rounds,
+    )
     rate = {k: mb / v for k, v in secs.items()}
     first = next(iter(rate))
-    return {"unit": "MB/s per core (uncompressed JSONL, same exclude rule)", "figures": rate,
-            "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first}}
+    return {
+        "unit": "MB/s per core (uncompressed JSONL, same exclude rule)",
+        "figures": rate,
+        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
+    }
 
 
-TASKS = {"import": bench_import, "tokenize": bench_tokenize, "heuristics": bench_heuristics, "lid": bench_lid,
-         "dedup": bench_dedup, "mix": bench_mix}
+TASKS = {
+    "import": bench_import,
+    "tokenize": bench_tokenize,
+    "heuristics": bench_heuristics,
+    "lid": bench_lid,
+    "dedup": bench_dedup,
+    "mix": bench_mix,
+}
 
 
 def main() -> None:
@@ -344,8 +517,12 @@ def main() -> None:
     args = parser.parse_args()
     corpora = Path(args.corpora)
     chosen = args.only.split(",") if args.only else list(TASKS)
-    results = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-               "python": platform.python_version(), "tasks": {}}
+    results = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "tasks": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
             started = time.time()

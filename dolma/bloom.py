@@ -41,8 +41,12 @@ class BloomFilter:
 
     def __init__(self, expected: int, false_positive_rate: float):
         bits = max(64, int(-expected * math.log(false_positive_rate) / math.log(2) ** 2))
-        self.header = BloomHeader(bits=-(-bits // 64) * 64, hashes=max(1, round(bits / expected * math.log(2))),
-                                  expected=expected, false_positive_rate=false_positive_rate)
+        self.header = BloomHeader(
+            bits=-(-bits // 64) * 64,
+            hashes=max(1, round(bits / expected * math.log(2))),
+            expected=expected,
+            false_positive_rate=false_positive_rate,
+        )
         self.words = np.zeros(self.header.bits // 64, np.uint64)
 
     def _positions(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
@@ -102,8 +106,11 @@ class ParagraphDedupStage:
     def run(self, task: Task, ledger: ShardLedger) -> None:
         if self.read_only and not self.bloom_in:
             raise io.UserError("read_only paragraph dedup needs bloom_in: the filter to check against")
-        bloom = BloomFilter.load(self.bloom_in) if self.bloom_in else BloomFilter(self.expected_ngrams,
-                                                                                 self.false_positive_rate)
+        bloom = (
+            BloomFilter.load(self.bloom_in)
+            if self.bloom_in
+            else BloomFilter(self.expected_ngrams, self.false_positive_rate)
+        )
         key = f"{self.name}__paragraph_bloom__"
         for url in task.inputs:
             with io.AtomicWriter(io.attributes_url(url, self.name)) as out:
@@ -115,7 +122,9 @@ class ParagraphDedupStage:
                     lines = []
                     for doc, doc_spans in zip(batch.docs, spans):
                         covered = sum(e - s for s, e, _ in doc_spans)
-                        attrs = {key + "duplicate_fraction": [[0, len(doc.text), round(covered / max(len(doc.text), 1), 6)]]}
+                        attrs = {
+                            key + "duplicate_fraction": [[0, len(doc.text), round(covered / max(len(doc.text), 1), 6)]]
+                        }
                         if doc_spans:
                             attrs[key + "duplicate_paragraph"] = doc_spans
                         lines.append(AttributeLine(doc.id, attrs))
@@ -136,8 +145,12 @@ class ParagraphDedupStage:
         out: list[list] = [[] for _ in texts]
         if not paragraphs:
             return out
-        words = (pl.DataFrame({"w": pl.Series(paragraphs).str.to_lowercase().str.extract_all(r"\w+")})
-                 .with_row_index("p").explode("w").drop_nulls("w"))
+        words = (
+            pl.DataFrame({"w": pl.Series(paragraphs).str.to_lowercase().str.extract_all(r"\w+")})
+            .with_row_index("p")
+            .explode("w")
+            .drop_nulls("w")
+        )
         par = words["p"].to_numpy().astype(np.int64)
         h = words["w"].hash(seed=11).to_numpy()
         length = np.bincount(par, minlength=len(paragraphs))[par]

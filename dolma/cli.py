@@ -32,7 +32,9 @@ def run_stages(stages: list[Any], workers: int | None) -> list[tuple[str, ShardS
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("shards · {task.fields[docs]:,} docs · {task.fields[dps]:,.0f} docs/s · {task.fields[mbps]:.1f} MB/s"),
+            TextColumn(
+                "shards · {task.fields[docs]:,} docs · {task.fields[dps]:,.0f} docs/s · {task.fields[mbps]:.1f} MB/s"
+            ),
             TimeElapsedColumn(),
             console=console,
             transient=False,
@@ -43,8 +45,9 @@ def run_stages(stages: list[Any], workers: int | None) -> list[tuple[str, ShardS
                 counts["docs"] += docs
                 counts["bytes"] += nbytes
                 elapsed = max(time.perf_counter() - started, 1e-6)
-                progress.update(bar, docs=counts["docs"], dps=counts["docs"] / elapsed,
-                                mbps=counts["bytes"] / elapsed / 1e6)
+                progress.update(
+                    bar, docs=counts["docs"], dps=counts["docs"] / elapsed, mbps=counts["bytes"] / elapsed / 1e6
+                )
 
             summary = run_stage(stage, executor, on_progress, lambda key, s: progress.advance(bar))
             progress.update(bar, completed=tasks_total)
@@ -74,21 +77,41 @@ def cmd_run(args: argparse.Namespace) -> None:
             from mixers.mix import Plan
 
             print_plan(msgspec.convert(io.read_json(io.join(stage.params.work, "plan.json")), Plan))
-    print("outputs: " + ", ".join(sorted({s.output for s in stages if not s.output.rstrip("/").endswith(
-        ("signatures", "pairs", "clusters", "plan", "shuffle", "stats"))})))
+    print(
+        "outputs: "
+        + ", ".join(
+            sorted(
+                {
+                    s.output
+                    for s in stages
+                    if not s.output.rstrip("/").endswith(
+                        ("signatures", "pairs", "clusters", "plan", "shuffle", "stats")
+                    )
+                }
+            )
+        )
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    params = {"input": args.input, "output": args.output, "compression": args.compression,
-              "attributes": args.attributes or [], "batch_size": args.batch_size}
+    params = {
+        "input": args.input,
+        "output": args.output,
+        "compression": args.compression,
+        "attributes": args.attributes or [],
+        "batch_size": args.batch_size,
+    }
     stage = build_stage("import", params, "import")
     print_summary(run_stages([stage], args.workers))
 
 
 def cmd_tokenize(args: argparse.Namespace) -> None:
-    params = {k: v for k, v in vars(args).items()
-              if k in ("input", "output", "tokenizer", "bos_token", "eos_token", "max_tokens_per_file", "seed",
-                       "batch_size") and v is not None}
+    params = {
+        k: v
+        for k, v in vars(args).items()
+        if k in ("input", "output", "tokenizer", "bos_token", "eos_token", "max_tokens_per_file", "seed", "batch_size")
+        and v is not None
+    }
     stage = build_stage("tokenize", params, "tokenize")
     print_summary(run_stages([stage], args.workers))
     cmd_stats(argparse.Namespace(folder=args.output))
@@ -113,14 +136,21 @@ def cmd_stats(args: argparse.Namespace) -> None:
         ends_csv = [end for _, end, *_ in rows]
         if ends_csv != reader.eos_boundaries(entry).tolist() or (rows and rows[-1][1] != entry.tokens):
             raise UserError(f"{entry.npy}: document boundaries in {entry.csv} do not match its EOS tokens")
-    print(f"tokenizer {m.tokenizer.name} (sha256 {m.tokenizer.sha256[:12]}…, vocab {m.tokenizer.vocab_size:,}, "
-          f"{m.tokenizer.dtype}); every file's CSV boundaries match its EOS positions")
+    print(
+        f"tokenizer {m.tokenizer.name} (sha256 {m.tokenizer.sha256[:12]}…, vocab {m.tokenizer.vocab_size:,}, "
+        f"{m.tokenizer.dtype}); every file's CSV boundaries match its EOS positions"
+    )
 
 
 def cmd_tag(args: argparse.Namespace) -> None:
     taggers = [yaml.safe_load(t) if t.lstrip().startswith("{") else t for t in args.taggers]
-    params = {"input": args.documents, "taggers": taggers, "experiment": args.experiment,
-              "tagger_modules": args.tagger_modules or [], "batch_size": args.batch_size}
+    params = {
+        "input": args.documents,
+        "taggers": taggers,
+        "experiment": args.experiment,
+        "tagger_modules": args.tagger_modules or [],
+        "batch_size": args.batch_size,
+    }
     print_summary(run_stages([build_stage("tag", params, "tag")], args.workers))
 
 
@@ -146,8 +176,15 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
         if not sep:
             raise UserError(f"--label takes LABEL=GLOB, got {item!r}")
         labelled.setdefault(label, []).append(pattern)
-    params = TrainParams(epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim,
-                         held_out=args.held_out, balance=not args.no_balance, seed=args.seed)
+    params = TrainParams(
+        epoch=args.epoch,
+        lr=args.lr,
+        word_ngrams=args.word_ngrams,
+        dim=args.dim,
+        held_out=args.held_out,
+        balance=not args.no_balance,
+        seed=args.seed,
+    )
     report = train_classifier(labelled, args.model, params)
     table = Table(title=f"{args.model}: held-out accuracy {report.accuracy:.3f}")
     for col in ("label", "train", "held out", "precision", "recall", "F1"):
@@ -158,8 +195,13 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_carve(args: argparse.Namespace) -> None:
-    params = {"input": args.documents, "output": args.output, "attributes": args.attributes,
-              "labels": args.labels, "threshold": args.threshold}
+    params = {
+        "input": args.documents,
+        "output": args.output,
+        "attributes": args.attributes,
+        "labels": args.labels,
+        "threshold": args.threshold,
+    }
     results = run_stages([build_stage("carve", params, "carve")], args.workers)
     print_summary(results)
     metrics = results[0][1].metrics
@@ -175,9 +217,15 @@ def cmd_carve(args: argparse.Namespace) -> None:
 def cmd_dedup(args: argparse.Namespace) -> None:
     from dolma.dedup import describe
 
-    params = {"input": args.documents, "work": args.work, "name": args.name, "method": args.method,
-              "preset": None if args.preset == "none" else args.preset, "keeper": args.keeper,
-              "quality_attribute": args.quality_attribute}
+    params = {
+        "input": args.documents,
+        "work": args.work,
+        "name": args.name,
+        "method": args.method,
+        "preset": None if args.preset == "none" else args.preset,
+        "keeper": args.keeper,
+        "quality_attribute": args.quality_attribute,
+    }
     for key in ("ngram", "bands", "rows", "seed", "jaccard_threshold"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
@@ -187,27 +235,44 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     results = run_stages(group.stages(), args.workers)
     print_summary(results)
     metrics = results[2][1].metrics
-    print(f"{metrics.get('clusters', 0):,.0f} clusters, {metrics.get('duplicates', 0):,.0f} duplicates "
-          f"({metrics.get('candidate_edges', 0):,.0f} candidate pairs, {metrics.get('verified_edges', 0):,.0f} kept "
-          f"after verification); attributes: {group.name} set beside the documents")
+    print(
+        f"{metrics.get('clusters', 0):,.0f} clusters, {metrics.get('duplicates', 0):,.0f} duplicates "
+        f"({metrics.get('candidate_edges', 0):,.0f} candidate pairs, {metrics.get('verified_edges', 0):,.0f} kept "
+        f"after verification); attributes: {group.name} set beside the documents"
+    )
 
 
 def cmd_dedup_paragraphs(args: argparse.Namespace) -> None:
-    params = {k: getattr(args, k) for k in ("name", "ngram", "overlap_threshold", "expected_ngrams",
-                                              "false_positive_rate", "bloom_in", "bloom_out", "read_only")}
+    params = {
+        k: getattr(args, k)
+        for k in (
+            "name",
+            "ngram",
+            "overlap_threshold",
+            "expected_ngrams",
+            "false_positive_rate",
+            "bloom_in",
+            "bloom_out",
+            "read_only",
+        )
+    }
     stage = build_stage("paragraph_dedup", {"input": args.documents, **params}, "paragraph_dedup")
     results = run_stages([stage], args.workers)
     print_summary(results)
     m = results[0][1].metrics
-    print(f"{m.get('duplicate_paragraphs', 0):,.0f} of {m.get('paragraphs', 0):,.0f} paragraphs are duplicates; "
-          f"spans in the {args.name!r} attribute set" + (f"; filter saved to {args.bloom_out}" if args.bloom_out else ""))
+    print(
+        f"{m.get('duplicate_paragraphs', 0):,.0f} of {m.get('paragraphs', 0):,.0f} paragraphs are duplicates; "
+        f"spans in the {args.name!r} attribute set" + (f"; filter saved to {args.bloom_out}" if args.bloom_out else "")
+    )
 
 
 def print_plan(plan) -> None:
     from mixers.mix import plan_table
 
-    table = Table(title=f"Mix plan: {plan.planned_tokens:,.0f} tokens planned for a target of {plan.target_tokens:,} "
-                        f"({(plan.planned_tokens / plan.target_tokens - 1) * 100:+.4f}%); curve {plan.curve}")
+    table = Table(
+        title=f"Mix plan: {plan.planned_tokens:,.0f} tokens planned for a target of {plan.target_tokens:,} "
+        f"({(plan.planned_tokens / plan.target_tokens - 1) * 100:+.4f}%); curve {plan.curve}"
+    )
     for col in ("source/topic", "available", "planned", "share", "buckets kept", "top factor"):
         table.add_column(col, justify="left" if col == "source/topic" else "right")
     for row in plan_table(plan):
@@ -237,29 +302,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run every stage of a YAML recipe", description=(
-        "Run a YAML recipe (see configs/). Finished shards are skipped, so rerunning after a crash resumes."))
+    p = sub.add_parser(
+        "run",
+        help="run every stage of a YAML recipe",
+        description=(
+            "Run a YAML recipe (see configs/). Finished shards are skipped, so rerunning after a crash resumes."
+        ),
+    )
     p.add_argument("recipe", help="path to the recipe YAML")
     p.add_argument("--workers", type=int, help="worker processes (default: the recipe's, else all cores)")
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("import", help="validate documents into a clean tree, quarantining bad lines", description=(
-        "Read Dolma documents (.jsonl, .jsonl.gz, .jsonl.zst, .parquet; local, s3:// or gs://), check every line, "
-        "and write the usable ones to OUTPUT with the same relative paths. Unusable lines go to "
-        "OUTPUT/_ledger/import/quarantine with file, line and reason."))
+    p = sub.add_parser(
+        "import",
+        help="validate documents into a clean tree, quarantining bad lines",
+        description=(
+            "Read Dolma documents (.jsonl, .jsonl.gz, .jsonl.zst, .parquet; local, s3:// or gs://), check every line, "
+            "and write the usable ones to OUTPUT with the same relative paths. Unusable lines go to "
+            "OUTPUT/_ledger/import/quarantine with file, line and reason."
+        ),
+    )
     p.add_argument("--input", required=True, help="glob or directory of document files, e.g. 'data/documents/*.gz'")
     p.add_argument("--output", required=True, help="output directory (a 'documents/' folder if --attributes)")
-    p.add_argument("--compression", default="zst", choices=["zst", "gz", "jsonl", "parquet"],
-                   help="output format (default: zst)")
+    p.add_argument(
+        "--compression", default="zst", choices=["zst", "gz", "jsonl", "parquet"], help="output format (default: zst)"
+    )
     p.add_argument("--attributes", nargs="*", help="attribute sets to carry along, realigned with the kept documents")
     p.add_argument("--batch-size", type=int, default=4096, help="documents per batch (bounds memory)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_import)
 
-    p = sub.add_parser("tokenize", help="documents to token-id shards (.npy + .csv.gz) for training", description=(
-        "Tokenize documents with a Hugging Face tokenizer into raw memmap .npy files plus .csv.gz document "
-        "indexes (start,end,id,src,loc), the format OLMo-core reads. EOS ends every document. Default "
-        "tokenizer: allenai dolma2 (cl100k-based, vocab 100,278), bundled."))
+    p = sub.add_parser(
+        "tokenize",
+        help="documents to token-id shards (.npy + .csv.gz) for training",
+        description=(
+            "Tokenize documents with a Hugging Face tokenizer into raw memmap .npy files plus .csv.gz document "
+            "indexes (start,end,id,src,loc), the format OLMo-core reads. EOS ends every document. Default "
+            "tokenizer: allenai dolma2 (cl100k-based, vocab 100,278), bundled."
+        ),
+    )
     p.add_argument("--input", required=True, help="glob or directory of document files")
     p.add_argument("--output", required=True, help="output directory; gets manifest.json")
     p.add_argument("--tokenizer", help="tokenizer.json path or hub name (default: bundled dolma2)")
@@ -271,12 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_tokenize)
 
-    p = sub.add_parser("tag", help="run taggers over documents into an attribute set", description=(
-        "Run taggers (see `dolma list`) over documents under a documents/ folder; attributes go to the "
-        "parallel attributes/EXPERIMENT/ tree, one line per document, as allenai dolma writes them."))
+    p = sub.add_parser(
+        "tag",
+        help="run taggers over documents into an attribute set",
+        description=(
+            "Run taggers (see `dolma list`) over documents under a documents/ folder; attributes go to the "
+            "parallel attributes/EXPERIMENT/ tree, one line per document, as allenai dolma writes them."
+        ),
+    )
     p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
-    p.add_argument("--taggers", nargs="+", required=True,
-                   help="tagger names, or YAML mappings with parameters: '{name: decontam_v1, eval_files: [x]}'")
+    p.add_argument(
+        "--taggers",
+        nargs="+",
+        required=True,
+        help="tagger names, or YAML mappings with parameters: '{name: decontam_v1, eval_files: [x]}'",
+    )
     p.add_argument("--experiment", default="tags", help="attribute set name (default: tags)")
     p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
     p.add_argument("--batch-size", type=int, default=1024, help="documents per batch")
@@ -287,10 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
     p.set_defaults(fn=cmd_list)
 
-    p = sub.add_parser("train-classifier", help="train a fastText quality or domain classifier", description=(
-        "Train a fastText classifier (DCLM-style: lower-cased text, word bigrams) from labelled documents, "
-        "report held-out precision and recall per label, and save MODEL (+ MODEL.report.json). Use it with "
-        "the fasttext_classifier_v1 tagger."))
+    p = sub.add_parser(
+        "train-classifier",
+        help="train a fastText quality or domain classifier",
+        description=(
+            "Train a fastText classifier (DCLM-style: lower-cased text, word bigrams) from labelled documents, "
+            "report held-out precision and recall per label, and save MODEL (+ MODEL.report.json). Use it with "
+            "the fasttext_classifier_v1 tagger."
+        ),
+    )
     p.add_argument("--label", action="append", required=True, help="LABEL=GLOB of documents (repeat)")
     p.add_argument("--model", required=True, help="where to save the model (.bin)")
     p.add_argument("--epoch", type=int, default=20)
@@ -311,39 +406,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_carve)
 
-    p = sub.add_parser("dedup", help="exact or MinHash-LSH document dedup, as duplicate attributes", description=(
-        "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in four restartable "
-        "steps: signatures per shard, candidate pairs per band, clusters (with optional Jaccard verification) and "
-        "attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve."))
+    p = sub.add_parser(
+        "dedup",
+        help="exact or MinHash-LSH document dedup, as duplicate attributes",
+        description=(
+            "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in four restartable "
+            "steps: signatures per shard, candidate pairs per band, clusters (with optional Jaccard verification) and "
+            "attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve."
+        ),
+    )
     p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
     p.add_argument("--work", required=True, help="folder for intermediates (bands, edges, clusters, ledgers)")
     p.add_argument("--name", default="dedup", help="attribute set name (default: dedup)")
     p.add_argument("--method", choices=["minhash", "exact"], default="minhash")
-    p.add_argument("--preset", choices=["dolma3", "fineweb", "none"], default="dolma3",
-                   help="dolma3: 5-grams, 26x11, Jaccard 0.8 (default); fineweb: 5-grams, 14x8")
+    p.add_argument(
+        "--preset",
+        choices=["dolma3", "fineweb", "none"],
+        default="dolma3",
+        help="dolma3: 5-grams, 26x11, Jaccard 0.8 (default); fineweb: 5-grams, 14x8",
+    )
     p.add_argument("--ngram", type=int)
     p.add_argument("--bands", type=int)
     p.add_argument("--rows", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--jaccard-threshold", dest="jaccard_threshold", type=float,
-                   help="verify candidates by true Jaccard (omit with a custom preset to skip)")
-    p.add_argument("--keeper", nargs="+", default=["quality", "newest", "longest", "lowest_id"],
-                   help="keeper order within a cluster (default: quality newest longest lowest_id)")
-    p.add_argument("--quality-attribute", help="SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq")
+    p.add_argument(
+        "--jaccard-threshold",
+        dest="jaccard_threshold",
+        type=float,
+        help="verify candidates by true Jaccard (omit with a custom preset to skip)",
+    )
+    p.add_argument(
+        "--keeper",
+        nargs="+",
+        default=["quality", "newest", "longest", "lowest_id"],
+        help="keeper order within a cluster (default: quality newest longest lowest_id)",
+    )
+    p.add_argument(
+        "--quality-attribute", help="SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq"
+    )
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_dedup)
 
-    p = sub.add_parser("dedup-paragraphs", help="paragraph-level dedup with a Bloom filter (spans)", description=(
-        "Mark paragraphs (lines) whose word n-grams were mostly seen before, in this corpus or in a saved Bloom "
-        "filter, as allenai dolma's paragraph dedupe does. Save the filter with --bloom-out to dedup a later "
-        "dataset against this one; use --bloom-in with --read-only to check against a reference set."))
+    p = sub.add_parser(
+        "dedup-paragraphs",
+        help="paragraph-level dedup with a Bloom filter (spans)",
+        description=(
+            "Mark paragraphs (lines) whose word n-grams were mostly seen before, in this corpus or in a saved Bloom "
+            "filter, as allenai dolma's paragraph dedupe does. Save the filter with --bloom-out to dedup a later "
+            "dataset against this one; use --bloom-in with --read-only to check against a reference set."
+        ),
+    )
     p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")
     p.add_argument("--name", default="paragraph_dedup", help="attribute set name")
     p.add_argument("--ngram", type=int, default=13, help="n-gram length in words (default 13)")
-    p.add_argument("--overlap-threshold", dest="overlap_threshold", type=float, default=0.5,
-                   help="share of a paragraph's n-grams already seen that makes it a duplicate (default 0.5)")
-    p.add_argument("--expected-ngrams", dest="expected_ngrams", type=int, default=100_000_000,
-                   help="sizes the filter (with --false-positive-rate)")
+    p.add_argument(
+        "--overlap-threshold",
+        dest="overlap_threshold",
+        type=float,
+        default=0.5,
+        help="share of a paragraph's n-grams already seen that makes it a duplicate (default 0.5)",
+    )
+    p.add_argument(
+        "--expected-ngrams",
+        dest="expected_ngrams",
+        type=int,
+        default=100_000_000,
+        help="sizes the filter (with --false-positive-rate)",
+    )
     p.add_argument("--false-positive-rate", dest="false_positive_rate", type=float, default=1e-4)
     p.add_argument("--bloom-in", dest="bloom_in", help="start from this saved filter")
     p.add_argument("--bloom-out", dest="bloom_out", help="save the filter here after the run")
@@ -351,9 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.set_defaults(fn=cmd_dedup_paragraphs)
 
-    p = sub.add_parser("mix-plan", help="plan a mix from a written description of a pool (no documents)",
-                       description="Solve the value-weighted repetition plan from statistics only (see "
-                                   "configs/mix/dolma3-300T-to-6T.yaml) and print it.")
+    p = sub.add_parser(
+        "mix-plan",
+        help="plan a mix from a written description of a pool (no documents)",
+        description="Solve the value-weighted repetition plan from statistics only (see "
+        "configs/mix/dolma3-300T-to-6T.yaml) and print it.",
+    )
     p.add_argument("pool", help="pool description YAML: target_tokens, shares, groups with bucket_tokens")
     p.add_argument("--output", help="write OUTPUT.json and OUTPUT.png")
     p.set_defaults(fn=cmd_mix_plan)

@@ -87,15 +87,24 @@ def s_curve(bands: int, rows: int, points: int = 11) -> list[tuple[float, float]
 
 # ------------------------------------------------------------------------------------------------ shingles
 def normalise(texts: pl.Series) -> pl.Series:
-    return (texts.str.to_lowercase().str.replace_all(r"[\p{P}\p{S}]", " ").str.replace_all(r"\d", "0")
-            .str.replace_all(r"\s+", " ").str.strip_chars())
+    return (
+        texts.str.to_lowercase()
+        .str.replace_all(r"[\p{P}\p{S}]", " ")
+        .str.replace_all(r"\d", "0")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
 
 
 def shingle_hashes(texts: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(document index, 64-bit hash) of every word n-gram of every text (a text shorter than n words is one
     shingle). Hashes combine word hashes polynomially, in numpy, with wrap-around."""
-    words = (pl.DataFrame({"w": normalise(texts).str.split(" ")}).with_row_index("doc").explode("w")
-             .filter(pl.col("w").is_not_null() & (pl.col("w") != "")))
+    words = (
+        pl.DataFrame({"w": normalise(texts).str.split(" ")})
+        .with_row_index("doc")
+        .explode("w")
+        .filter(pl.col("w").is_not_null() & (pl.col("w") != ""))
+    )
     doc = words["doc"].to_numpy().astype(np.int64)
     h = words["w"].hash(seed=7).to_numpy()
     if not len(doc):
@@ -112,8 +121,9 @@ def shingle_hashes(texts: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
     return doc[keep], key[keep]
 
 
-def minhash(doc: np.ndarray, shingles: np.ndarray, n_docs: int, n_perm: int, seed: int,
-            chunk: int = 2048) -> np.ndarray:
+def minhash(
+    doc: np.ndarray, shingles: np.ndarray, n_docs: int, n_perm: int, seed: int, chunk: int = 2048
+) -> np.ndarray:
     """MinHash signatures (n_docs × n_perm, uint32): h_i(x) = a_i·x + b_i mod 2^32 (a_i odd, so each h_i is a
     permutation of 32-bit values) over the shingle hashes folded to 32 bits.
 
@@ -172,14 +182,26 @@ class SignatureStage:
         ref = np.concatenate(refs) if refs else np.empty(0, np.uint64)
         width = 2 if p.method == "exact" else p.n_bands
         keys = np.concatenate(band_keys) if band_keys else np.empty((0, width), np.uint64)
-        _write_parquet(io.join(p.work, "docs", task.key + ".parquet"),
-                       pl.DataFrame({"doc": ref, "id": ids, "length": lengths, "created": created, "quality": scores},
-                                    schema_overrides={"doc": pl.UInt64, "length": pl.Int64, "quality": pl.Float64}))
+        _write_parquet(
+            io.join(p.work, "docs", task.key + ".parquet"),
+            pl.DataFrame(
+                {"doc": ref, "id": ids, "length": lengths, "created": created, "quality": scores},
+                schema_overrides={"doc": pl.UInt64, "length": pl.Int64, "quality": pl.Float64},
+            ),
+        )
         for band in range(p.n_bands):
             key = keys[:, 2 * band : 2 * band + 2] if p.method == "exact" else keys[:, band : band + 1]
-            _write_parquet(io.join(p.work, "bands", f"band={band:03d}", task.key + ".parquet"), pl.DataFrame(
-                {"key": key[:, 0], "key2": key[:, 1] if key.shape[1] > 1 else np.zeros(len(ref), np.uint64),
-                 "doc": ref}, schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64}))
+            _write_parquet(
+                io.join(p.work, "bands", f"band={band:03d}", task.key + ".parquet"),
+                pl.DataFrame(
+                    {
+                        "key": key[:, 0],
+                        "key2": key[:, 1] if key.shape[1] > 1 else np.zeros(len(ref), np.uint64),
+                        "doc": ref,
+                    },
+                    schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64},
+                ),
+            )
 
     def _band_keys(self, texts: pl.Series) -> np.ndarray:
         p = self.params
@@ -216,11 +238,18 @@ class PairsStage:
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         files = io.list_files(io.join(self.params.work, "bands", task.key, "*.parquet"))
-        bands = pl.concat([_read_parquet(f) for f in files]) if files else pl.DataFrame(
-            schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64})
+        bands = (
+            pl.concat([_read_parquet(f) for f in files])
+            if files
+            else pl.DataFrame(schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64})
+        )
         groups = bands.group_by("key", "key2").agg(pl.col("doc").sort()).filter(pl.col("doc").list.len() > 1)
-        edges = (groups.select(a=pl.col("doc").list.first(), b=pl.col("doc").list.slice(1)).explode("b")
-                 .unique().sort("a", "b"))
+        edges = (
+            groups.select(a=pl.col("doc").list.first(), b=pl.col("doc").list.slice(1))
+            .explode("b")
+            .unique()
+            .sort("a", "b")
+        )
         ledger.metrics["edges"] += len(edges)
         _write_parquet(io.join(self.params.work, "edges", task.key + ".parquet"), edges)
 
@@ -243,8 +272,11 @@ class ClusterStage:
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
         files = io.list_files(io.join(p.work, "edges", "*.parquet"))
-        edges = pl.concat([_read_parquet(f) for f in files]).unique() if files else pl.DataFrame(
-            schema={"a": pl.UInt64, "b": pl.UInt64})
+        edges = (
+            pl.concat([_read_parquet(f) for f in files]).unique()
+            if files
+            else pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
+        )
         ledger.metrics["candidate_edges"] += len(edges)
         if p.method == "minhash" and p.jaccard_threshold is not None and len(edges):
             similarity = self._jaccard(edges)
@@ -253,19 +285,31 @@ class ClusterStage:
         nodes, labels = connected_components(edges["a"].to_numpy(), edges["b"].to_numpy())
         clusters = pl.DataFrame({"doc": nodes, "component": labels}, schema={"doc": pl.UInt64, "component": pl.UInt64})
         # only the documents of some cluster are loaded: memory follows the edges, not the corpus
-        docs = pl.concat([_read_parquet(f).join(clusters.select("doc"), on="doc", how="semi")
-                          for f in io.list_files(io.join(p.work, "docs", "*.parquet"))])
+        docs = pl.concat(
+            [
+                _read_parquet(f).join(clusters.select("doc"), on="doc", how="semi")
+                for f in io.list_files(io.join(p.work, "docs", "*.parquet"))
+            ]
+        )
         clusters = clusters.join(docs, on="doc", how="left")
         order, descending = [], []
         for rule in p.keeper:
-            column, desc = {"quality": ("quality", True), "newest": ("created", True), "longest": ("length", True),
-                            "lowest_id": ("id", False)}[rule]
+            column, desc = {
+                "quality": ("quality", True),
+                "newest": ("created", True),
+                "longest": ("length", True),
+                "lowest_id": ("id", False),
+            }[rule]
             order.append(column)
             descending.append(desc)
-        keepers = (clusters.sort([*order, "doc"], descending=[*descending, False]).group_by("component")
-                   .agg(keeper=pl.col("doc").first(), keeper_id=pl.col("id").first(), size=pl.len()))
+        keepers = (
+            clusters.sort([*order, "doc"], descending=[*descending, False])
+            .group_by("component")
+            .agg(keeper=pl.col("doc").first(), keeper_id=pl.col("id").first(), size=pl.len())
+        )
         clusters = clusters.join(keepers, on="component").select(
-            "doc", "keeper", "keeper_id", "size", duplicate=pl.col("doc") != pl.col("keeper"))
+            "doc", "keeper", "keeper_id", "size", duplicate=pl.col("doc") != pl.col("keeper")
+        )
         ledger.metrics["clusters"] += len(keepers)
         ledger.metrics["duplicates"] += int(clusters["duplicate"].sum())
         _write_parquet(io.join(p.work, "clusters.parquet"), clusters.sort("doc"))
@@ -315,10 +359,17 @@ class DedupAttributeStage:
         p = self.params
         url, number = task.inputs[0], int(task.inputs[1])
         lo, hi = np.uint64(number) << np.uint64(32), np.uint64(number + 1) << np.uint64(32)
-        clusters = pl.scan_parquet(io.join(p.work, "clusters.parquet")).filter(
-            (pl.col("doc") >= lo) & (pl.col("doc") < hi)).collect()
-        by_line = {int(d) & 0xFFFFFFFF: (dup, size, keeper, kid) for d, dup, size, keeper, kid in
-                   zip(*(clusters[c].to_list() for c in ("doc", "duplicate", "size", "keeper", "keeper_id")))}
+        clusters = (
+            pl.scan_parquet(io.join(p.work, "clusters.parquet"))
+            .filter((pl.col("doc") >= lo) & (pl.col("doc") < hi))
+            .collect()
+        )
+        by_line = {
+            int(d) & 0xFFFFFFFF: (dup, size, keeper, kid)
+            for d, dup, size, keeper, kid in zip(
+                *(clusters[c].to_list() for c in ("doc", "duplicate", "size", "keeper", "keeper_id"))
+            )
+        }
         prefix = f"{p.name}__{p.method}__"
         with io.AtomicWriter(io.attributes_url(url, p.name)) as out:
             for batch in io.read_documents(url, p.batch_size):
@@ -328,11 +379,16 @@ class DedupAttributeStage:
                 for line, doc in zip(batch.lines, batch.docs):
                     dup, size, keeper, keeper_id = by_line.get(line, (False, 1, (number << 32) | line, doc.id))
                     n = len(doc.text)
-                    lines.append(AttributeLine(doc.id, {
-                        prefix + "duplicate": [[0, n, 1.0 if dup else 0.0]],
-                        prefix + "cluster_size": [[0, n, float(size)]],
-                        prefix + "cluster": [[0, n, float(keeper)]],
-                    }))
+                    lines.append(
+                        AttributeLine(
+                            doc.id,
+                            {
+                                prefix + "duplicate": [[0, n, 1.0 if dup else 0.0]],
+                                prefix + "cluster_size": [[0, n, float(size)]],
+                                prefix + "cluster": [[0, n, float(keeper)]],
+                            },
+                        )
+                    )
                     if dup:
                         ledger.dropped(url, [line], [doc.id], "duplicate", f"duplicate of {keeper_id}")
                     else:
@@ -406,10 +462,13 @@ def describe(params: DedupParams) -> str:
     if params.method == "exact":
         return "exact: documents with the same normalised text (xxh3 hash)"
     threshold = (1 / params.bands) ** (1 / params.rows)
-    lines = [f"MinHash LSH: {params.ngram}-grams, {params.bands} bands × {params.rows} rows "
-             f"({params.bands * params.rows} hashes), S-curve midpoint ≈ {threshold:.2f}"
-             + (f", candidates verified at Jaccard ≥ {params.jaccard_threshold}" if params.jaccard_threshold else "")]
+    lines = [
+        f"MinHash LSH: {params.ngram}-grams, {params.bands} bands × {params.rows} rows "
+        f"({params.bands * params.rows} hashes), S-curve midpoint ≈ {threshold:.2f}"
+        + (f", candidates verified at Jaccard ≥ {params.jaccard_threshold}" if params.jaccard_threshold else "")
+    ]
     lines.append("  similarity  P(candidate)")
-    lines += [f"  {s:10.2f}  {prob:12.3f}  {'#' * int(round(prob * 40))}" for s, prob in s_curve(params.bands, params.rows)]
+    lines += [
+        f"  {s:10.2f}  {prob:12.3f}  {'#' * int(round(prob * 40))}" for s, prob in s_curve(params.bands, params.rows)
+    ]
     return "\n".join(lines)
-

@@ -148,8 +148,12 @@ class LocalExecutor:
             listener.join()
 
 
-def run_stage(stage: Stage, executor: Executor, on_progress: Callable[[int, int], None] = lambda d, b: None,
-              on_task: Callable[[str, ShardSummary], None] = lambda k, s: None) -> ShardSummary:
+def run_stage(
+    stage: Stage,
+    executor: Executor,
+    on_progress: Callable[[int, int], None] = lambda d, b: None,
+    on_task: Callable[[str, ShardSummary], None] = lambda k, s: None,
+) -> ShardSummary:
     """Run every task of ``stage`` that is not done yet; return the stage's merged summary over all tasks."""
     tasks = stage.tasks()
     keys = [t.key for t in tasks]
@@ -165,4 +169,3 @@ def run_stage(stage: Stage, executor: Executor, on_progress: Callable[[int, int]
         stage.finish(tasks)
     io.write_json(io.join(ledger_dir(stage), "summary.json"), total)
     return total
-

@@ -36,9 +36,7 @@ class ImportStage:
             raise io.UserError("attribute trees are JSONL; use compression zst, gz or jsonl with attributes")
 
     def tasks(self) -> list[Task]:
-        return [
-            Task(io.strip_suffix(io.relative_to_root(f, self.input)), (f,)) for f in io.document_files(self.input)
-        ]
+        return [Task(io.strip_suffix(io.relative_to_root(f, self.input)), (f,)) for f in io.document_files(self.input)]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         src = task.inputs[0]

@@ -193,7 +193,9 @@ def _read_parquet(url: str, batch_size: int) -> Iterator[DocBatch]:
             pf = pq.ParquetFile(pa.BufferReader(raw.read()) if is_remote(url) else url)
             names = set(pf.schema_arrow.names)
             if not {"id", "text"} <= names:
-                yield DocBatch(rejected=[Rejected(1, "invalid_schema", f"parquet lacks columns {({'id', 'text'} - names)}")])
+                yield DocBatch(
+                    rejected=[Rejected(1, "invalid_schema", f"parquet lacks columns { ({'id', 'text'} - names) }")]
+                )
                 return
             first = 1
             for record_batch in pf.iter_batches(batch_size=batch_size):

@@ -63,8 +63,15 @@ class ShardLedger:
         self._detail: list[str] = []
         self.quarantine: list[QuarantineRecord] = []
 
-    def _add(self, file: str, lines: Sequence[int], ids: Sequence[str | None], outcome: str,
-             reasons: str | Sequence[str], details: str | Sequence[str]) -> None:
+    def _add(
+        self,
+        file: str,
+        lines: Sequence[int],
+        ids: Sequence[str | None],
+        outcome: str,
+        reasons: str | Sequence[str],
+        details: str | Sequence[str],
+    ) -> None:
         n = len(lines)
         self._file += [file] * n
         self._line += lines
@@ -76,8 +83,14 @@ class ShardLedger:
     def kept(self, file: str, lines: Sequence[int], ids: Sequence[str]) -> None:
         self._add(file, lines, ids, KEPT, "", "")
 
-    def dropped(self, file: str, lines: Sequence[int], ids: Sequence[str], reasons: str | Sequence[str],
-                details: str | Sequence[str] = "") -> None:
+    def dropped(
+        self,
+        file: str,
+        lines: Sequence[int],
+        ids: Sequence[str],
+        reasons: str | Sequence[str],
+        details: str | Sequence[str] = "",
+    ) -> None:
         self._add(file, lines, ids, DROPPED, reasons, details)
 
     def quarantined(self, file: str, rejected: Iterable[Rejected]) -> None:

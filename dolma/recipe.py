@@ -72,7 +72,9 @@ def _explain(error: pydantic.ValidationError, where: str) -> str:
     parts = []
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{where}.{key}: {item['msg']}" + (f" (got {item['input']!r})" if item["type"] != "missing" else ""))
+        parts.append(
+            f"{where}.{key}: {item['msg']}" + (f" (got {item['input']!r})" if item["type"] != "missing" else "")
+        )
     return "; ".join(parts)
 
 

@@ -133,8 +133,9 @@ class TokenizeStage:
                 body[ends - n] = False
                 flat[ends - n] = info.bos_token_id
             flat[ends - 1] = info.eos_token_id
-            flat[body] = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype,
-                                     count=int(body.sum()))
+            flat[body] = np.fromiter(
+                itertools.chain.from_iterable(e.ids for e in encodings), dtype, count=int(body.sum())
+            )
             chunks.append(flat)
             lengths.append(n)
             ids += [d.id for d in batch.docs]
@@ -146,8 +147,16 @@ class TokenizeStage:
         ledger.metrics["tokens"] += sum(f.tokens for f in part.files)
         io.write_json(io.join(self.output, "_parts", task.key + ".json"), part)
 
-    def _write_files(self, task: Task, src: str, chunks: list[np.ndarray], lengths: list[np.ndarray],
-                     ids: list[str], sources: list[str], locs: list[int]) -> PartManifest:
+    def _write_files(
+        self,
+        task: Task,
+        src: str,
+        chunks: list[np.ndarray],
+        lengths: list[np.ndarray],
+        ids: list[str],
+        sources: list[str],
+        locs: list[int],
+    ) -> PartManifest:
         tokens = np.concatenate(chunks) if chunks else np.empty(0, np.uint32)
         n = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
         starts = np.cumsum(n) - n
@@ -169,8 +178,11 @@ class TokenizeStage:
                 w.write(rows.write_csv(include_header=False).encode())
             files.append(FileEntry(stem + ".npy", stem + ".csv.gz", int(ends[-1]), len(picked)))
         per_source = table.group_by("source").agg(tokens=pl.col("n").sum(), documents=pl.len()).sort("source")
-        return PartManifest(files, dict(zip(per_source["source"], per_source["tokens"])),
-                            dict(zip(per_source["source"], per_source["documents"])))
+        return PartManifest(
+            files,
+            dict(zip(per_source["source"], per_source["tokens"])),
+            dict(zip(per_source["source"], per_source["documents"])),
+        )
 
     def finish(self, tasks: list[Task]) -> None:
         """Merge the per-shard parts into ``manifest.json``: files, tokens and documents per source, tokenizer."""
@@ -181,12 +193,20 @@ class TokenizeStage:
         for task in tasks:
             part = msgspec.convert(io.read_json(io.join(self.output, "_parts", task.key + ".json")), PartManifest)
             files += part.files
-            for mine, theirs in ((tokens_per_source, part.tokens_per_source),
-                                 (documents_per_source, part.documents_per_source)):
+            for mine, theirs in (
+                (tokens_per_source, part.tokens_per_source),
+                (documents_per_source, part.documents_per_source),
+            ):
                 for k, v in theirs.items():
                     mine[k] = mine.get(k, 0) + v
-        manifest = Manifest(info, files, sum(f.tokens for f in files), sum(f.documents for f in files),
-                            dict(sorted(tokens_per_source.items())), dict(sorted(documents_per_source.items())))
+        manifest = Manifest(
+            info,
+            files,
+            sum(f.tokens for f in files),
+            sum(f.documents for f in files),
+            dict(sorted(tokens_per_source.items())),
+            dict(sorted(documents_per_source.items())),
+        )
         io.write_json(io.join(self.output, "manifest.json"), manifest)
 
 

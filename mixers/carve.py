@@ -37,17 +37,27 @@ class CarveStage:
             for batch in io.read_aligned(src, {self.attributes: io.attributes_url(src, self.attributes)}):
                 ledger.read += len(batch.docs) + len(batch.rejected)
                 ledger.quarantined(src, batch.rejected)
-                scores = [{k.removeprefix(prefix): v[0][2] for k, v in a[self.attributes].items()
-                           if k.startswith(prefix) and v} for a in batch.attributes]
+                scores = [
+                    {
+                        k.removeprefix(prefix): v[0][2]
+                        for k, v in a[self.attributes].items()
+                        if k.startswith(prefix) and v
+                    }
+                    for a in batch.attributes
+                ]
                 if scores and not any(label in scores[0] for label in self.labels):
-                    raise io.UserError(f"{src}: attribute set {self.attributes!r} has no {prefix}<label> keys for "
-                                       f"labels {self.labels}; found {sorted(scores[0])}")
+                    raise io.UserError(
+                        f"{src}: attribute set {self.attributes!r} has no {prefix}<label> keys for "
+                        f"labels {self.labels}; found {sorted(scores[0])}"
+                    )
                 best = [max(s, key=s.get) if s else "" for s in scores]
                 for label, doc in zip(best, batch.docs):
                     ledger.metrics[f"top_label_documents/{label}"] += 1
                     ledger.metrics[f"top_label_chars/{label}"] += len(doc.text)
-                keep = np.array([max((s.get(label, 0.0) for label in self.labels), default=0.0) >= self.threshold
-                                 for s in scores], bool)
+                keep = np.array(
+                    [max((s.get(label, 0.0) for label in self.labels), default=0.0) >= self.threshold for s in scores],
+                    bool,
+                )
                 docs = [d for d, k in zip(batch.docs, keep) if k]
                 out.write(docs)
                 ledger.kept(src, [n for n, k in zip(batch.lines, keep) if k], [d.id for d in docs])

@@ -59,10 +59,12 @@ class Stream:
     topic: str | None = None  # attribute key prefix; the topic is the key suffix with the highest score
     tokens: str | None = None  # attribute key holding the token count (e.g. tags__stats_v1__tokens)
     spans: list[SpanEdit] = field(default_factory=list)
+    misaligned: str = "error"  # an attribute line out of step with its document: error, or quarantine it
 
     def rules(self) -> tuple[list[Rule], list[Rule]]:
         def build(spec: Any) -> Rule:
             return parse(spec) if isinstance(spec, str) else native(**spec)
+
         return [build(r) for r in self.include], [build(r) for r in self.exclude]
 
 
@@ -156,8 +158,15 @@ class MixStatsStage:
         _write_parquet(io.join(self.params.work, "stats", task.key + ".parquet"), table)
 
 
-STATS_SCHEMA = {"line": pl.Int64, "id": pl.String, "source": pl.String, "topic": pl.String, "quality": pl.Float64,
-                "tokens": pl.Int64, "u": pl.Float64}
+STATS_SCHEMA = {
+    "line": pl.Int64,
+    "id": pl.String,
+    "source": pl.String,
+    "topic": pl.String,
+    "quality": pl.Float64,
+    "tokens": pl.Int64,
+    "u": pl.Float64,
+}
 
 
 def _batches(p: MixParams, stream: Stream, url: str):
@@ -166,10 +175,14 @@ def _batches(p: MixParams, stream: Stream, url: str):
     keys = sorted({k for r in include + exclude for k in r.keys} | {k for k in (stream.quality, stream.tokens) if k})
     sources = {name: io.attributes_url(url, name) for name in stream.attributes}
     for batch in io.read_aligned(url, sources, p.batch_size):
+        off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
+        if off is not None and stream.misaligned == "error":
+            raise io.UserError(f"{url} line {off.line}: {off.error} (set misaligned: quarantine to skip such lines)")
         merged = [{k: v for a in per_doc.values() for k, v in a.items()} for per_doc in batch.attributes]
         columns = {k: [(m[k][0][2] if m.get(k) else None) for m in merged] for k in keys}
-        frame = pl.DataFrame({k: pl.Series(v, dtype=pl.Float64) for k, v in columns.items()},
-                             schema={k: pl.Float64 for k in keys})
+        frame = pl.DataFrame(
+            {k: pl.Series(v, dtype=pl.Float64) for k, v in columns.items()}, schema={k: pl.Float64 for k in keys}
+        )
         reason = pl.lit(None, pl.String)
         for rule in reversed(include):  # the first failing rule names the reason
             present = pl.all_horizontal([pl.col(k).is_not_null() for k in rule.keys])
@@ -188,21 +201,39 @@ def _batches(p: MixParams, stream: Stream, url: str):
             tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
         else:
             tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
-        topic = [(max(((k[len(stream.topic):], v[0][2]) for k, v in m.items() if k.startswith(stream.topic) and v),
-                      key=lambda kv: kv[1], default=("", 0))[0]) if stream.topic else "" for m in merged]
+        topic = [
+            (
+                max(
+                    ((k[len(stream.topic) :], v[0][2]) for k, v in m.items() if k.startswith(stream.topic) and v),
+                    key=lambda kv: kv[1],
+                    default=("", 0),
+                )[0]
+            )
+            if stream.topic
+            else ""
+            for m in merged
+        ]
         ids = [d.id for d in batch.docs]
         out = frame.select(drop_reason=reason).with_columns(
-            line=pl.Series(batch.lines, dtype=pl.Int64), id=pl.Series(ids, dtype=pl.String),
-            source=pl.lit(stream.name), topic=pl.Series(topic, dtype=pl.String),
+            line=pl.Series(batch.lines, dtype=pl.Int64),
+            id=pl.Series(ids, dtype=pl.String),
+            source=pl.lit(stream.name),
+            topic=pl.Series(topic, dtype=pl.String),
             quality=frame[stream.quality].fill_null(0.0) if stream.quality else pl.lit(0.0),
-            tokens=tokens, u=pl.Series(draw(p.seed, ids)))
+            tokens=tokens,
+            u=pl.Series(draw(p.seed, ids)),
+        )
         batch.texts = texts
         yield batch, out
 
 
 def _edited(text: str, attrs: dict[str, list], edits: list[SpanEdit]) -> str:
-    spans = sorted((int(s), int(e), edit.replacement) for edit in edits
-                   for s, e, score in attrs.get(edit.attribute, []) if score >= edit.threshold)
+    spans = sorted(
+        (int(s), int(e), edit.replacement)
+        for edit in edits
+        for s, e, score in attrs.get(edit.attribute, [])
+        if score >= edit.threshold
+    )
     if not spans:
         return text
     out, cursor = [], 0
@@ -259,14 +290,18 @@ def solve_group(tokens: np.ndarray, target: float, params: MixParams, realised=N
     kept = np.ones(q, bool) if flat else x > params.throwaway + 1e-12
     p, lam = (0.0, 0.0) if flat else (params.curve_p, params.curve_lambda)
     total = realised or (lambda f: float(np.dot(tokens, f)))
+
     def factors(c: float) -> np.ndarray:
         return np.where(kept, curve(x, c, p, lam, params.max_repetition), 0.0)
+
     if target <= 0:
         return np.zeros(q)
     most = total(np.where(kept, params.max_repetition, 0.0))
     if most < target * (1 - 1e-9):
-        raise io.UserError(f"cannot reach {target:,.0f} tokens: {int(tokens[kept].sum()):,} tokens above the "
-                           f"throwaway quantile × max repetition {params.max_repetition} = {most:,.0f}")
+        raise io.UserError(
+            f"cannot reach {target:,.0f} tokens: {int(tokens[kept].sum()):,} tokens above the "
+            f"throwaway quantile × max repetition {params.max_repetition} = {most:,.0f}"
+        )
     lo, hi = 0.0, params.max_repetition / max(float(np.min(np.power(x[kept], p) * np.exp(lam * x[kept]))), 1e-12)
     for _ in range(200):
         mid = (lo + hi) / 2
@@ -280,8 +315,9 @@ def solve_group(tokens: np.ndarray, target: float, params: MixParams, realised=N
     return min((factors(lo), factors(hi)), key=lambda f: abs(total(f) - target))
 
 
-def plan_from_histograms(params: MixParams, groups: dict[tuple[str, str], tuple[list[float], np.ndarray]],
-                         realisers: dict | None = None) -> Plan:
+def plan_from_histograms(
+    params: MixParams, groups: dict[tuple[str, str], tuple[list[float], np.ndarray]], realisers: dict | None = None
+) -> Plan:
     """Targets per source from the shares, split over topics by their kept tokens, then solved per group."""
     available = {k: float(v[1].sum()) for k, v in groups.items()}
     by_source: dict[str, float] = {}
@@ -303,17 +339,36 @@ def plan_from_histograms(params: MixParams, groups: dict[tuple[str, str], tuple[
         shares[s] = left * by_source[s] / max(sum(by_source[r] for r in rest), 1.0)
     out = []
     for (source, topic), (edges, tokens) in sorted(groups.items()):
-        target = (params.target_tokens * shares.get(source, 0.0) * kept_tokens(source, tokens)
-                  / max(kept_by_source[source], 1.0))
+        target = (
+            params.target_tokens
+            * shares.get(source, 0.0)
+            * kept_tokens(source, tokens)
+            / max(kept_by_source[source], 1.0)
+        )
         realised = (realisers or {}).get((source, topic))
         factors = solve_group(tokens, target, params, realised, flat=source in flat)
         planned = realised(factors) if realised else float(np.dot(tokens, factors))
-        out.append(GroupPlan(source, topic, [float(e) for e in edges], [int(t) for t in tokens],
-                             [round(float(f), 9) for f in factors], int(available[(source, topic)]), float(target),
-                             float(planned)))
+        out.append(
+            GroupPlan(
+                source,
+                topic,
+                [float(e) for e in edges],
+                [int(t) for t in tokens],
+                [round(float(f), 9) for f in factors],
+                int(available[(source, topic)]),
+                float(target),
+                float(planned),
+            )
+        )
     planned = float(sum(g.planned_tokens for g in out))
-    return Plan(params.target_tokens, planned, max(1, math.ceil(planned / params.partition_tokens)),
-                params.max_repetition, f"min({params.max_repetition}, C·x^{params.curve_p}·e^({params.curve_lambda}x))", out)
+    return Plan(
+        params.target_tokens,
+        planned,
+        max(1, math.ceil(planned / params.partition_tokens)),
+        params.max_repetition,
+        f"min({params.max_repetition}, C·x^{params.curve_p}·e^({params.curve_lambda}x))",
+        out,
+    )
 
 
 @dataclass
@@ -359,6 +414,7 @@ def _realiser(bucket: np.ndarray, tokens: np.ndarray, u: np.ndarray):
     b, t, uu = bucket[order], tokens[order].astype(np.float64), u[order]
     starts = np.searchsorted(b, np.arange(bucket.max() + 2 if len(bucket) else 1))
     cum = np.r_[0.0, np.cumsum(t)]
+
     def realised(factors: np.ndarray) -> float:
         total = 0.0
         for k, f in enumerate(factors):
@@ -369,6 +425,7 @@ def _realiser(bucket: np.ndarray, tokens: np.ndarray, u: np.ndarray):
             extra = s + int(np.searchsorted(uu[s:e], frac, side="left"))
             total += whole * (cum[e] - cum[s]) + (cum[extra] - cum[s])
         return total
+
     return realised
 
 
@@ -425,8 +482,9 @@ class MixShuffleStage:
             ledger.quarantined(url, batch.rejected)
             n = np.zeros(len(batch.docs), np.int64)
             reasons = frame["drop_reason"].to_list()
-            for i, (topic, quality, u, reason) in enumerate(zip(frame["topic"].to_list(), frame["quality"].to_list(),
-                                                                frame["u"].to_list(), reasons)):
+            for i, (topic, quality, u, reason) in enumerate(
+                zip(frame["topic"].to_list(), frame["quality"].to_list(), frame["u"].to_list(), reasons)
+            ):
                 if reason is None:
                     g = groups[(stream.name, topic)]
                     f = g.factors[int(bucket_of(np.array([quality]), g.edges)[0])]
@@ -436,25 +494,42 @@ class MixShuffleStage:
                     ledger.dropped(url, [line], [doc.id], reason)
                     continue
                 if n[i] == 0:
-                    ledger.dropped(url, [line], [doc.id], "repetition factor 0 (below the throwaway quantile or "
-                                                          "a rounded-down fraction)")
+                    ledger.dropped(
+                        url,
+                        [line],
+                        [doc.id],
+                        "repetition factor 0 (below the throwaway quantile or a rounded-down fraction)",
+                    )
                     continue
                 ledger.kept(url, [line], [doc.id])
                 ledger.metrics["copies"] += int(n[i])
                 text = batch.texts[i]
                 for k in range(int(n[i])):
                     key = xxhash.xxh64_intdigest(f"{doc.id}\x00{k}".encode(), seed=p.seed)
-                    copy = Document(doc.id if k == 0 else f"{doc.id}#{k}", text, doc.source or stream.name,
-                                    doc.added, doc.created, doc.metadata)
+                    copy = Document(
+                        doc.id if k == 0 else f"{doc.id}#{k}",
+                        text,
+                        doc.source or stream.name,
+                        doc.added,
+                        doc.created,
+                        doc.metadata,
+                    )
                     keys.append(key)
                     parts.append(key % plan.partitions)
                     payload.append(ENCODER.encode(copy))
             report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
-        table = pl.DataFrame({"key": pl.Series(keys, dtype=pl.UInt64), "part": pl.Series(parts, dtype=pl.Int64),
-                              "doc": pl.Series(payload, dtype=pl.Binary)})
+        table = pl.DataFrame(
+            {
+                "key": pl.Series(keys, dtype=pl.UInt64),
+                "part": pl.Series(parts, dtype=pl.Int64),
+                "doc": pl.Series(payload, dtype=pl.Binary),
+            }
+        )
         for part in range(plan.partitions):
-            _write_parquet(io.join(p.work, "shuffle", f"part={part:05d}", task.key + ".parquet"),
-                           table.filter(pl.col("part") == part).select("key", "doc"))
+            _write_parquet(
+                io.join(p.work, "shuffle", f"part={part:05d}", task.key + ".parquet"),
+                table.filter(pl.col("part") == part).select("key", "doc"),
+            )
 
 
 # ----------------------------------------------------------------------------------------------- step 4
@@ -478,8 +553,11 @@ class MixWriteStage:
         p = self.params
         part = task.key.removeprefix("part-")
         files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.parquet"))
-        table = pl.concat([pl.read_parquet(f) for f in files]).sort("key") if files else pl.DataFrame(
-            schema={"key": pl.UInt64, "doc": pl.Binary})
+        table = (
+            pl.concat([pl.read_parquet(f) for f in files]).sort("key")
+            if files
+            else pl.DataFrame(schema={"key": pl.UInt64, "doc": pl.Binary})
+        )
         docs = [msgspec.json.decode(b, type=Document) for b in table["doc"].to_list()]
         base = [d.id.split("#", 1)[0] for d in docs]
         for i in range(1, len(docs)):  # copies of one document are never adjacent: swap with a later one
@@ -543,10 +621,18 @@ def plan_from_description(path: str) -> Plan:
             desc = msgspec.convert(yaml.safe_load(f), PoolDescription, strict=False)  # YAML reads 1.0e12 as text
         except msgspec.ValidationError as e:
             raise io.UserError(f"{path}: {e}") from None
-    params = MixParams(streams=[Stream(name, [], share=share) for name, share in desc.shares.items()], work="",
-                       output="", target_tokens=desc.target_tokens, quantiles=desc.quantiles,
-                       throwaway=desc.throwaway, max_repetition=desc.max_repetition, curve_p=desc.curve_p,
-                       curve_lambda=desc.curve_lambda, calibrate=False)
+    params = MixParams(
+        streams=[Stream(name, [], share=share) for name, share in desc.shares.items()],
+        work="",
+        output="",
+        target_tokens=desc.target_tokens,
+        quantiles=desc.quantiles,
+        throwaway=desc.throwaway,
+        max_repetition=desc.max_repetition,
+        curve_p=desc.curve_p,
+        curve_lambda=desc.curve_lambda,
+        calibrate=False,
+    )
     groups = {}
     for g in desc.groups:
         if g.source not in desc.shares:
@@ -569,9 +655,16 @@ def plan_table(plan: Plan) -> list[tuple[str, ...]]:
     rows = []
     for g in plan.groups:
         kept = sum(1 for f in g.factors if f > 0)
-        rows.append((f"{g.source}/{g.topic}" if g.topic else g.source, human(g.available_tokens),
-                     human(g.planned_tokens), f"{g.planned_tokens / plan.planned_tokens:.2%}", f"{kept}/{len(g.factors)}",
-                     f"{max(g.factors, default=0):.2f}"))
+        rows.append(
+            (
+                f"{g.source}/{g.topic}" if g.topic else g.source,
+                human(g.available_tokens),
+                human(g.planned_tokens),
+                f"{g.planned_tokens / plan.planned_tokens:.2%}",
+                f"{kept}/{len(g.factors)}",
+                f"{max(g.factors, default=0):.2f}",
+            )
+        )
     return rows
 
 

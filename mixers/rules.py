@@ -22,9 +22,11 @@ import polars as pl
 from dolma.io import UserError
 
 OPS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
-TOKEN = re.compile(r"\s*(\$\.attributes\[\?\(|\)\]$|&&|\|\||==|!=|<=|>=|<|>|!|\(|\)|//|\[\[[^\]]*\]\]|\[\d+\]|"
-                   r"@\.[A-Za-z0-9_\-.]+|\.attributes\.[A-Za-z0-9_\-.]+|-?\d+(?:\.\d+)?(?:[eE]-?\d+)?|true|false|"
-                   r"and|or|not|\"[^\"]*\")")
+TOKEN = re.compile(
+    r"\s*(\$\.attributes\[\?\(|\)\]$|&&|\|\||==|!=|<=|>=|<|>|!|\(|\)|//|\[\[[^\]]*\]\]|\[\d+\]|"
+    r"@\.[A-Za-z0-9_\-.]+|\.attributes\.[A-Za-z0-9_\-.]+|-?\d+(?:\.\d+)?(?:[eE]-?\d+)?|true|false|"
+    r"and|or|not|\"[^\"]*\")"
+)
 
 
 @dataclass
@@ -50,8 +52,10 @@ def parse(text: str) -> Rule:
     """Compile an allenai-style JSONPath or jq filter."""
     tokens = [t for t in TOKEN.findall(text) if t]
     if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", text):
-        raise UserError(f"cannot parse filter {text!r}: only comparisons of attribute scores with numbers, "
-                        "&& || ! (JSONPath) or and/or/not (jq) are supported")
+        raise UserError(
+            f"cannot parse filter {text!r}: only comparisons of attribute scores with numbers, "
+            "&& || ! (JSONPath) or and/or/not (jq) are supported"
+        )
     if tokens and tokens[0].startswith("$.attributes"):
         if tokens[-1] != ")]":
             raise UserError(f"JSONPath filter {text!r} must end with ')]'")
@@ -59,7 +63,7 @@ def parse(text: str) -> Rule:
     parser = _Parser(tokens, text)
     expr = parser.expression()
     if parser.i != len(tokens):
-        raise UserError(f"cannot parse filter {text!r} near {' '.join(tokens[parser.i:])!r}")
+        raise UserError(f"cannot parse filter {text!r} near {' '.join(tokens[parser.i :])!r}")
     return Rule(expr.fill_null(False), parser.keys, text)
 
 

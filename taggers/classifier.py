@@ -92,8 +92,9 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
         if not texts:
             raise io.UserError(f"no documents for label {label!r} in {patterns}")
         held = [xxhash.xxh64_intdigest(f"{params.seed}:{i}".encode()) % 1000 < params.held_out * 1000 for i in ids]
-        rows += [(label, t, h) for t, h in zip(normalise(pl.Series(texts[: params.max_docs_per_label])).to_list(),
-                                               held)]
+        rows += [
+            (label, t, h) for t, h in zip(normalise(pl.Series(texts[: params.max_docs_per_label])).to_list(), held)
+        ]
     train = [(label, text) for label, text, held in rows if not held and text]
     if params.balance:
         rng = np.random.default_rng(params.seed)
@@ -107,9 +108,17 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
             f.write(f"__label__{train[i][0]} {train[i][1]}\n")
         train_file = f.name
     try:
-        model = fasttext.train_supervised(input=train_file, epoch=params.epoch, lr=params.lr,
-                                          wordNgrams=params.word_ngrams, dim=params.dim, minCount=params.min_count,
-                                          thread=params.threads, seed=params.seed, verbose=0)
+        model = fasttext.train_supervised(
+            input=train_file,
+            epoch=params.epoch,
+            lr=params.lr,
+            wordNgrams=params.word_ngrams,
+            dim=params.dim,
+            minCount=params.min_count,
+            thread=params.threads,
+            seed=params.seed,
+            verbose=0,
+        )
     finally:
         os.remove(train_file)
     os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
@@ -124,11 +133,20 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        reports.append(LabelReport(label, sum(1 for lab, _ in train if lab == label), truth.count(label),
-                                   round(precision, 4), round(recall, 4), round(f1, 4)))
+        reports.append(
+            LabelReport(
+                label,
+                sum(1 for lab, _ in train if lab == label),
+                truth.count(label),
+                round(precision, 4),
+                round(recall, 4),
+                round(f1, 4),
+            )
+        )
     accuracy = sum(p == t for p, t in zip(predicted, truth)) / max(len(truth), 1)
-    report = TrainingReport(model_path, reports, round(accuracy, 4),
-                            {k: v for k, v in vars(params).items() if k != "threads"})
+    report = TrainingReport(
+        model_path, reports, round(accuracy, 4), {k: v for k, v in vars(params).items() if k != "threads"}
+    )
     io.write_json(model_path + ".report.json", report)
     return report
 
@@ -147,8 +165,9 @@ class FastTextClassifier(Tagger):
     def tag(self, batch: TextBatch) -> TagResult:
         model = load_fasttext(self.model)
         labels, probs = predict(model, normalise(batch.texts).to_list(), self.top_k)
-        out: dict[str, np.ndarray] = {label.removeprefix("__label__"): np.zeros(len(batch))
-                                      for label in model.get_labels()}
+        out: dict[str, np.ndarray] = {
+            label.removeprefix("__label__"): np.zeros(len(batch)) for label in model.get_labels()
+        }
         for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
             for label, p in zip(row_labels, row_probs.tolist()):
                 out[label][i] = min(p, 1.0)

@@ -21,16 +21,19 @@ WORD = r"\w+"
 
 def _gram_hashes(words: pl.DataFrame, n: int) -> pl.DataFrame:
     """``(doc, pos, g)``: the hash of the n lower-cased words starting at each position."""
-    shifted = [pl.when(pl.col("doc").shift(-i) == pl.col("doc")).then(pl.col("h").shift(-i)).alias(f"h{i}")
-               for i in range(n)]
-    return (words.with_columns(h=pl.col("w").str.to_lowercase().hash())
-            .with_columns(g=pl.when(shifted[-1].is_not_null()).then(pl.struct(shifted).hash()))
-            .filter(pl.col("g").is_not_null()).select("doc", "pos", "g"))
+    shifted = [
+        pl.when(pl.col("doc").shift(-i) == pl.col("doc")).then(pl.col("h").shift(-i)).alias(f"h{i}") for i in range(n)
+    ]
+    return (
+        words.with_columns(h=pl.col("w").str.to_lowercase().hash())
+        .with_columns(g=pl.when(shifted[-1].is_not_null()).then(pl.struct(shifted).hash()))
+        .filter(pl.col("g").is_not_null())
+        .select("doc", "pos", "g")
+    )
 
 
 def _words(texts: pl.Series) -> pl.DataFrame:
-    words = (pl.DataFrame({"w": texts.str.extract_all(WORD)}).with_row_index("doc").explode("w")
-             .drop_nulls("w"))
+    words = pl.DataFrame({"w": texts.str.extract_all(WORD)}).with_row_index("doc").explode("w").drop_nulls("w")
     doc = words["doc"].to_numpy()
     return words.with_columns(pos=pl.Series(np.arange(len(doc)) - np.searchsorted(doc, doc), dtype=pl.UInt32))
 

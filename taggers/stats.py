@@ -21,10 +21,14 @@ class Stats(Tagger):
         df = pl.DataFrame({"t": texts}).select(
             chars=pl.col("t").str.len_chars(),
             words=pl.col("t").str.count_matches(r"\S+"),
-            lines=pl.col("t").str.count_matches("\n") + (pl.col("t").str.len_chars() > 0).cast(pl.UInt32)
+            lines=pl.col("t").str.count_matches("\n")
+            + (pl.col("t").str.len_chars() > 0).cast(pl.UInt32)
             - pl.col("t").str.ends_with("\n").cast(pl.UInt32),
-            paragraphs=pl.col("t").str.strip_chars().str.split(by="\n\n").list.eval(
-                pl.element().str.strip_chars().str.len_chars() > 0).list.sum(),
+            paragraphs=pl.col("t")
+            .str.strip_chars()
+            .str.split(by="\n\n")
+            .list.eval(pl.element().str.strip_chars().str.len_chars() > 0)
+            .list.sum(),
         )
         tok = load_tokenizer(self.tokenizer or DEFAULT_TOKENIZER)
         encodings = tok.encode_batch_fast(texts.to_list(), add_special_tokens=False)

@@ -24,15 +24,21 @@ PREFIX = rf"(?:\.\.+|[§%=—–+{_PUNCT}{_CURRENCY}\p{{So}}])"
 SUFFIX = rf"(?:\.\.+|['’][sS]|\):|:\)|;\)|:\(|[—–.{_PUNCT}\p{{So}}])"
 SUFFIX_TOKEN = r"\.\.+|['’][sS]|\):|:\)|;\)|:\(|."
 # chunks that keep their final period: initials and dotted abbreviations ("e.g.", "U.K.", "p."), and a few words
-ABBREVIATION = (r"^(?:(?:\p{L}\.)+|Inc\.|Ltd\.|Co\.|Corp\.|Dr\.|Mr\.|Mrs\.|Ms\.|Jr\.|Sr\.|St\.|Mt\.|vs\.|"
-                r"Gov\.|Gen\.|Rev\.|Jan\.|Feb\.|Mar\.|Apr\.|Jun\.|Jul\.|Aug\.|Sep\.|Sept\.|Oct\.|Nov\.|Dec\.|Mass\.|Calif\.|Conn\.|Ill\.|Fla\.|Ga\.|Ariz\.|Colo\.)[^.\p{L}\p{N}]*$")
+ABBREVIATION = (
+    r"^(?:(?:\p{L}\.)+|Inc\.|Ltd\.|Co\.|Corp\.|Dr\.|Mr\.|Mrs\.|Ms\.|Jr\.|Sr\.|St\.|Mt\.|vs\.|"
+    r"Gov\.|Gen\.|Rev\.|Jan\.|Feb\.|Mar\.|Apr\.|Jun\.|Jul\.|Aug\.|Sep\.|Sept\.|Oct\.|Nov\.|Dec\.|Mass\.|Calif\.|Conn\.|Ill\.|Fla\.|Ga\.|Ariz\.|Colo\.)[^.\p{L}\p{N}]*$"
+)
 # contractions written without an apostrophe, split where the apostrophe would be
-BARE_CONTRACTION = (r"^([Dd]o|[Dd]oes|[Dd]id|[Ii]s|[Aa]re|[Ww]as|[Ww]ere|[Hh]as|[Hh]ave|[Hh]ad|[Cc]ould|[Ss]hould|[Ww]ould|"
-                    r"[Cc]a|[Ww]o|[Aa]i|[Nn]eed)(nt)$|^([iI])(d|m|ve)$|^([Yy]ou|[Tt]hey)(re)$|^([Ww]hat|[Hh]e|[Ss]he)(s)$")
+BARE_CONTRACTION = (
+    r"^([Dd]o|[Dd]oes|[Dd]id|[Ii]s|[Aa]re|[Ww]as|[Ww]ere|[Hh]as|[Hh]ave|[Hh]ad|[Cc]ould|[Ss]hould|[Ww]ould|"
+    r"[Cc]a|[Ww]o|[Aa]i|[Nn]eed)(nt)$|^([iI])(d|m|ve)$|^([Yy]ou|[Tt]hey)(re)$|^([Ww]hat|[Hh]e|[Ss]he)(s)$"
+)
 UNIT = r"[0-9]((?:[kcm]?m|km|[kmµ]?g|lb|oz|ft|in|[KMGT]B|[kmgt]b|[KMGT]|%|[$£€¥])[²³]?)$"
 CONTRACTION = r"(?i:n['’]t|['’](?:re|ll|ve|d|m))"
-URL = (r"^(?:[\w+\-.]{2,}://|www\.|[^@\s]+@[^@\s]+\.\p{L}{2,})|^(?i:and/or)$"
-       r"|^(?:[\p{L}\p{N}][\p{L}\p{N}_\-]{0,62}\.)+\p{Ll}{2,63}\.?(?::\d{2,5})?(?:[/?#]\S*)?$")  # host names
+URL = (
+    r"^(?:[\w+\-.]{2,}://|www\.|[^@\s]+@[^@\s]+\.\p{L}{2,})|^(?i:and/or)$"
+    r"|^(?:[\p{L}\p{N}][\p{L}\p{N}_\-]{0,62}\.)+\p{Ll}{2,63}\.?(?::\d{2,5})?(?:[/?#]\S*)?$"
+)  # host names
 INFIXES = [
     (r"(\.\.+|…)", " $1 "),
     (r"([0-9])([+\-*^])([0-9\-])", "$1 $2 $3"),
@@ -49,43 +55,73 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
     the affix and infix rules, each step materialising its columns once."""
     c, prefix, rest, suffix, core = (pl.col(n) for n in ("c", "prefix", "rest", "suffix", "core"))
     length = pl.col("core").str.len_chars()
-    chunks = (pl.DataFrame({"t": texts}).with_row_index("doc")
-              .select("doc", c=pl.col("t").str.extract_all(r"\S+")).explode("c").drop_nulls("c")
-              .with_row_index("chunk"))
-    plain = (c.str.contains(r"^(?:\p{L}+|[0-9]+)$") & ~c.str.contains(BARE_CONTRACTION)
-             & (c.str.to_lowercase() != "cannot"))
+    chunks = (
+        pl.DataFrame({"t": texts})
+        .with_row_index("doc")
+        .select("doc", c=pl.col("t").str.extract_all(r"\S+"))
+        .explode("c")
+        .drop_nulls("c")
+        .with_row_index("chunk")
+    )
+    plain = (
+        c.str.contains(r"^(?:\p{L}+|[0-9]+)$") & ~c.str.contains(BARE_CONTRACTION) & (c.str.to_lowercase() != "cannot")
+    )
     chunks = chunks.with_columns(plain=plain)
     simple = chunks.filter("plain").select("chunk", "doc", w="c")
-    df = (chunks.filter(~pl.col("plain"))
-          .with_columns(prefix=c.str.extract(rf"^({PREFIX}*)", 1))
-          .with_columns(rest=c.str.slice(prefix.str.len_chars()))
-          .with_columns(suffix=rest.str.extract(rf"({SUFFIX}*)$", 1), abbreviation=rest.str.contains(ABBREVIATION))
-          .with_columns(core=rest.str.slice(0, rest.str.len_chars() - suffix.str.len_chars())))
+    df = (
+        chunks.filter(~pl.col("plain"))
+        .with_columns(prefix=c.str.extract(rf"^({PREFIX}*)", 1))
+        .with_columns(rest=c.str.slice(prefix.str.len_chars()))
+        .with_columns(suffix=rest.str.extract(rf"({SUFFIX}*)$", 1), abbreviation=rest.str.contains(ABBREVIATION))
+        .with_columns(core=rest.str.slice(0, rest.str.len_chars() - suffix.str.len_chars()))
+    )
     # a period leading the suffix splits off only after a lower-case letter, digit, %, - + …, or two capitals
-    keep_period = suffix.str.starts_with(".") & ~suffix.str.starts_with("..") & (length > 0) & (
-        pl.col("abbreviation") | ~core.str.contains(r"(?:[\p{Ll}0-9%²\-+…]|\p{Lu}\p{Lu})$"))
-    df = (df.with_columns(keep=keep_period)
-          .with_columns(core=pl.when("keep").then(core + ".").otherwise(core),
-                        suffix=pl.when("keep").then(suffix.str.slice(1)).otherwise(suffix))
-          .with_columns(unit=core.str.extract(UNIT, 1).fill_null(""))  # "100%", "5$", "4cm" split after digits
-          .with_columns(core=core.str.slice(0, length - pl.col("unit").str.len_chars()))
-          .with_columns(contraction=core.str.extract(rf"\p{{L}}({CONTRACTION})$", 1).fill_null(""))
-          .with_columns(core=core.str.slice(0, length - pl.col("contraction").str.len_chars()))
-          .with_columns(core=pl.when(core.str.to_lowercase() == "cannot")
-                        .then(core.str.slice(0, 3) + " " + core.str.slice(3))
-                        .otherwise(core.str.replace(BARE_CONTRACTION, "$1$3$5$7 $2$4$6$8")))
-          .with_columns(infix=core.str.contains(r"[.…,:<>=/~+*^\-–—]")))
+    keep_period = (
+        suffix.str.starts_with(".")
+        & ~suffix.str.starts_with("..")
+        & (length > 0)
+        & (pl.col("abbreviation") | ~core.str.contains(r"(?:[\p{Ll}0-9%²\-+…]|\p{Lu}\p{Lu})$"))
+    )
+    df = (
+        df.with_columns(keep=keep_period)
+        .with_columns(
+            core=pl.when("keep").then(core + ".").otherwise(core),
+            suffix=pl.when("keep").then(suffix.str.slice(1)).otherwise(suffix),
+        )
+        .with_columns(unit=core.str.extract(UNIT, 1).fill_null(""))  # "100%", "5$", "4cm" split after digits
+        .with_columns(core=core.str.slice(0, length - pl.col("unit").str.len_chars()))
+        .with_columns(contraction=core.str.extract(rf"\p{{L}}({CONTRACTION})$", 1).fill_null(""))
+        .with_columns(core=core.str.slice(0, length - pl.col("contraction").str.len_chars()))
+        .with_columns(
+            core=pl.when(core.str.to_lowercase() == "cannot")
+            .then(core.str.slice(0, 3) + " " + core.str.slice(3))
+            .otherwise(core.str.replace(BARE_CONTRACTION, "$1$3$5$7 $2$4$6$8"))
+        )
+        .with_columns(infix=core.str.contains(r"[.…,:<>=/~+*^\-–—]"))
+    )
     split = core
     for pattern, replacement in INFIXES:
         for _ in range(2):  # twice, so overlapping matches such as a-b-c both split
             split = split.str.replace_all(pattern, replacement)
     candidates = df.filter("infix").with_columns(url=core.str.contains(URL))
-    df = pl.concat([candidates.filter(~pl.col("url")).with_columns(split=split).drop("url"),
-                    candidates.filter("url").with_columns(split=core).drop("url"),
-                    df.filter(~pl.col("infix")).with_columns(split=core)])
+    df = pl.concat(
+        [
+            candidates.filter(~pl.col("url")).with_columns(split=split).drop("url"),
+            candidates.filter("url").with_columns(split=core).drop("url"),
+            df.filter(~pl.col("infix")).with_columns(split=core),
+        ]
+    )
     # every piece, space-separated, then one split on spaces (tokens never contain spaces)
-    spaced = pl.concat_str([prefix.str.replace_all(r"\.\.+|.", "$0 "), pl.col("split"), pl.col("contraction"),
-                            pl.col("unit"), suffix.str.replace_all(SUFFIX_TOKEN, " $0")], separator=" ")
+    spaced = pl.concat_str(
+        [
+            prefix.str.replace_all(r"\.\.+|.", "$0 "),
+            pl.col("split"),
+            pl.col("contraction"),
+            pl.col("unit"),
+            suffix.str.replace_all(SUFFIX_TOKEN, " $0"),
+        ],
+        separator=" ",
+    )
     complex_ = df.select("chunk", "doc", w=spaced.str.extract_all(r"\S+")).explode("w").drop_nulls("w")
     # a stable sort by chunk restores text order (the words of one chunk are already in order)
     return pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "w")
@@ -94,6 +130,5 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
 def split_words(texts: pl.Series) -> pl.Series:
     """A list of words per text, in order."""
     words = split_words_long(texts).group_by("doc", maintain_order=True).agg("w")
-    full = pl.DataFrame({"doc": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}).join(words, on="doc",
-                                                                                          how="left")
+    full = pl.DataFrame({"doc": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}).join(words, on="doc", how="left")
     return full.sort("doc")["w"].fill_null(pl.lit([], pl.List(pl.String)))

@@ -24,21 +24,37 @@ def test_allenai_dolma_reads_our_documents_and_attributes_and_we_read_its_output
         docs = read_jsonl(docs_dir / f"{shard}.jsonl.zst")
         ours[shard] = docs
         with io.AtomicWriter(str(tmp_path / "attributes" / "ours" / f"{shard}.jsonl.zst")) as w:
-            w.write(io.ENCODER.encode_lines(
-                [AttributeLine(d["id"], {"ours__length__chars": [[0, len(d["text"]), len(d["text"])]]}) for d in docs]
-            ))
+            w.write(
+                io.ENCODER.encode_lines(
+                    [
+                        AttributeLine(d["id"], {"ours__length__chars": [[0, len(d["text"]), len(d["text"])]]})
+                        for d in docs
+                    ]
+                )
+            )
 
     # allenai tags our documents and mixes them with a filter over our attributes
-    run_allenai_dolma("tag", "--documents", str(docs_dir / "*.jsonl.zst"), "--experiment", "peer",
-                      "--taggers", "char_length_v1", "--processes", "1")
+    run_allenai_dolma(
+        "tag",
+        "--documents",
+        str(docs_dir / "*.jsonl.zst"),
+        "--experiment",
+        "peer",
+        "--taggers",
+        "char_length_v1",
+        "--processes",
+        "1",
+    )
     config = {
-        "streams": [{
-            "name": "sample",
-            "documents": [str(docs_dir / "*.jsonl.zst")],
-            "attributes": ["ours", "peer"],
-            "output": {"path": str(tmp_path / "mixed" / "documents"), "max_size_in_bytes": 10**9},
-            "filter": {"include": ["$.attributes[?(@.ours__length__chars[0][2] >= 2000)]"]},
-        }],
+        "streams": [
+            {
+                "name": "sample",
+                "documents": [str(docs_dir / "*.jsonl.zst")],
+                "attributes": ["ours", "peer"],
+                "output": {"path": str(tmp_path / "mixed" / "documents"), "max_size_in_bytes": 10**9},
+                "filter": {"include": ["$.attributes[?(@.ours__length__chars[0][2] >= 2000)]"]},
+            }
+        ],
         "processes": 1,
     }
     (tmp_path / "mix.json").write_text(json.dumps(config))
@@ -66,21 +82,46 @@ def test_allenai_dolma_reads_our_documents_and_attributes_and_we_read_its_output
 def test_allenai_mix_filters_on_the_attributes_of_our_taggers(tmp_path):
     docs_dir = tmp_path / "documents"
     run_cli("import", "--input", str(SAMPLE / "postgresql-docs.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
-    run_cli("tag", "--documents", str(docs_dir / "*.jsonl.zst"), "--experiment", "ours", "--workers", "1",
-            "--taggers", "gopher_quality_v1", "gopher_repetition_v1", "c4_v1", "fineweb_v1", "ft_lang_id_v1",
-            "ft_lang_id_paragraph_v1", "pii_v1", "stats_v1")
+    run_cli(
+        "tag",
+        "--documents",
+        str(docs_dir / "*.jsonl.zst"),
+        "--experiment",
+        "ours",
+        "--workers",
+        "1",
+        "--taggers",
+        "gopher_quality_v1",
+        "gopher_repetition_v1",
+        "c4_v1",
+        "fineweb_v1",
+        "ft_lang_id_v1",
+        "ft_lang_id_paragraph_v1",
+        "pii_v1",
+        "stats_v1",
+    )
     attrs = read_jsonl(tmp_path / "attributes" / "ours" / "postgresql-docs.jsonl.zst")
-    keep = {a["id"] for a in attrs if a["attributes"]["ours__gopher_quality_v1__pass"][0][2] == 1.0
-            and a["attributes"].get("ours__ft_lang_id_v1__en", [[0, 0, 0]])[0][2] >= 0.5}
+    keep = {
+        a["id"]
+        for a in attrs
+        if a["attributes"]["ours__gopher_quality_v1__pass"][0][2] == 1.0
+        and a["attributes"].get("ours__ft_lang_id_v1__en", [[0, 0, 0]])[0][2] >= 0.5
+    }
     config = {
-        "streams": [{
-            "name": "pg",
-            "documents": [str(docs_dir / "*.jsonl.zst")],
-            "attributes": ["ours"],
-            "output": {"path": str(tmp_path / "mixed"), "max_size_in_bytes": 10**9},
-            "filter": {"include": ["$.attributes[?(@.ours__gopher_quality_v1__pass[0][2] == 1.0 && "
-                                   "@.ours__ft_lang_id_v1__en && @.ours__ft_lang_id_v1__en[0][2] >= 0.5)]"]},
-        }],
+        "streams": [
+            {
+                "name": "pg",
+                "documents": [str(docs_dir / "*.jsonl.zst")],
+                "attributes": ["ours"],
+                "output": {"path": str(tmp_path / "mixed"), "max_size_in_bytes": 10**9},
+                "filter": {
+                    "include": [
+                        "$.attributes[?(@.ours__gopher_quality_v1__pass[0][2] == 1.0 && "
+                        "@.ours__ft_lang_id_v1__en && @.ours__ft_lang_id_v1__en[0][2] >= 0.5)]"
+                    ]
+                },
+            }
+        ],
         "processes": 1,
     }
     (tmp_path / "mix.json").write_text(json.dumps(config))

@@ -15,7 +15,9 @@ def plant(tmp_path):
     """Real documents plus planted copies: exact (case and punctuation changed), near (1% of words deleted) and
     far (40% of words replaced). Returns the documents folder and the planted (copy, original, kind) triples."""
     rng = random.Random(7)
-    base = [d for d in sample_docs("python-docs") + sample_docs("postgresql-docs") if len(d["text"].split()) > 200][:160]
+    base = [d for d in sample_docs("python-docs") + sample_docs("postgresql-docs") if len(d["text"].split()) > 200][
+        :160
+    ]
     copies, truth = [], []
     for i, d in enumerate(base[:30]):
         words = d["text"].split(" ")
@@ -51,8 +53,19 @@ def pair_hit(removed, copy, original):
 
 def test_exact_dedup_removes_one_of_each_normalised_copy(tmp_path):
     folder, truth = plant(tmp_path)
-    run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(tmp_path / "work"), "--method", "exact",
-            "--name", "exact", "--workers", "2")
+    run_cli(
+        "dedup",
+        "--documents",
+        str(folder / "*.gz"),
+        "--work",
+        str(tmp_path / "work"),
+        "--method",
+        "exact",
+        "--name",
+        "exact",
+        "--workers",
+        "2",
+    )
     removed = removed_ids(folder, "exact", "exact")
     assert all(pair_hit(removed, c, o) for c, o, k in truth if k == "exact")
     assert not any(c in removed or o in removed for c, o, k in truth if k != "exact")
@@ -68,8 +81,12 @@ def test_minhash_dedup_finds_near_copies_and_spares_far_ones(tmp_path):
     assert not any(c in removed for c, o, k in truth if k == "far")
     summary = json.loads((tmp_path / "work/attributes/_ledger/dedup-attributes/summary.json").read_text())
     assert summary["read"] == 190 and summary["dropped"]["duplicate"] == len(removed)
-    ledger = pl.concat([pl.read_parquet(p) for p in (tmp_path / "work/attributes/_ledger/dedup-attributes/documents")
-                        .glob("*.parquet")])
+    ledger = pl.concat(
+        [
+            pl.read_parquet(p)
+            for p in (tmp_path / "work/attributes/_ledger/dedup-attributes/documents").glob("*.parquet")
+        ]
+    )
     dups = ledger.filter(pl.col("reason") == "duplicate")
     assert len(dups) == len(removed) and all(d.startswith("duplicate of ") for d in dups["detail"].to_list())
     # the removed copy names its original as the document it duplicates
@@ -82,8 +99,17 @@ def test_minhash_dedup_finds_near_copies_and_spares_far_ones(tmp_path):
 def test_dedup_output_does_not_depend_on_workers(tmp_path):
     folder, _ = plant(tmp_path)
     for workers in ("1", "2"):
-        run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(tmp_path / f"w{workers}"), "--name",
-                f"d{workers}", "--workers", workers)
+        run_cli(
+            "dedup",
+            "--documents",
+            str(folder / "*.gz"),
+            "--work",
+            str(tmp_path / f"w{workers}"),
+            "--name",
+            f"d{workers}",
+            "--workers",
+            workers,
+        )
     for part in ("part-0", "part-1"):
         one = read_jsonl(tmp_path / "attributes" / "d1" / f"{part}.jsonl.gz")
         two = read_jsonl(tmp_path / "attributes" / "d2" / f"{part}.jsonl.gz")
@@ -112,8 +138,15 @@ def test_paragraph_dedup_marks_repeated_paragraphs_and_saves_the_filter(tmp_path
     docs[40] = {**docs[40], "text": docs[40]["text"] + "\n" + paragraph}
     folder = tmp_path / "a" / "documents"
     write_jsonl_gz(folder / "x.jsonl.gz", docs)
-    run_cli("dedup-paragraphs", "--documents", str(folder / "*.gz"), "--expected-ngrams", "200000",
-            "--bloom-out", str(tmp_path / "bloom.bin"))
+    run_cli(
+        "dedup-paragraphs",
+        "--documents",
+        str(folder / "*.gz"),
+        "--expected-ngrams",
+        "200000",
+        "--bloom-out",
+        str(tmp_path / "bloom.bin"),
+    )
     attrs = read_jsonl(tmp_path / "a" / "attributes" / "paragraph_dedup" / "x.jsonl.gz")
     spans = attrs[40]["attributes"]["paragraph_dedup__paragraph_bloom__duplicate_paragraph"]
     text = docs[40]["text"]
@@ -122,12 +155,26 @@ def test_paragraph_dedup_marks_repeated_paragraphs_and_saves_the_filter(tmp_path
     assert not any(docs[0]["text"][s:e] == paragraph for s, e, _ in first)  # its first occurrence is not marked
     # a second dataset checked read-only against the saved filter: the copied paragraph is found there too
     other = tmp_path / "b" / "documents"
-    write_jsonl_gz(other / "y.jsonl.gz", [{"id": "new", "text": "A fresh line nobody wrote before today.\n" + paragraph}])
-    run_cli("dedup-paragraphs", "--documents", str(other / "*.gz"), "--bloom-in", str(tmp_path / "bloom.bin"),
-            "--read-only", "--name", "against_a")
+    write_jsonl_gz(
+        other / "y.jsonl.gz", [{"id": "new", "text": "A fresh line nobody wrote before today.\n" + paragraph}]
+    )
+    run_cli(
+        "dedup-paragraphs",
+        "--documents",
+        str(other / "*.gz"),
+        "--bloom-in",
+        str(tmp_path / "bloom.bin"),
+        "--read-only",
+        "--name",
+        "against_a",
+    )
     (line,) = read_jsonl(tmp_path / "b" / "attributes" / "against_a" / "y.jsonl.gz")
-    (s, e, _), = line["attributes"]["against_a__paragraph_bloom__duplicate_paragraph"]
-    assert "fresh line nobody" not in line["id"] and s > 0 and e == len("A fresh line nobody wrote before today.\n" + paragraph)
+    ((s, e, _),) = line["attributes"]["against_a__paragraph_bloom__duplicate_paragraph"]
+    assert (
+        "fresh line nobody" not in line["id"]
+        and s > 0
+        and e == len("A fresh line nobody wrote before today.\n" + paragraph)
+    )
 
 
 def test_bad_dedup_parameters_are_user_errors(tmp_path):

@@ -32,8 +32,13 @@ def test_a_killed_writer_leaves_no_file_under_the_final_name(tmp_path):
     out = tmp_path / "x.jsonl.zst"
     with pytest.raises(RuntimeError):
         with io.DocumentWriter(str(out)) as w:
-            w.write([d for b in io.read_documents(str(write_jsonl_gz(tmp_path / "a.jsonl.gz", sample_docs(n=5))))
-                     for d in b.docs])
+            w.write(
+                [
+                    d
+                    for b in io.read_documents(str(write_jsonl_gz(tmp_path / "a.jsonl.gz", sample_docs(n=5))))
+                    for d in b.docs
+                ]
+            )
             raise RuntimeError("killed")
     assert list(tmp_path.glob("x*")) == [] and list(tmp_path.glob(".x*")) == []
 

@@ -16,10 +16,16 @@ from mixers.rules import native, parse
 
 def test_allenai_jsonpath_and_jq_filters_and_native_rules():
     df = pl.DataFrame({"a__b__c": [0.2, 0.7, None], "x__y__z": [1.0, None, 0.0]})
+
     def run(rule):
         return df.select(rule.expr).to_series().to_list()
+
     assert run(parse("$.attributes[?(@.a__b__c[0][2] >= 0.5)]")) == [False, True, False]
-    assert run(parse("$.attributes[?(@.a__b__c && @.a__b__c[0][2] < 0.5 || @.x__y__z[0][2] == 0)]")) == [True, False, True]
+    assert run(parse("$.attributes[?(@.a__b__c && @.a__b__c[0][2] < 0.5 || @.x__y__z[0][2] == 0)]")) == [
+        True,
+        False,
+        True,
+    ]
     assert run(parse(".attributes.a__b__c[0][2] >= 0.5 and .attributes.x__y__z[0][2] > 0")) == [False, False, False]
     assert run(parse("(.attributes.a__b__c // [[0,0,1.0]])[0][2] > 0.5")) == [False, True, True]
     assert run(parse("$.attributes[?(!(@.a__b__c[0][2] > 0.5))]")) == [True, False, True]
@@ -36,25 +42,56 @@ def build_pool(tmp_path):
     prose[5] = {**prose[5], "text": prose[5]["text"] + "\nWrite to jane.doe@example.org for details."}
     write_jsonl_gz(root / "documents" / "prose.jsonl.gz", prose)
     write_jsonl_gz(root / "documents" / "code.jsonl.gz", sample_docs("go-src"))
-    run_cli("tag", "--documents", str(root / "documents" / "*.gz"), "--experiment", "q", "--taggers", "stats_v1",
-            "fineweb_v1", "pii_v1", "--workers", "2")
+    run_cli(
+        "tag",
+        "--documents",
+        str(root / "documents" / "*.gz"),
+        "--experiment",
+        "q",
+        "--taggers",
+        "stats_v1",
+        "fineweb_v1",
+        "pii_v1",
+        "--workers",
+        "2",
+    )
     return root
 
 
 def mix_recipe(tmp_path, root, name, target):
     recipe = {
-        "stages": [{
-            "stage": "mix", "work": str(tmp_path / name / "work"), "output": str(tmp_path / name / "mix"),
-            "target_tokens": target, "max_repetition": 3, "partition_tokens": 600_000, "max_tokens_per_file": 200_000,
-            "streams": [
-                {"name": "prose", "documents": [str(root / "documents" / "prose.jsonl.gz")], "attributes": ["q"],
-                 "share": 0.8, "quality": "q__fineweb_v1__line_punct_ratio", "tokens": "q__stats_v1__tokens",
-                 "exclude": [{"attribute": "q__stats_v1__tokens", "op": "<", "value": 30}],
-                 "spans": [{"attribute": "q__pii_v1__email", "replacement": "<EMAIL>"}]},
-                {"name": "code", "documents": [str(root / "documents" / "code.jsonl.gz")], "attributes": ["q"],
-                 "share": 0.2, "tokens": "q__stats_v1__tokens",
-                 "include": ["$.attributes[?(@.q__stats_v1__tokens[0][2] >= 100)]"]},
-            ]}]}
+        "stages": [
+            {
+                "stage": "mix",
+                "work": str(tmp_path / name / "work"),
+                "output": str(tmp_path / name / "mix"),
+                "target_tokens": target,
+                "max_repetition": 3,
+                "partition_tokens": 600_000,
+                "max_tokens_per_file": 200_000,
+                "streams": [
+                    {
+                        "name": "prose",
+                        "documents": [str(root / "documents" / "prose.jsonl.gz")],
+                        "attributes": ["q"],
+                        "share": 0.8,
+                        "quality": "q__fineweb_v1__line_punct_ratio",
+                        "tokens": "q__stats_v1__tokens",
+                        "exclude": [{"attribute": "q__stats_v1__tokens", "op": "<", "value": 30}],
+                        "spans": [{"attribute": "q__pii_v1__email", "replacement": "<EMAIL>"}],
+                    },
+                    {
+                        "name": "code",
+                        "documents": [str(root / "documents" / "code.jsonl.gz")],
+                        "attributes": ["q"],
+                        "share": 0.2,
+                        "tokens": "q__stats_v1__tokens",
+                        "include": ["$.attributes[?(@.q__stats_v1__tokens[0][2] >= 100)]"],
+                    },
+                ],
+            }
+        ]
+    }
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(recipe))  # JSON is YAML
     return path
@@ -67,8 +104,9 @@ def test_mix_hits_the_target_and_shares_with_capped_spread_copies(tmp_path):
     plan = msgspec.json.decode((tmp_path / "one/work/plan.json").read_bytes(), type=Plan)
     assert abs(plan.planned_tokens - target) / target < 0.005
     docs = [d for f in sorted((tmp_path / "one/mix").glob("*.jsonl.zst")) for d in read_jsonl(f)]
-    stats = pl.concat([pl.read_parquet(p) for p in (tmp_path / "one/work/stats").rglob("*.parquet")
-                       if "_ledger" not in str(p)])
+    stats = pl.concat(
+        [pl.read_parquet(p) for p in (tmp_path / "one/work/stats").rglob("*.parquet") if "_ledger" not in str(p)]
+    )
     tokens = dict(zip(stats["id"].to_list(), stats["tokens"].to_list()))  # counted after span edits
     base = [d["id"].split("#")[0] for d in docs]
     assert sum(tokens[b] for b in base) == plan.planned_tokens  # the plan is what gets written, exactly
@@ -114,3 +152,13 @@ def test_planning_6T_from_a_300T_pool_description_takes_seconds():
     assert all(max(g.factors) <= 7 for g in plan.groups)
     proc = run_cli("mix-plan", str(ROOT / "configs" / "mix" / "dolma3-300T-to-6T.yaml"))
     assert "6,000,000,000,000" in proc.stdout
+
+
+def test_an_attribute_file_out_of_step_is_an_error_naming_file_and_line(tmp_path):
+    root = build_pool(tmp_path)
+    attr = root / "attributes" / "q" / "code.jsonl.gz"
+    lines = read_jsonl(attr)
+    lines[3]["id"] = "someone-else"
+    write_jsonl_gz(attr, lines)
+    proc = run_cli("run", str(mix_recipe(tmp_path, root, "bad", 900_000)), check=False)
+    assert proc.returncode == 2 and "code.jsonl.gz line 4" in proc.stderr and "someone-else" in proc.stderr

@@ -63,8 +63,11 @@ def test_ten_kinds_of_corruption_are_quarantined_and_the_ledger_balances(tmp_pat
     # mixed: 12 bad lines; truncated gz, corrupt zst, garbage parquet: 1 each; nulls.parquet: 2 rows
     assert sum(q.values()) == len(bad_lines) + 3 + 2
 
-    records = [json.loads(line) for p in sorted((out / "_ledger/import/quarantine").rglob("*.jsonl.gz"))
-               for line in gzip.open(p)]
+    records = [
+        json.loads(line)
+        for p in sorted((out / "_ledger/import/quarantine").rglob("*.jsonl.gz"))
+        for line in gzip.open(p)
+    ]
     mixed = [r for r in records if r["file"].endswith("mixed.jsonl.gz")]
     assert len(mixed) == len(bad_lines)
     # every bad line is reported at its own line number: good line i is 2i+1, bad line i is 2i+2
@@ -110,5 +113,7 @@ def test_attribute_files_out_of_step_quarantine_their_documents(tmp_path):
     kept_ids = [d["id"] for d in read_jsonl(out / "a.jsonl.zst")]
     realigned = read_jsonl(tmp_path / "out" / "attributes" / "len" / "a.jsonl.zst")
     assert [a["id"] for a in realigned] == kept_ids
-    assert all(a["attributes"]["len__v1__chars"][0][2] == len(d["text"])
-               for a, d in zip(realigned, [d for d in docs if d["id"] in set(kept_ids)]))
+    assert all(
+        a["attributes"]["len__v1__chars"][0][2] == len(d["text"])
+        for a, d in zip(realigned, [d for d in docs if d["id"] in set(kept_ids)])
+    )

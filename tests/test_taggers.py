@@ -37,7 +37,7 @@ def test_paragraph_language_spans_point_at_each_paragraph():
     german, english = de["text"].split("\n")[2], en["text"].split("\n\n")[0]
     text = english + "\n\n" + german
     result = tag("ft_lang_id_paragraph_v1", [text])
-    (s, e, p), = result["de"][0]
+    ((s, e, p),) = result["de"][0]
     assert text[s:e] == german and p > 0.9
     assert all(text[a:b] in english for a, b, _ in result["en"][0])
 
@@ -55,37 +55,59 @@ def test_heuristic_rules_separate_prose_from_code_and_repetition():
     assert c4["lorem_ipsum"].tolist() == [0.0, 1.0] and c4["pass"][1] == 0.0
     removed = c4["removed_line"][0]
     lines = prose[0].split("\n")  # spans cover whole lines (consecutive removed lines merged)
-    assert removed and all(prose[0][s:e].strip() and all(part in lines for part in prose[0][s:e].split("\n"))
-                           for s, e, _ in removed)
+    assert removed and all(
+        prose[0][s:e].strip() and all(part in lines for part in prose[0][s:e].split("\n")) for s, e, _ in removed
+    )
     fw = tag("fineweb_v1", prose[:3] + ["short\nlines\nonly\nhere"])
     assert fw["pass"][3] == 0.0 and fw["short_line_ratio"][3] == 1.0
 
 
 def test_quality_and_domain_classifiers_train_and_report_held_out_precision_recall(tmp_path):
-    quality = train_classifier({"hq": [str(FIXTURES / "quality/hq.jsonl.gz")], "lq": [str(FIXTURES / "quality/lq.jsonl.gz")]},
-                               str(tmp_path / "quality.bin"), TrainParams(held_out=0.2))
+    quality = train_classifier(
+        {"hq": [str(FIXTURES / "quality/hq.jsonl.gz")], "lq": [str(FIXTURES / "quality/lq.jsonl.gz")]},
+        str(tmp_path / "quality.bin"),
+        TrainParams(held_out=0.2),
+    )
     by_label = {r.label: r for r in quality.labels}
     assert by_label["hq"].held_out > 10 and by_label["lq"].held_out > 10
     assert min(by_label["hq"].precision, by_label["hq"].recall, by_label["lq"].precision, by_label["lq"].recall) >= 0.9
     assert json.loads((tmp_path / "quality.bin.report.json").read_text())["accuracy"] == quality.accuracy
-    domain = train_classifier({"law": [str(FIXTURES / "domain/law.jsonl.gz")],
-                               "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]},
-                              str(tmp_path / "domain.bin"), TrainParams(held_out=0.2))
+    domain = train_classifier(
+        {"law": [str(FIXTURES / "domain/law.jsonl.gz")], "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]},
+        str(tmp_path / "domain.bin"),
+        TrainParams(held_out=0.2),
+    )
     assert domain.accuracy >= 0.8 and all(r.recall >= 0.7 for r in domain.labels)
-    probs = tag({"name": "fasttext_classifier_v1", "model": str(tmp_path / "quality.bin")},
-                [d["text"] for d in read_jsonl(FIXTURES / "quality/hq.jsonl.gz")[:5]])
+    probs = tag(
+        {"name": "fasttext_classifier_v1", "model": str(tmp_path / "quality.bin")},
+        [d["text"] for d in read_jsonl(FIXTURES / "quality/hq.jsonl.gz")[:5]],
+    )
     assert set(probs) == {"hq", "lq"} and np.allclose(probs["hq"] + probs["lq"], 1, atol=1e-3)
 
 
 def test_pii_spans_are_exact_and_cards_are_luhn_checked():
     base = sample_docs("postgresql-docs", 1)[0]["text"][:500]
-    pii = {"email": "jane.doe@example.org", "phone": "+1 415-555-2671", "ip": "192.168.10.254",
-           "card": "4111 1111 1111 1111"}
-    text = base + " Contact " + pii["email"] + " or " + pii["phone"] + " from " + pii["ip"] + " paying with " + \
-        pii["card"] + " not 4111 1111 1111 1112."
+    pii = {
+        "email": "jane.doe@example.org",
+        "phone": "+1 415-555-2671",
+        "ip": "192.168.10.254",
+        "card": "4111 1111 1111 1111",
+    }
+    text = (
+        base
+        + " Contact "
+        + pii["email"]
+        + " or "
+        + pii["phone"]
+        + " from "
+        + pii["ip"]
+        + " paying with "
+        + pii["card"]
+        + " not 4111 1111 1111 1112."
+    )
     result = tag("pii_v1", [text, base])
     for kind, value in pii.items():
-        (s, e, score), = result[kind][0]
+        ((s, e, score),) = result[kind][0]
         assert text[s:e] == value and score == 1.0
     assert all(not result[k][1] for k in result)
 
@@ -122,12 +144,26 @@ def test_tag_stage_writes_aligned_attributes_and_loads_custom_taggers(tmp_path):
         "    description = 'share of upper-case letters'\n"
         "    def tag(self, batch):\n"
         "        t = batch.texts\n"
-        "        return {'upper': (t.str.count_matches('[A-Z]') / t.str.len_chars().clip(1)).to_numpy()}\n")
+        "        return {'upper': (t.str.count_matches('[A-Z]') / t.str.len_chars().clip(1)).to_numpy()}\n"
+    )
     docs_dir = tmp_path / "data" / "documents"
     write_jsonl_gz(docs_dir / "a.jsonl.gz", sample_docs("go-src", 25))
     assert "shouting_v1" in run_cli("list", "--tagger-modules", str(module)).stdout
-    run_cli("tag", "--documents", str(docs_dir / "*.gz"), "--experiment", "exp", "--taggers", "shouting_v1",
-            "gopher_quality_v1", "pii_v1", "--tagger-modules", str(module), "--workers", "1")
+    run_cli(
+        "tag",
+        "--documents",
+        str(docs_dir / "*.gz"),
+        "--experiment",
+        "exp",
+        "--taggers",
+        "shouting_v1",
+        "gopher_quality_v1",
+        "pii_v1",
+        "--tagger-modules",
+        str(module),
+        "--workers",
+        "1",
+    )
     attrs = read_jsonl(tmp_path / "data" / "attributes" / "exp" / "a.jsonl.gz")
     assert [a["id"] for a in attrs] == [d["id"] for d in sample_docs("go-src", 25)]
     first = attrs[0]["attributes"]
@@ -145,15 +181,38 @@ def test_unknown_taggers_and_parameters_are_clear_errors():
 
 
 def test_carve_keeps_one_domain_and_reports_all(tmp_path):
-    train_classifier({"law": [str(FIXTURES / "domain/law.jsonl.gz")],
-                      "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]}, str(tmp_path / "d.bin"), TrainParams())
+    train_classifier(
+        {"law": [str(FIXTURES / "domain/law.jsonl.gz")], "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]},
+        str(tmp_path / "d.bin"),
+        TrainParams(),
+    )
     law, medicine = read_jsonl(FIXTURES / "domain/law.jsonl.gz"), read_jsonl(FIXTURES / "domain/medicine.jsonl.gz")
     docs_dir = tmp_path / "pool" / "documents"
     write_jsonl_gz(docs_dir / "mixed.jsonl.gz", law[:40] + medicine[:40])
-    run_cli("tag", "--documents", str(docs_dir / "*.gz"), "--experiment", "domain", "--taggers",
-            json.dumps({"name": "fasttext_classifier_v1", "model": str(tmp_path / "d.bin")}), "--workers", "1")
-    proc = run_cli("carve", "--documents", str(docs_dir / "*.gz"), "--attributes", "domain", "--labels", "law",
-                   "--output", str(tmp_path / "law"), "--workers", "1")
+    run_cli(
+        "tag",
+        "--documents",
+        str(docs_dir / "*.gz"),
+        "--experiment",
+        "domain",
+        "--taggers",
+        json.dumps({"name": "fasttext_classifier_v1", "model": str(tmp_path / "d.bin")}),
+        "--workers",
+        "1",
+    )
+    proc = run_cli(
+        "carve",
+        "--documents",
+        str(docs_dir / "*.gz"),
+        "--attributes",
+        "domain",
+        "--labels",
+        "law",
+        "--output",
+        str(tmp_path / "law"),
+        "--workers",
+        "1",
+    )
     assert "Top label" in proc.stdout and "medicine" in proc.stdout
     kept = {d["id"] for d in read_jsonl(tmp_path / "law" / "mixed.jsonl.zst")}
     law_ids = {d["id"] for d in law[:40]}

@@ -12,8 +12,12 @@ pytestmark = pytest.mark.peer
 
 
 def test_heuristic_rules_agree_with_datatrove_on_99_percent_of_documents(tmp_path):
-    docs = sample_docs("python-docs", 120) + sample_docs("postgresql-docs", 120) + sample_docs("sympy-docs", 80) + \
-        sample_docs("go-src", 80)
+    docs = (
+        sample_docs("python-docs", 120)
+        + sample_docs("postgresql-docs", 120)
+        + sample_docs("sympy-docs", 80)
+        + sample_docs("go-src", 80)
+    )
     path = write_jsonl_gz(tmp_path / "docs.jsonl.gz", docs)
     result = agreement(str(path), len(docs))
     assert len(result) == 31

@@ -11,13 +11,17 @@ from dolma.tokenize import DEFAULT_TOKENIZER, TokenizeStage, TokenReader, load_t
 
 def test_every_document_decodes_back_to_its_text_with_the_dolma2_tokenizer(tmp_path):
     out = tmp_path / "tokens"
-    run_cli("tokenize", "--input", str(SAMPLE), "--output", str(out), "--workers", "2",
-            "--max-tokens-per-file", "250000")
+    run_cli(
+        "tokenize", "--input", str(SAMPLE), "--output", str(out), "--workers", "2", "--max-tokens-per-file", "250000"
+    )
     reader = TokenReader(str(out))
     m = reader.manifest
     assert (m.tokenizer.vocab_size, m.tokenizer.eos_token_id, m.tokenizer.dtype) == (100278, 100257, "uint32")
-    texts = {d["id"]: d["text"] for name in ("python-docs", "postgresql-docs", "sympy-docs", "go-src")
-             for d in sample_docs(name)}
+    texts = {
+        d["id"]: d["text"]
+        for name in ("python-docs", "postgresql-docs", "sympy-docs", "go-src")
+        for d in sample_docs(name)
+    }
     tok = load_tokenizer(DEFAULT_TOKENIZER)
     seen = 0
     for doc in reader.documents():
@@ -26,8 +30,12 @@ def test_every_document_decodes_back_to_its_text_with_the_dolma2_tokenizer(tmp_p
         seen += 1
     assert seen == m.documents == len(texts)
     assert sum(m.tokens_per_source.values()) == m.tokens == sum(f.tokens for f in m.files)
-    assert m.documents_per_source == {"golang-1.19-src": 150, "postgresql-doc-15": 300, "python-sympy-doc": 200,
-                                      "python3.11-doc": 400}
+    assert m.documents_per_source == {
+        "golang-1.19-src": 150,
+        "postgresql-doc-15": 300,
+        "python-sympy-doc": 200,
+        "python3.11-doc": 400,
+    }
     for f in m.files:
         raw = np.fromfile(out / f.npy, dtype=np.uint32)  # no header: the file is exactly the ids
         assert raw.size == f.tokens and (f.tokens <= 250000 or f.documents == 1)
@@ -40,8 +48,9 @@ def test_every_document_decodes_back_to_its_text_with_the_dolma2_tokenizer(tmp_p
 
 def test_documents_are_shuffled_by_seed_and_output_does_not_depend_on_workers(tmp_path):
     def tokenize(out, workers, seed):
-        stage = TokenizeStage(input=str(SAMPLE / "postgresql-docs.jsonl.gz"), output=str(out), seed=seed,
-                              max_tokens_per_file=60000)
+        stage = TokenizeStage(
+            input=str(SAMPLE / "postgresql-docs.jsonl.gz"), output=str(out), seed=seed, max_tokens_per_file=60000
+        )
         run_stage(stage, LocalExecutor(workers))
         return [d.id for d in TokenReader(str(out)).documents()]
 
@@ -60,16 +69,19 @@ def test_small_vocabulary_gives_uint16_and_bos_is_optional(tmp_path):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     docs = sample_docs("go-src", 60)
     tok.train_from_iterator([d["text"] for d in docs], trainer)
     path = tmp_path / "tok.json"
     tok.save(str(path))
     src = write_jsonl_gz(tmp_path / "docs.jsonl.gz", docs)
     out = tmp_path / "tokens"
-    run_stage(TokenizeStage(input=str(src), output=str(out), tokenizer=str(path), eos_token="</s>",
-                            bos_token="<s>"), LocalExecutor(1))
+    run_stage(
+        TokenizeStage(input=str(src), output=str(out), tokenizer=str(path), eos_token="</s>", bos_token="<s>"),
+        LocalExecutor(1),
+    )
     reader = TokenReader(str(out))
     assert reader.manifest.tokenizer.dtype == "uint16"
     assert np.fromfile(out / reader.manifest.files[0].npy, np.uint16).size == reader.manifest.tokens
@@ -80,6 +92,14 @@ def test_small_vocabulary_gives_uint16_and_bos_is_optional(tmp_path):
 
 
 def test_unknown_tokenizer_file_is_a_one_line_error(tmp_path):
-    proc = run_cli("tokenize", "--input", str(SAMPLE), "--output", str(tmp_path), "--tokenizer",
-                   str(tmp_path / "missing.json"), check=False)
+    proc = run_cli(
+        "tokenize",
+        "--input",
+        str(SAMPLE),
+        "--output",
+        str(tmp_path),
+        "--tokenizer",
+        str(tmp_path / "missing.json"),
+        check=False,
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr

@@ -41,9 +41,17 @@ def keep(f, doc):
     return bool(r if isinstance(r, bool) else r[0])
 
 
-GQ_OFF = dict(min_doc_words=None, max_doc_words=None, min_avg_word_length=None, max_avg_word_length=None,
-              max_symbol_word_ratio=None, max_bullet_lines_ratio=None, max_ellipsis_lines_ratio=None,
-              max_non_alpha_words_ratio=None, min_stop_words=None)
+GQ_OFF = dict(
+    min_doc_words=None,
+    max_doc_words=None,
+    min_avg_word_length=None,
+    max_avg_word_length=None,
+    max_symbol_word_ratio=None,
+    max_bullet_lines_ratio=None,
+    max_ellipsis_lines_ratio=None,
+    max_non_alpha_words_ratio=None,
+    min_stop_words=None,
+)
 GQ_RULES = {
     "words": dict(min_doc_words=50, max_doc_words=100000),
     "mean_word_length": dict(min_avg_word_length=3, max_avg_word_length=10),
@@ -53,14 +61,24 @@ GQ_RULES = {
     "alpha_words_ratio": dict(max_non_alpha_words_ratio=0.8),
     "stop_words": dict(min_stop_words=2),
 }
-GR_OFF = dict(dup_line_frac=None, dup_para_frac=None, dup_line_char_frac=None, dup_para_char_frac=None,
-              top_n_grams=(), dup_n_grams=())
+GR_OFF = dict(
+    dup_line_frac=None,
+    dup_para_frac=None,
+    dup_line_char_frac=None,
+    dup_para_char_frac=None,
+    top_n_grams=(),
+    dup_n_grams=(),
+)
 GR_RULES = {
-    "dup_para_frac": dict(dup_para_frac=0.3), "dup_para_char_frac": dict(dup_para_char_frac=0.2),
-    "dup_line_frac": dict(dup_line_frac=0.3), "dup_line_char_frac": dict(dup_line_char_frac=0.2),
+    "dup_para_frac": dict(dup_para_frac=0.3),
+    "dup_para_char_frac": dict(dup_para_char_frac=0.2),
+    "dup_line_frac": dict(dup_line_frac=0.3),
+    "dup_line_char_frac": dict(dup_line_char_frac=0.2),
     **{f"top_{n}_gram_char_frac": dict(top_n_grams=((n, t),)) for n, t in ((2, 0.2), (3, 0.18), (4, 0.16))},
-    **{f"dup_{n}_gram_char_frac": dict(dup_n_grams=((n, t),))
-       for n, t in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))},
+    **{
+        f"dup_{n}_gram_char_frac": dict(dup_n_grams=((n, t),))
+        for n, t in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+    },
 }
 C4_RULES = {
     "lorem_ipsum": dict(filter_curly_bracket=False, min_num_sentences=-1),
@@ -69,8 +87,10 @@ C4_RULES = {
 }
 FW_OFF = dict(line_punct_thr=-1, short_line_thr=2, char_duplicates_ratio=2, new_line_ratio=1e9)
 FW_RULES = {
-    "line_punct_ratio": dict(line_punct_thr=0.12), "short_line_ratio": dict(short_line_thr=0.67),
-    "char_dup_ratio": dict(char_duplicates_ratio=0.01), "list_ratio": dict(new_line_ratio=0.3),
+    "line_punct_ratio": dict(line_punct_thr=0.12),
+    "short_line_ratio": dict(short_line_thr=0.67),
+    "char_dup_ratio": dict(char_duplicates_ratio=0.01),
+    "list_ratio": dict(new_line_ratio=0.3),
 }
 
 
@@ -94,10 +114,12 @@ def main():
         if hasattr(module, "split_into_words"):
             module.split_into_words = cached
     result = {"ids": [d.id for d in docs]}
-    for prefix, cls, off, rules in (("gopher_quality_v1", GopherQualityFilter, GQ_OFF, GQ_RULES),
-                                    ("gopher_repetition_v1", GopherRepetitionFilter, GR_OFF, GR_RULES),
-                                    ("c4_v1", C4QualityFilter, {}, C4_RULES),
-                                    ("fineweb_v1", FineWebQualityFilter, FW_OFF, FW_RULES)):
+    for prefix, cls, off, rules in (
+        ("gopher_quality_v1", GopherQualityFilter, GQ_OFF, GQ_RULES),
+        ("gopher_repetition_v1", GopherRepetitionFilter, GR_OFF, GR_RULES),
+        ("c4_v1", C4QualityFilter, {}, C4_RULES),
+        ("fineweb_v1", FineWebQualityFilter, FW_OFF, FW_RULES),
+    ):
         for rule, params in rules.items():
             f = cls(**{**off, **params})
             result[f"{prefix}/{rule}"] = [keep(f, d) for d in docs]

@@ -24,14 +24,23 @@ if __name__ == "__main__":
         [reader, MinhashDedupSignature(output_folder=f"{work}/signatures", config=config)],
         [MinhashDedupBuckets(input_folder=f"{work}/signatures", output_folder=f"{work}/buckets", config=config)],
         [MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove_ids", config=config)],
-        [JsonlReader(docs, glob_pattern="*.jsonl.gz"), MinhashDedupFilter(
-            input_folder=f"{work}/remove_ids", exclusion_writer=JsonlWriter(f"{work}/removed", compression=None))],
+        [
+            JsonlReader(docs, glob_pattern="*.jsonl.gz"),
+            MinhashDedupFilter(
+                input_folder=f"{work}/remove_ids", exclusion_writer=JsonlWriter(f"{work}/removed", compression=None)
+            ),
+        ],
     ]
-    tasks = [len(list(__import__("pathlib").Path(docs).glob("*.jsonl.gz"))), config.num_buckets, 1,
-             len(list(__import__("pathlib").Path(docs).glob("*.jsonl.gz")))]
+    tasks = [
+        len(list(__import__("pathlib").Path(docs).glob("*.jsonl.gz"))),
+        config.num_buckets,
+        1,
+        len(list(__import__("pathlib").Path(docs).glob("*.jsonl.gz"))),
+    ]
     for i, (pipeline, n) in enumerate(zip(steps, tasks)):
-        LocalPipelineExecutor(pipeline=pipeline, tasks=n, workers=1, logging_dir=f"{work}/logs/{i}",
-                              skip_completed=False).run()
+        LocalPipelineExecutor(
+            pipeline=pipeline, tasks=n, workers=1, logging_dir=f"{work}/logs/{i}", skip_completed=False
+        ).run()
     seconds = time.process_time() - start
     removed = []
     for path in __import__("pathlib").Path(f"{work}/removed").glob("*.jsonl"):
