@@ -536,7 +536,7 @@ def main() -> None:
             for k, v in r.get("quality", {}).items():
                 print(f"  {k}: {v}")
             print(f"  ({time.time() - started:.0f} s)", flush=True)
-    out = ROOT / "bench" / "results" / f"{results['date']}.json"
+    out = ROOT / "bench" / "results" / f"{results['date']}-{time.strftime('%H%M%S')}-{'-'.join(chosen)}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")
