@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import xxhash
 
 from dolma import io
@@ -449,13 +448,11 @@ def _quality_reader(p: DedupParams, url: str):
 
 
 def _write_parquet(url: str, df: pl.DataFrame) -> None:
-    with io.AtomicWriter(url) as w:
-        pq.write_table(df.to_arrow(), w._file, compression="zstd")
+    io.write_parquet(url, df.to_arrow())
 
 
 def _read_parquet(url: str) -> pl.DataFrame:
-    with io.smart_open.open(url, "rb") as f:
-        return pl.read_parquet(f.read() if io.is_remote(url) else url)
+    return pl.from_arrow(io.read_parquet(url))
 
 
 def describe(params: DedupParams) -> str:

@@ -388,3 +388,14 @@ def read_json(url: str):
 def write_json(url: str, obj) -> None:
     with AtomicWriter(url) as w:
         w.write(msgspec.json.format(ENCODER.encode(obj), indent=2) + b"\n")
+
+
+def write_parquet(url: str, table: pa.Table) -> None:
+    """Write a table as one zstd-compressed Parquet file, atomically."""
+    with AtomicWriter(url) as w:
+        pq.write_table(table, w._file, compression="zstd")
+
+
+def read_parquet(url: str) -> pa.Table:
+    with smart_open.open(url, "rb") as f:
+        return pq.read_table(pa.BufferReader(f.read()) if is_remote(url) else url)

@@ -11,9 +11,8 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from dolma.io import AtomicWriter, Rejected, write_lines
+from dolma.io import Rejected, write_lines, write_parquet
 
 KEPT, DROPPED, QUARANTINED = "kept", "dropped", "quarantined"
 
@@ -121,7 +120,6 @@ class ShardLedger:
                 "detail": pa.array(self._detail, pa.string()),
             }
         )
-        with AtomicWriter(ledger_url) as w:
-            pq.write_table(table, w._file, compression="zstd")
+        write_parquet(ledger_url, table)
         if self.quarantine:
             write_lines(quarantine_url, self.quarantine)

@@ -57,11 +57,16 @@ def stage_class(kind: str) -> type:
 
 def build_stage(kind: str, params: dict[str, Any], where: str) -> Any:
     """Validate ``params`` against the stage's dataclass fields; errors name ``where.key``."""
-    cls = stage_class(kind)
+    return build_dataclass(stage_class(kind), params, where)
+
+
+def build_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
+    """Construct a stage or tagger dataclass from user parameters; an unknown or ill-typed one is a UserError
+    naming ``where.key`` and what was expected."""
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r} for stage {kind!r}; expected one of {', '.join(known)}")
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(known) or 'none'}")
     try:
         return pydantic.TypeAdapter(cls).validate_python(params)
     except pydantic.ValidationError as e:

@@ -587,10 +587,7 @@ def _write_docs(url: str, docs: list[Document]) -> None:
 
 
 def _write_parquet(url: str, df: pl.DataFrame) -> None:
-    import pyarrow.parquet as pq
-
-    with io.AtomicWriter(url) as w:
-        pq.write_table(df.to_arrow(), w._file, compression="zstd")
+    io.write_parquet(url, df.to_arrow())
 
 
 class PoolGroup(msgspec.Struct):

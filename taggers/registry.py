@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
-import pydantic
 
 from dolma.io import UserError
 
@@ -101,13 +100,6 @@ def build_tagger(spec: str | dict[str, Any]) -> Tagger:
     name = params.pop("name", None)
     if name not in TAGGERS:
         raise UserError(f"unknown tagger {name!r}; `dolma list` shows the {len(TAGGERS)} known taggers")
-    cls = TAGGERS[name]
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise UserError(f"tagger {name}: unknown parameter {unknown[0]!r}; expected one of {known or 'none'}")
-    try:
-        return pydantic.TypeAdapter(cls).validate_python(params)
-    except pydantic.ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"tagger {name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    from dolma.recipe import build_dataclass
+
+    return build_dataclass(TAGGERS[name], params, f"tagger {name}")

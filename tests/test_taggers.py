@@ -175,7 +175,7 @@ def test_tag_stage_writes_aligned_attributes_and_loads_custom_taggers(tmp_path):
 def test_unknown_taggers_and_parameters_are_clear_errors():
     with pytest.raises(UserError, match="unknown tagger 'nope_v1'"):
         build_tagger("nope_v1")
-    with pytest.raises(UserError, match="unknown parameter 'treshold'"):
+    with pytest.raises(UserError, match="tagger gopher_quality_v1: unknown key 'treshold'"):
         build_tagger({"name": "gopher_quality_v1", "treshold": 3})
     assert len(TAGGERS) >= 10
 
