@@ -27,6 +27,7 @@ from dolma.io import UserError
 # stage kind -> "module:Class"; each class is a dataclass whose fields are the stage's parameters
 STAGE_KINDS: dict[str, str] = {
     "import": "dolma.importer:ImportStage",
+    "web": "dolma.web:WebStage",
     "tokenize": "dolma.tokenize:TokenizeStage",
     "tag": "taggers.stage:TagStage",
     "carve": "mixers.carve:CarveStage",

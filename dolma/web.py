@@ -1,0 +1,239 @@
+"""The ``web`` stage: WARC files (or folders of loose ``.html`` files) to Dolma documents with trafilatura.
+
+Every WARC record is accounted for: HTTP 200 HTML responses become documents; requests, metadata, warcinfo,
+revisits, redirects and other statuses, non-HTML responses, truncated records and pages with no main text are
+dropped with their reason; a record that cannot be parsed or whose extraction runs past ``timeout`` seconds is
+quarantined, and the rest of the file still goes through.
+
+Decoding follows the HTTP ``Content-Type`` charset, then the HTML ``<meta charset>``, then detection
+(charset-normalizer); undecodable bytes are replaced, never fatal.
+
+Extraction favours precision (``favor_precision=True``, comments excluded, tables kept): pretraining text
+suffers more from navigation, cookie banners and link lists leaking in than from losing a marginal paragraph, and
+the quality taggers downstream cannot tell boilerplate inside a document apart from content.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import msgspec
+
+from dolma import io
+from dolma.document import ENCODER, Document
+from dolma.executor import Task, report_progress
+from dolma.ledger import ShardLedger
+
+WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
+HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz")
+META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
+
+
+class WebMetadata(msgspec.Struct, omit_defaults=True):
+    url: str
+    domain: str
+    source_file: str
+    offset: int | None = None
+    content_type: str | None = None
+    http_charset: str | None = None
+    charset: str = ""
+    extractor: str = ""
+
+
+class ExtractionTimeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt the block after ``seconds`` (SIGALRM: workers run tasks in their main thread)."""
+
+    def expire(signum, frame):
+        raise ExtractionTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def decode(body: bytes, http_charset: str | None) -> tuple[str, str]:
+    """(text, charset used): the HTTP charset, then the meta tag, then detection."""
+    for charset in (http_charset, _meta_charset(body)):
+        if charset:
+            try:
+                return body.decode(charset), charset.lower()
+            except (LookupError, UnicodeDecodeError):
+                continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:200_000]).best()
+    charset = best.encoding if best else "utf-8"
+    return body.decode(charset, errors="replace"), charset
+
+
+def _meta_charset(body: bytes) -> str | None:
+    m = META_CHARSET.search(body[:4096])
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+def _http_charset(content_type: str | None) -> str | None:
+    m = re.search(r"charset=([^;\s]+)", content_type or "", re.I)
+    return m.group(1).strip("\"'") if m else None
+
+
+@dataclass
+class WebStage:
+    input: str
+    output: str
+    source: str = "web"
+    timeout: float = 10.0  # seconds per page
+    favor_precision: bool = True
+    include_tables: bool = True
+    include_comments: bool = False
+    min_chars: int = 1  # extracted text shorter than this is dropped as "no_main_text"
+    name: str = "web"
+
+    def tasks(self) -> list[Task]:
+        files = [f for f in io.list_files(self.input) if f.endswith(WARC_SUFFIXES + HTML_SUFFIXES)]
+        if not files:
+            raise io.UserError(f"no WARC or HTML files match {self.input!r}")
+        warcs = [Task(_key(f, self.input), (f,)) for f in files if f.endswith(WARC_SUFFIXES)]
+        folders: dict[str, list[str]] = {}
+        for f in files:  # loose HTML: one task per folder
+            if f.endswith(HTML_SUFFIXES):
+                folders.setdefault(os.path.dirname(io.relative_to_root(f, self.input)) or "html", []).append(f)
+        return warcs + [Task(folder.replace("/", "_") + "-html", tuple(fs)) for folder, fs in sorted(folders.items())]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        import trafilatura
+
+        self._extract_module = trafilatura
+        with io.DocumentWriter(io.join(self.output, task.key + ".jsonl.zst")) as out:
+            if task.inputs[0].endswith(WARC_SUFFIXES):
+                records = self._warc_records(task.inputs[0], ledger)
+            else:
+                records = self._html_records(task.inputs, ledger)
+            batch: list[Document] = []
+            for number, record_id, body, meta, created in records:
+                doc = self._document(number, record_id, body, meta, created, ledger)
+                if doc is not None:
+                    batch.append(doc)
+                if len(batch) >= 256:
+                    out.write(batch)
+                    report_progress(len(batch), sum(len(d.text) for d in batch))
+                    batch = []
+            out.write(batch)
+
+    def _document(self, number, record_id, body, meta: WebMetadata, created, ledger) -> Document | None:
+        try:
+            html, meta.charset = decode(body, meta.http_charset)
+            with time_limit(self.timeout):
+                text = self._extract_module.extract(
+                    html,
+                    url=meta.url,
+                    favor_precision=self.favor_precision,
+                    include_comments=self.include_comments,
+                    include_tables=self.include_tables,
+                    deduplicate=False,
+                    with_metadata=False,
+                )
+        except ExtractionTimeout:
+            ledger.quarantined(
+                meta.source_file,
+                [io.Rejected(number, "extraction_timeout", f"{meta.url}: over {self.timeout} s", id=record_id)],
+            )
+            return None
+        except Exception as e:  # trafilatura and lxml raise many kinds on hostile pages: quarantine, go on
+            ledger.quarantined(
+                meta.source_file,
+                [io.Rejected(number, "extraction_error", f"{meta.url}: {type(e).__name__}: {e}", id=record_id)],
+            )
+            return None
+        if not text or len(text.strip()) < self.min_chars:
+            ledger.dropped(meta.source_file, [number], [record_id], "no_main_text")
+            return None
+        ledger.kept(meta.source_file, [number], [record_id])
+        meta.extractor = f"trafilatura {self._extract_module.__version__}"
+        return Document(record_id, text, self.source, None, created, msgspec.Raw(ENCODER.encode(meta)))
+
+    def _warc_records(self, url: str, ledger: ShardLedger):
+        """(record number, id, body, metadata, created) of HTML responses; everything else is accounted here."""
+        from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+        source_file = url
+        number = 0
+        if url.endswith((".arc", ".arc.gz")):
+            ledger.read += 1
+            ledger.quarantined(url, [io.Rejected(1, "unsupported_format", "ARC files are not read (WARC only)")])
+            return
+        try:
+            with io.smart_open.open(url, "rb", compression="disable") as f:
+                for record in ArchiveIterator(f, parse_http=True):
+                    number += 1
+                    ledger.read += 1
+                    record_id = (record.record_id or f"{url}#{number}").strip("<>").removeprefix("urn:uuid:")
+                    kind = str(record.record_type).rsplit(".", 1)[-1]
+                    if record.record_type != WarcRecordType.response:
+                        ledger.dropped(url, [number], [record_id], f"record_type:{kind}")
+                        continue
+                    if record.headers.get("WARC-Truncated"):
+                        ledger.dropped(url, [number], [record_id], "truncated")
+                        continue
+                    http = record.http_headers
+                    if http is None:
+                        ledger.dropped(url, [number], [record_id], "not_http")
+                        continue
+                    status = http.status_code
+                    if status != 200:
+                        ledger.dropped(url, [number], [record_id], f"http_status:{status // 100}xx")
+                        continue
+                    body = record.reader.read()
+                    content_type = http.get("Content-Type")
+                    if not _is_html(content_type, body):
+                        ledger.dropped(url, [number], [record_id], "not_html")
+                        continue
+                    target = record.headers.get("WARC-Target-URI", "").strip("<>")
+                    meta = WebMetadata(
+                        target,
+                        urlsplit(target).hostname or "",
+                        source_file,
+                        record.stream_pos,
+                        content_type,
+                        _http_charset(content_type),
+                    )
+                    yield number, record_id, body, meta, record.headers.get("WARC-Date")
+        except Exception as e:  # a malformed record ends what fastwarc can read of this file
+            ledger.read += 1
+            ledger.quarantined(url, [io.Rejected(number + 1, "malformed_warc", f"{type(e).__name__}: {e}")])
+
+    def _html_records(self, files: tuple[str, ...], ledger: ShardLedger):
+        for path in files:
+            ledger.read += 1
+            with io.smart_open.open(path, "rb") as f:
+                body = f.read()
+            url = "file://" + os.path.abspath(path) if not io.is_remote(path) else path
+            record_id = io.strip_suffix(os.path.basename(path)).removesuffix(".html").removesuffix(".htm")
+            yield 1, record_id, body, WebMetadata(url, "", path), None
+
+
+SNIFF_HTML = re.compile(rb"<(?:!doctype html|html|head|body|div|p|table|span|a)\b", re.I)
+
+
+def _is_html(content_type: str | None, body: bytes) -> bool:
+    """The Content-Type says so, or, without one, the first kilobyte looks like HTML."""
+    if content_type:
+        return "html" in content_type.lower()
+    return SNIFF_HTML.search(body[:1024]) is not None
+
+
+def _key(path: str, pattern: str) -> str:
+    return io.relative_to_root(path, pattern).removesuffix(".gz")  # x.warc.gz -> x.warc (x.arc stays apart)
