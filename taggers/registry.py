@@ -30,8 +30,16 @@ TAGGERS: dict[str, type[Tagger]] = {}
 class TextBatch:
     """The texts of one batch, with derived views computed once and shared by every tagger that asks."""
 
-    def __init__(self, texts: pl.Series):
+    def __init__(self, texts: pl.Series, metadata: list[bytes] | None = None):
         self.texts = texts
+        self._metadata = metadata  # raw metadata JSON per document, for taggers that read a field of it
+
+    def metadata_field(self, name: str) -> list:
+        """One metadata field of every document (None where absent), decoded on demand."""
+        import msgspec
+
+        raw = self._metadata or [b"{}"] * len(self.texts)
+        return [msgspec.json.decode(m).get(name) if m else None for m in raw]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -71,7 +79,7 @@ def tagger(cls: type[Tagger]) -> type[Tagger]:
 
 
 def load_builtin() -> None:
-    from taggers import classifier, decontam, heuristics, langid, pii, stats  # noqa: F401  (they register)
+    from taggers import blocklist, classifier, decontam, heuristics, langid, pii, stats  # noqa: F401  (they register)
 
 
 def load_modules(modules: list[str]) -> None:

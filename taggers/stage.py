@@ -63,7 +63,9 @@ class TagStage:
 def tag_batch(taggers: list[Tagger], experiment: str, batch: io.DocBatch) -> list[AttributeLine]:
     """Attribute lines for every line of the batch, in file order; rejected lines get an empty line so the
     attribute file stays aligned with the document file."""
-    texts = TextBatch(pl.Series("text", [d.text for d in batch.docs], dtype=pl.String))
+    texts = TextBatch(
+        pl.Series("text", [d.text for d in batch.docs], dtype=pl.String), [bytes(d.metadata) for d in batch.docs]
+    )
     lengths = texts.lengths
     per_doc: list[dict[str, list]] = [{} for _ in batch.docs]
     for t in taggers:

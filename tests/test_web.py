@@ -119,3 +119,30 @@ def test_loose_html_folders_ingest_too(tmp_path):
     docs = read_jsonl(out / "docs-html.jsonl.zst")
     assert sorted(d["id"] for d in docs) == ["about", "bugs"]
     assert all(d["metadata"]["url"].startswith("file://") for d in docs)
+
+
+def test_url_blocklist_matches_subdomains_hosts_files_and_ut1_categories(tmp_path):
+    import msgspec
+
+    from taggers.registry import TextBatch, build_tagger, load_builtin
+
+    load_builtin()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# a hosts file\n0.0.0.0 ads.tracker-net.test\n127.0.0.1 popups.test  # comment\n")
+    urls = [
+        "https://www.adult-site.example/page",
+        "http://cdn.malware-host.example/x.js",
+        "https://ads.tracker-net.test/p",
+        "https://docs.python.org/3/",
+        None,
+    ]
+    meta = [msgspec.json.encode({"url": u}) if u else b"{}" for u in urls]
+    batch = TextBatch(pl.Series(["text"] * len(urls)), meta)
+    example = build_tagger("url_blocklist_v1").tag(batch)  # the bundled UT1-style example list
+    assert example["blocked"].tolist() == [1, 1, 0, 0, 0]
+    assert example["category_adult"].tolist() == [1, 0, 0, 0, 0]
+    assert example["category_malware"].tolist() == [0, 1, 0, 0, 0]
+    both = build_tagger(
+        {"name": "url_blocklist_v1", "lists": [str(hosts), str(ROOT / "taggers/resources/blocklist-example")]}
+    )
+    assert both.tag(batch)["blocked"].tolist() == [1, 1, 1, 0, 0]
