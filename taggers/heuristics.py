@@ -199,6 +199,7 @@ class _NGrams:
         self.hash = words["w"].hash(seed=1).to_numpy()
         self.doc_len = np.bincount(self.doc)[self.doc] if len(self.doc) else self.doc
         self._keys = {1: self.hash ^ (self.doc.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))}
+        self._repeating: dict[int, np.ndarray] = {}  # k -> word rows whose k-gram occurs more than once
         self._chars = {1: self.wlen}
 
     def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,26 +240,23 @@ class _NGrams:
         Python loop runs over repeats, not words."""
         rows, keys, chars = self.keys(k)
         out = np.zeros(n_docs)
+        # a k-gram can only repeat where its (k-1)-gram prefix repeats: look only at those rows
+        if k - 1 in self._repeating:
+            keep = np.isin(rows, self._repeating[k - 1], assume_unique=True)
+            rows, keys, chars = rows[keep], keys[keep], chars[keep]
+        series = pl.Series(keys, dtype=pl.UInt64)
+        duplicated = series.is_duplicated().to_numpy()
+        self._repeating[k] = rows[duplicated]
+        rows, keys, chars = rows[duplicated], keys[duplicated], chars[duplicated]
         if not len(rows):
             return out
-        series = pl.Series(keys)
-        repeated = np.flatnonzero(~series.is_first_distinct().to_numpy())
-        if not len(repeated):
-            return out
-        # the first occurrence of each repeated key, and a small integer id per key
-        firsts = (
-            pl.DataFrame({"key": keys})
-            .with_row_index("i")
-            .filter(pl.col("key").is_in(pl.Series(keys[repeated]).implode()))
-            .group_by("key")
-            .agg(first=pl.col("i").min())
-            .with_row_index("id")
-        )
-        lookup = pl.DataFrame({"key": keys[repeated]}).join(firsts, on="key", how="left", maintain_order="left")
-        first_row = np.zeros(len(rows), np.int64)
-        first_row[repeated] = lookup["first"].to_numpy()
-        inverse = np.zeros(len(rows), np.int64)
-        inverse[repeated] = lookup["id"].to_numpy()
+        # among the rows of repeating k-grams: the first occurrence of each key, and a small integer id per key
+        firsts = (pl.DataFrame({"key": keys}).with_row_index("i").group_by("key")
+                  .agg(first=pl.col("i").min()).with_row_index("id"))
+        lookup = pl.DataFrame({"key": keys}).join(firsts, on="key", how="left", maintain_order="left")
+        first_row = lookup["first"].to_numpy().astype(np.int64)
+        inverse = lookup["id"].to_numpy().astype(np.int64)
+        repeated = np.flatnonzero(first_row < np.arange(len(rows)))
         doc_prev, total, cursor = -1, 0, 0
         skipped_starts: list[int] = []
         skipped_ends: list[int] = []
