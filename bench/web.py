@@ -18,8 +18,9 @@ import trafilatura
 from dolma.web import decode
 
 SETTINGS = {
-    "ours (favor_precision, no comments, tables)": dict(favor_precision=True, include_comments=False,
-                                                       include_tables=True, deduplicate=False),
+    "ours (favor_precision, no comments, tables)": dict(
+        favor_precision=True, include_comments=False, include_tables=True, deduplicate=False
+    ),
     "trafilatura defaults": {},
 }
 
@@ -54,7 +55,9 @@ def evaluate(pages: Path) -> dict:
         for key, item in aeb.items():
             html, _ = decode(gzip.open(pages / "aeb" / f"{key}.html.gz").read(), None)
             scores.append(f1(trafilatura.extract(html, url=item.get("url"), **settings) or "", item["articleBody"]))
-        out[name] = {"must-contain found": round(found / with_total, 4),
-                     "must-not-contain avoided": round(avoided / without_total, 4),
-                     "article body token F1 (mean)": round(sum(scores) / len(scores), 4)}
+        out[name] = {
+            "must-contain found": round(found / with_total, 4),
+            "must-not-contain avoided": round(avoided / without_total, 4),
+            "article body token F1 (mean)": round(sum(scores) / len(scores), 4),
+        }
     return out

@@ -308,7 +308,7 @@ class AtomicWriter:
         self._raw = smart_open.open(self.tmp, "wb", compression="disable")
         self._file: BinaryIO = self._raw
         if url.endswith(".gz"):
-            self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+            self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=3)
         elif url.endswith(".zst"):
             self._file = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
 

@@ -73,8 +73,8 @@ def tag_batch(taggers: list[Tagger], experiment: str, batch: io.DocBatch) -> lis
             full = f"{experiment}__{t.name}__{key}"
             if isinstance(values, (np.ndarray, pl.Series)):
                 scores = values.to_numpy() if isinstance(values, pl.Series) else values
-                for attrs, n, score in zip(per_doc, lengths.tolist(), scores.astype(float).tolist()):
-                    attrs[full] = [[0, n, round(score, 6)]]
+                for attrs, n, score in zip(per_doc, lengths.tolist(), np.round(scores.astype(float), 6).tolist()):
+                    attrs[full] = [[0, n, score]]
             else:  # spans: a document without any has no key (the mixer treats absent as "no spans")
                 for attrs, spans in zip(per_doc, values):
                     if spans:
