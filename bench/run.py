@@ -520,6 +520,105 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
     }
 
 
+def bench_web(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from bench.web import evaluate
+    from dolma.ledger import ShardLedger
+    from dolma.web import WebStage
+
+    warcs = work / "web" / "in"
+    warcs.mkdir(parents=True, exist_ok=True)
+    for f in (
+        "commoncrawl-CC-MAIN-2020-34-excerpt.warc.gz",
+        "clueweb-quirk.warc.gz",
+        "python311-docs-wget-loopback.warc.gz",
+    ):
+        shutil.copy(corpora / "web" / "warc" / f, warcs / f)
+    kept: dict[str, int] = {}
+
+    def ours() -> float:
+        stage = WebStage(input=str(warcs), output=str(work / "web" / "ours"))
+        tasks = stage.tasks()
+        ledgers = [ShardLedger() for _ in tasks]
+        seconds = cpu_seconds(lambda: [stage.run(t, led) for t, led in zip(tasks, ledgers)])
+        kept["ours"] = sum(led.summary().kept for led in ledgers)
+        return seconds
+
+    def datatrove() -> float:
+        out = work / "web" / "dt.json"
+        script = Path(__file__).parent / "peer_scripts" / "datatrove_warc.py"
+        subprocess.run(
+            [str(ensure_peer("datatrove") / "python"), str(script), str(warcs), str(out)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **ONE_THREAD},
+        )
+        kept["datatrove"] = json.loads(out.read_text())["documents"]
+        return json.loads(out.read_text())["cpu_seconds"]
+
+    secs = rounds({"ours (fastwarc + trafilatura)": ours, "datatrove WarcReader + Trafilatura": datatrove}, n_rounds)
+    rate = {k: kept["ours" if k.startswith("ours") else "datatrove"] / v for k, v in secs.items()}
+    first = next(iter(rate))
+    return {
+        "unit": "documents/s per core (3 WARC excerpts)",
+        "figures": rate,
+        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
+        "quality": {**evaluate(corpora / "web" / "pages"), "documents kept": kept},
+    }
+
+
+def bench_paragraphs(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from dolma.bloom import ParagraphDedupStage
+    from dolma.ledger import ShardLedger
+
+    docs = work / "para" / "documents"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(corpora / "docs" / "shard-00000.jsonl.gz", docs / "a.jsonl.gz")
+    mb = len(gzip.open(docs / "a.jsonl.gz").read()) / 1e6
+
+    def ours() -> float:
+        stage = ParagraphDedupStage(input=str(docs / "*.jsonl.gz"), name="ours", expected_ngrams=10_000_000)
+        return cpu_seconds(lambda: [stage.run(t, ShardLedger()) for t in stage.tasks()])
+
+    def allenai() -> float:
+        bloom = work / "para" / "bloom.bin"
+        bloom.unlink(missing_ok=True)
+        return child_cpu_seconds(
+            [
+                str(ensure_peer("allenai-dolma") / "dolma"),
+                "dedupe",
+                "--documents",
+                str(docs / "a.jsonl.gz"),
+                "--dedupe.name",
+                "peer",
+                "--dedupe.paragraphs.attribute_name",
+                "bff_duplicate_paragraph_spans",
+                "--dedupe.paragraphs.by_ngram.ngram_length",
+                "13",
+                "--dedupe.paragraphs.by_ngram.overlap_threshold",
+                "0.5",
+                "--bloom_filter.file",
+                str(bloom),
+                "--no-bloom_filter.read_only",
+                "--bloom_filter.estimated_doc_count",
+                "10000000",
+                "--bloom_filter.desired_false_positive_rate",
+                "0.0001",
+                "--processes",
+                "1",
+            ],
+            env=peer_env(),
+        )
+
+    secs = rounds({"ours (13-grams, threshold 0.5)": ours, "allenai dolma dedupe paragraphs (same)": allenai}, n_rounds)
+    rate = {k: mb / v for k, v in secs.items()}
+    first = next(iter(rate))
+    return {
+        "unit": "MB/s per core (uncompressed JSONL)",
+        "figures": rate,
+        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
+    }
+
+
 TASKS = {
     "import": bench_import,
     "tokenize": bench_tokenize,
