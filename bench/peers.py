@@ -22,8 +22,15 @@ PEERS = {
         "fsspec==2023.6.0",
         "backports.zstd",
     ],
-    "datatrove": ["datatrove[processing]==0.10.1", "spacy", "lxml_html_clean", "orjson", "faust-cchardet", "python-magic",
-                  "warcio"],
+    "datatrove": [
+        "datatrove[processing]==0.10.1",
+        "spacy",
+        "lxml_html_clean",
+        "orjson",
+        "faust-cchardet",
+        "python-magic",
+        "warcio",
+    ],
 }
 
 

@@ -15,9 +15,11 @@ the quality taggers downstream cannot tell boilerplate inside a document apart f
 
 from __future__ import annotations
 
+import io as stdio
 import os
 import re
 import signal
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -167,7 +169,7 @@ class WebStage:
 
     def _warc_records(self, url: str, ledger: ShardLedger):
         """(record number, id, body, metadata, created) of HTML responses; everything else is accounted here."""
-        from fastwarc.warc import ArchiveIterator, WarcRecordType
+        from fastwarc.warc import WarcRecordType
 
         source_file = url
         number = 0
@@ -175,45 +177,40 @@ class WebStage:
             ledger.read += 1
             ledger.quarantined(url, [io.Rejected(1, "unsupported_format", "ARC files are not read (WARC only)")])
             return
-        try:
-            with io.smart_open.open(url, "rb", compression="disable") as f:
-                for record in ArchiveIterator(f, parse_http=True):
-                    number += 1
-                    ledger.read += 1
-                    record_id = (record.record_id or f"{url}#{number}").strip("<>").removeprefix("urn:uuid:")
-                    kind = str(record.record_type).rsplit(".", 1)[-1]
-                    if record.record_type != WarcRecordType.response:
-                        ledger.dropped(url, [number], [record_id], f"record_type:{kind}")
-                        continue
-                    if record.headers.get("WARC-Truncated"):
-                        ledger.dropped(url, [number], [record_id], "truncated")
-                        continue
-                    http = record.http_headers
-                    if http is None:
-                        ledger.dropped(url, [number], [record_id], "not_http")
-                        continue
-                    status = http.status_code
-                    if status != 200:
-                        ledger.dropped(url, [number], [record_id], f"http_status:{status // 100}xx")
-                        continue
-                    body = record.reader.read()
-                    content_type = http.get("Content-Type")
-                    if not _is_html(content_type, body):
-                        ledger.dropped(url, [number], [record_id], "not_html")
-                        continue
-                    target = record.headers.get("WARC-Target-URI", "").strip("<>")
-                    meta = WebMetadata(
-                        target,
-                        urlsplit(target).hostname or "",
-                        source_file,
-                        record.stream_pos,
-                        content_type,
-                        _http_charset(content_type),
-                    )
-                    yield number, record_id, body, meta, record.headers.get("WARC-Date")
-        except Exception as e:  # a malformed record ends what fastwarc can read of this file
+        for record, offset, error in _records(url):
+            number += 1
             ledger.read += 1
-            ledger.quarantined(url, [io.Rejected(number + 1, "malformed_warc", f"{type(e).__name__}: {e}")])
+            if error:
+                ledger.quarantined(url, [io.Rejected(number, "malformed_record", f"at byte {offset}: {error}")])
+                continue
+            record_id = (record.record_id or f"{url}#{number}").strip("<>").removeprefix("urn:uuid:")
+            kind = str(record.record_type).rsplit(".", 1)[-1]
+            if kind in ("unknown", "no_type"):  # fastwarc's verdict on an unparsable header
+                ledger.quarantined(url, [io.Rejected(number, "malformed_record", f"at byte {offset}: no WARC-Type")])
+                continue
+            if record.record_type != WarcRecordType.response:
+                ledger.dropped(url, [number], [record_id], f"record_type:{kind}")
+                continue
+            if record.headers.get("WARC-Truncated"):
+                ledger.dropped(url, [number], [record_id], "truncated")
+                continue
+            http = record.http_headers
+            if http is None:
+                ledger.dropped(url, [number], [record_id], "not_http")
+                continue
+            if http.status_code != 200:
+                ledger.dropped(url, [number], [record_id], f"http_status:{http.status_code // 100}xx")
+                continue
+            body = record.reader.read()
+            content_type = http.get("Content-Type")
+            if not _is_html(content_type, body):
+                ledger.dropped(url, [number], [record_id], "not_html")
+                continue
+            target = record.headers.get("WARC-Target-URI", "").strip("<>")
+            meta = WebMetadata(
+                target, urlsplit(target).hostname or "", source_file, offset, content_type, _http_charset(content_type)
+            )
+            yield number, record_id, body, meta, record.headers.get("WARC-Date")
 
     def _html_records(self, files: tuple[str, ...], ledger: ShardLedger):
         for path in files:
@@ -226,6 +223,68 @@ class WebStage:
 
 
 SNIFF_HTML = re.compile(rb"<(?:!doctype html|html|head|body|div|p|table|span|a)\b", re.I)
+
+
+def _records(url: str):
+    """(record, byte offset, error) for every record of a WARC file.
+
+    A ``.warc.gz`` holds one gzip member per record: members are read one at a time, so a malformed record is
+    reported (with error) and reading resumes at the next member. In a plain ``.warc`` a malformed record ends
+    what can be read; the rest of the file is reported as one error."""
+    from fastwarc.warc import ArchiveIterator
+
+    with io.smart_open.open(url, "rb", compression="disable") as f:
+        if not url.endswith(".gz"):
+            offset = 0
+            try:
+                for record in ArchiveIterator(f, parse_http=True):
+                    offset = record.stream_pos
+                    yield record, offset, None
+            except Exception as e:  # fastwarc raises on a malformed header
+                yield None, offset, f"{type(e).__name__}: {e}; the rest of the file is unreadable"
+            return
+        offset, pending = 0, b""
+        while True:
+            member, consumed, pending, error = _next_member(f, pending)
+            if member is None and error is None:
+                return
+            if error is None:  # the member's records are read while iterating (their readers are live then)
+                seen = 0
+                try:
+                    for record in ArchiveIterator(stdio.BytesIO(member), parse_http=True):
+                        seen += 1
+                        yield record, offset, None
+                    if not seen:
+                        error = "no WARC record in this gzip member"
+                except Exception as e:
+                    error = f"{type(e).__name__}: {e}"
+            if error is not None:
+                yield None, offset, error
+                if consumed == 0:
+                    return
+            offset += consumed
+
+
+def _next_member(f, pending: bytes) -> tuple[bytes | None, int, bytes, str | None]:
+    """The next gzip member of a stream: (decompressed bytes, compressed size, unread bytes, error)."""
+    decomp = zlib.decompressobj(wbits=31)
+    out, consumed = [], 0
+    data = pending or f.read(1 << 20)
+    if not data:
+        return None, 0, b"", None
+    while True:
+        try:
+            out.append(decomp.decompress(data))
+        except zlib.error as e:
+            rest = f.read()  # a corrupt member: give up on the rest of this file
+            return None, 0, b"", f"corrupt gzip member ({e}); {len(data) + len(rest)} bytes left unread"
+        if decomp.eof:
+            used = len(data) - len(decomp.unused_data)
+            return b"".join(out), consumed + used, decomp.unused_data, None
+        consumed += len(data)
+        data = f.read(1 << 20)
+        if not data:
+            return None, 0, b"", "truncated gzip member at the end of the file"
 
 
 def _is_html(content_type: str | None, body: bytes) -> bool:

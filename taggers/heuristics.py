@@ -251,8 +251,13 @@ class _NGrams:
         if not len(rows):
             return out
         # among the rows of repeating k-grams: the first occurrence of each key, and a small integer id per key
-        firsts = (pl.DataFrame({"key": keys}).with_row_index("i").group_by("key")
-                  .agg(first=pl.col("i").min()).with_row_index("id"))
+        firsts = (
+            pl.DataFrame({"key": keys})
+            .with_row_index("i")
+            .group_by("key")
+            .agg(first=pl.col("i").min())
+            .with_row_index("id")
+        )
         lookup = pl.DataFrame({"key": keys}).join(firsts, on="key", how="left", maintain_order="left")
         first_row = lookup["first"].to_numpy().astype(np.int64)
         inverse = lookup["id"].to_numpy().astype(np.int64)

@@ -101,11 +101,22 @@ def test_malformed_records_and_slow_pages_are_quarantined_and_the_file_goes_on(t
     with open(tmp_path / "in" / "crawl.warc.gz", "ab") as f:
         f.write(gzip.compress(b"WARC/1.0\r\nthis is not a header\r\n\r\n"))
     (tmp_path / "in" / "old.arc.gz").write_bytes(gzip.compress(b"filedesc://x.arc 0.0.0.0 20240101 text/plain 10\n"))
+    page = http("200 OK", "text/html", (HTML / "bugs.html").read_bytes())
+    (tmp_path / "in" / "middle.warc.gz").write_bytes(
+        warc_record("response", "http://a.example/1", page, record_id="1" * 32)
+        + gzip.compress(b"WARC/1.0\r\nnot a header at all\r\n\r\n")
+        + warc_record("response", "http://a.example/2", page, record_id="2" * 32)
+    )
     out = tmp_path / "documents"
     run_cli("web", "--input", str(tmp_path / "in"), "--output", str(out), "--workers", "2", "--timeout", "0.000001")
     summary = json.loads((out / "_ledger/web/summary.json").read_text())
-    assert summary["quarantined"].get("extraction_timeout") == 3  # every page ran out of time
+    assert summary["quarantined"].get("extraction_timeout") == 5  # every page ran out of time
     assert summary["quarantined"].get("unsupported_format") == 1
+    # the malformed records (one in the middle of a file, one at the end of another) are quarantined; the
+    # record after the one in the middle is still read
+    assert summary["quarantined"].get("malformed_record") == 2
+    middle = pl.read_parquet(out / "_ledger/web/documents/middle.warc.parquet").sort("line")
+    assert middle["reason"].to_list() == ["extraction_timeout", "malformed_record", "extraction_timeout"]
     assert summary["read"] == summary["kept"] + sum(summary["dropped"].values()) + sum(summary["quarantined"].values())
 
 
