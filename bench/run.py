@@ -65,6 +65,18 @@ def rounds(contenders: dict[str, Callable[[], float]], n: int) -> dict[str, floa
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def as_rates(secs: dict[str, float], amount: float, unit: str, **extra) -> dict:
+    """Figures (amount per second) per contender, and the first contender's (ours) ratio to each other one."""
+    rate = {k: amount / v for k, v in secs.items()}
+    first = next(iter(rate))
+    return {
+        "unit": unit,
+        "figures": rate,
+        "ratios": {f"{first} / {k}": rate[first] / v for k, v in rate.items() if k != first},
+        **extra,
+    }
+
+
 def subset(src: Path, dst: Path, limit: int) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(src, "rb") as f, gzip.open(dst, "wb") as g:
@@ -275,13 +287,7 @@ def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
         },
         n_rounds,
     )
-    rate = {k: mb / v for k, v in secs.items()}
-    first = next(iter(rate))
-    return {
-        "unit": "MB/s per core (uncompressed JSONL)",
-        "figures": rate,
-        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
-    }
+    return as_rates(secs, mb, "MB/s per core (uncompressed JSONL)")
 
 
 def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -511,13 +517,7 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
         },
         n_rounds,
     )
-    rate = {k: mb / v for k, v in secs.items()}
-    first = next(iter(rate))
-    return {
-        "unit": "MB/s per core (uncompressed JSONL, same exclude rule)",
-        "figures": rate,
-        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
-    }
+    return as_rates(secs, mb, "MB/s per core (uncompressed JSONL, same exclude rule)")
 
 
 def bench_web(corpora: Path, work: Path, n_rounds: int) -> dict:
@@ -610,13 +610,7 @@ def bench_paragraphs(corpora: Path, work: Path, n_rounds: int) -> dict:
         )
 
     secs = rounds({"ours (13-grams, threshold 0.5)": ours, "allenai dolma dedupe paragraphs (same)": allenai}, n_rounds)
-    rate = {k: mb / v for k, v in secs.items()}
-    first = next(iter(rate))
-    return {
-        "unit": "MB/s per core (uncompressed JSONL)",
-        "figures": rate,
-        "ratios": {f"ours / {k}": rate[first] / v for k, v in rate.items() if k != first},
-    }
+    return as_rates(secs, mb, "MB/s per core (uncompressed JSONL)")
 
 
 TASKS = {
