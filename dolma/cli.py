@@ -299,6 +299,10 @@ def cmd_mix_plan(args: argparse.Namespace) -> None:
     print(f"planned in {time.perf_counter() - started:.2f} s")
 
 
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dolma",
@@ -334,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--attributes", nargs="*", help="attribute sets to carry along, realigned with the kept documents")
     p.add_argument("--batch-size", type=int, default=4096, help="documents per batch (bounds memory)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_import)
 
     p = sub.add_parser(
@@ -350,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output documents folder")
     p.add_argument("--source", default="web", help="the documents' source field (default: web)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per page (default 10)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_web)
 
     p = sub.add_parser(
@@ -370,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens-per-file", dest="max_tokens_per_file", type=int, help="file size limit in tokens")
     p.add_argument("--seed", type=int, help="shuffle seed (default 0)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="documents per tokenizer batch")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_tokenize)
 
     p = sub.add_parser(
@@ -391,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="tags", help="attribute set name (default: tags)")
     p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
     p.add_argument("--batch-size", type=int, default=1024, help="documents per batch")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_tag)
 
     p = sub.add_parser("list", help="list the registered taggers")
@@ -424,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", required=True, help="labels to keep")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum probability (default 0.5)")
     p.add_argument("--output", required=True, help="output folder for the subset")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_carve)
 
     p = sub.add_parser(
@@ -465,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quality-attribute", help="SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq"
     )
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_dedup)
 
     p = sub.add_parser(
@@ -498,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bloom-in", dest="bloom_in", help="start from this saved filter")
     p.add_argument("--bloom-out", dest="bloom_out", help="save the filter here after the run")
     p.add_argument("--read-only", dest="read_only", action="store_true", help="check only; add nothing")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(fn=cmd_dedup_paragraphs)
 
     p = sub.add_parser(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
+import trafilatura
 
 from dolma import io
 from dolma.document import ENCODER, Document
@@ -116,9 +117,6 @@ class WebStage:
         return warcs + [Task(folder.replace("/", "_") + "-html", tuple(fs)) for folder, fs in sorted(folders.items())]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        import trafilatura
-
-        self._extract_module = trafilatura
         with io.DocumentWriter(io.join(self.output, task.key + ".jsonl.zst")) as out:
             if task.inputs[0].endswith(WARC_SUFFIXES):
                 records = self._warc_records(task.inputs[0], ledger)
@@ -139,7 +137,7 @@ class WebStage:
         try:
             html, meta.charset = decode(body, meta.http_charset)
             with time_limit(self.timeout):
-                text = self._extract_module.extract(
+                text = trafilatura.extract(
                     html,
                     url=meta.url,
                     favor_precision=self.favor_precision,
@@ -164,7 +162,7 @@ class WebStage:
             ledger.dropped(meta.source_file, [number], [record_id], "no_main_text")
             return None
         ledger.kept(meta.source_file, [number], [record_id])
-        meta.extractor = f"trafilatura {self._extract_module.__version__}"
+        meta.extractor = f"trafilatura {trafilatura.__version__}"
         return Document(record_id, text, self.source, None, created, msgspec.Raw(ENCODER.encode(meta)))
 
     def _warc_records(self, url: str, ledger: ShardLedger):
