@@ -613,6 +613,47 @@ def bench_paragraphs(corpora: Path, work: Path, n_rounds: int) -> dict:
     return as_rates(secs, mb, "MB/s per core (uncompressed JSONL)")
 
 
+def bench_pdf(corpora: Path, work: Path, n_rounds: int) -> dict:
+    from bench.pdf_quality import score
+    from pdf_extract.extract import Options
+    from pdf_extract.worker import PdfWorker
+
+    if not shutil.which("pdftotext"):
+        raise SystemExit("the pdf benchmark needs pdftotext: apt-get install poppler-utils")
+    manifest = pl.read_csv(corpora / "pdf" / "MANIFEST.tsv", separator="\t", infer_schema_length=0)
+    chosen = manifest.filter(
+        (pl.col("has_text_layer") == "yes")
+        & (pl.col("encrypted") == "no")
+        & ~pl.col("category").is_in(["very_long", "broken_or_odd", "scanned", "image_only"])
+    )
+    files = [corpora / "pdf" / f for f in chosen["file"]]
+    pages = int(chosen["pages"].cast(pl.Int64).sum())
+
+    def ours_text(path: Path) -> str:
+        with PdfWorker(timeout=180, memory_mb=3072) as worker:
+            return worker.extract(str(path), Options()).result.text
+
+    def pdftotext_text(path: Path) -> str:
+        return subprocess.run(["pdftotext", "-q", str(path), "-"], capture_output=True, text=True).stdout
+
+    def ours() -> float:  # one isolated worker process, as the stage runs it; wall clock covers the process
+        start = time.perf_counter()
+        with PdfWorker(timeout=180, memory_mb=3072) as worker:
+            for f in files:
+                worker.extract(str(f), Options())
+        return time.perf_counter() - start
+
+    def pdftotext() -> float:
+        start = time.perf_counter()
+        for f in files:
+            subprocess.run(["pdftotext", "-q", str(f), "/dev/null"])
+        return time.perf_counter() - start
+
+    secs = rounds({"ours (PyMuPDF blocks + layout)": ours, "pdftotext (poppler)": pdftotext}, n_rounds)
+    quality = {"ours": score(ours_text, corpora), "pdftotext": score(pdftotext_text, corpora)}
+    return as_rates(secs, pages, f"pages/s, one process ({len(files)} PDFs, {pages} pages)", quality=quality)
+
+
 TASKS = {
     "import": bench_import,
     "tokenize": bench_tokenize,
@@ -622,6 +663,7 @@ TASKS = {
     "mix": bench_mix,
     "web": bench_web,
     "paragraphs": bench_paragraphs,
+    "pdf": bench_pdf,
 }
 
 

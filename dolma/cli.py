@@ -110,6 +110,12 @@ def cmd_web(args: argparse.Namespace) -> None:
     print_summary(run_stages([build_stage("web", params, "web")], args.workers))
 
 
+def cmd_pdf(args: argparse.Namespace) -> None:
+    keys = ("input", "output", "source", "timeout", "memory_mb", "ocr", "ocr_language", "files_per_shard", "password")
+    params = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    print_summary(run_stages([build_stage("pdf", params, "pdf")], args.workers))
+
+
 def cmd_tokenize(args: argparse.Namespace) -> None:
     params = {
         k: v
@@ -356,6 +362,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per page (default 10)")
     add_workers(p)
     p.set_defaults(fn=cmd_web)
+
+    p = sub.add_parser(
+        "pdf",
+        help="PDF files to documents (PyMuPDF, Tesseract OCR for pages without text)",
+        description=(
+            "Extract PDFs in isolated worker processes with a time and memory limit each: two-column pages read "
+            "column by column, running headers/footers and page numbers removed, hyphenation rejoined, pages "
+            "without a text layer OCRed with Tesseract. Writes documents (id = SHA-1 of the PDF; metadata: pages, "
+            "pages OCRed, tokens, length bucket, language) and per-page quality signals under "
+            "attributes/pdf/. Encrypted, broken, hanging or oversized PDFs are quarantined with their reason."
+        ),
+    )
+    p.add_argument("--input", required=True, help="glob or folder of .pdf files")
+    p.add_argument("--output", required=True, help="output folder; must be a 'documents/' folder")
+    p.add_argument("--source", help="the documents' source field (default: pdf)")
+    p.add_argument("--timeout", type=float, help="seconds allowed per PDF, OCR included (default 180)")
+    p.add_argument("--memory-mb", type=int, help="memory limit of each extraction process in MiB (default 3072)")
+    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None, help="never OCR pages without text")
+    p.add_argument("--ocr-language", help="Tesseract language(s), e.g. eng+deu (default eng)")
+    p.add_argument("--files-per-shard", type=int, help="PDFs per output shard (default 64)")
+    p.add_argument("--password", help="password tried on encrypted PDFs")
+    add_workers(p)
+    p.set_defaults(fn=cmd_pdf)
 
     p = sub.add_parser(
         "tokenize",

@@ -28,6 +28,7 @@ from dolma.io import UserError
 STAGE_KINDS: dict[str, str] = {
     "import": "dolma.importer:ImportStage",
     "web": "dolma.web:WebStage",
+    "pdf": "pdf_extract.stage:PdfStage",
     "tokenize": "dolma.tokenize:TokenizeStage",
     "tag": "taggers.stage:TagStage",
     "carve": "mixers.carve:CarveStage",

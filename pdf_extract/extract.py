@@ -1,0 +1,126 @@
+"""One PDF to text with PyMuPDF: per-page text layer or OCR, reading order, running lines removed.
+
+This runs inside an isolated worker process (see ``pdf_extract.worker``): PyMuPDF is not thread-safe, and a
+hostile PDF can hang MuPDF or exhaust memory, which only a separate process can survive.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from functools import lru_cache
+
+import msgspec
+import pymupdf
+
+from pdf_extract import layout
+
+# expand ligatures (no TEXT_PRESERVE_LIGATURES), collapse odd whitespace, and ignore text outside the page
+TEXT_FLAGS = pymupdf.TEXT_MEDIABOX_CLIP
+
+
+class Page(msgspec.Struct, array_like=True):
+    method: str  # "text", "ocr" or "empty"
+    chars: int
+    garbled: float
+    alpha: float
+    mean_line: float
+
+
+class Extracted(msgspec.Struct):
+    """What a worker answers for one PDF: ``text`` and per-page facts, or ``reason`` and ``error``."""
+
+    text: str = ""
+    pages: list[Page] = []
+    page_offsets: list[int] = []  # start of each page's text in ``text``
+    running_lines_removed: int = 0
+    title: str = ""
+    seconds: float = 0.0
+    reason: str = ""  # set when the PDF is unusable: encrypted, unreadable, no_pages, memory_limit, error
+    error: str = ""
+
+
+class Options(msgspec.Struct):
+    ocr: bool = True
+    ocr_language: str = "eng"
+    ocr_dpi: int = 200
+    min_page_chars: int = 20  # a page with less text than this (and an image) goes to OCR
+    password: str = ""
+
+
+@lru_cache(maxsize=1)
+def tessdata() -> str | None:
+    """Tesseract's language-data folder: ``TESSDATA_PREFIX``, else asked of the installed ``tesseract``."""
+    if os.environ.get("TESSDATA_PREFIX"):
+        return os.environ["TESSDATA_PREFIX"]
+    if not shutil.which("tesseract"):
+        return None
+    out = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True).stdout
+    head = out.splitlines()[0] if out else ""
+    return head.split('"')[1] if '"' in head else None
+
+
+def extract(data: bytes, options: Options) -> Extracted:
+    start = time.perf_counter()
+    if b"%PDF-" not in data[:1024]:  # MuPDF would "repair" an HTML error page into a PDF of one page
+        return Extracted(reason="unreadable", error="not a PDF: no %PDF- header in the first 1024 bytes")
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as e:  # MuPDF raises FileDataError, RuntimeError, ValueError for unreadable files
+        return Extracted(reason="unreadable", error=f"{type(e).__name__}: {e}")
+    with doc:
+        if doc.needs_pass and not (options.password and doc.authenticate(options.password)):
+            return Extracted(reason="encrypted", error="the PDF needs a password to open")
+        if doc.page_count == 0:
+            return Extracted(reason="no_pages", error="the PDF has no pages")
+        pages, heights, facts = [], [], []
+        for page in doc:
+            blocks, method, raw_text = _page_blocks(page, options)
+            width = page.rect.width
+            pages.append(layout.reading_order(blocks, width))
+            heights.append(page.rect.height)
+            facts.append((method, raw_text))
+        title = (doc.metadata or {}).get("title") or ""
+    pages, removed = layout.remove_running_lines(pages, heights)
+    paragraphs: list[str] = []
+    first_paragraph: list[int] = []
+    page_facts: list[Page] = []
+    for blocks, (method, raw_text) in zip(pages, facts):
+        first_paragraph.append(len(paragraphs))
+        page = [layout.clean(layout.paragraph_text(b)).strip() for b in blocks]
+        paragraphs += [p for p in page if p]
+        garbled, alpha, mean_line = layout.page_signals(raw_text)
+        chars = sum(len(p) for p in page)
+        page_facts.append(Page(method, chars, round(garbled, 4), round(alpha, 4), round(mean_line, 1)))
+    text, starts = layout.join_paragraphs(paragraphs)
+    starts.append(len(text))
+    offsets = [starts[i] for i in first_paragraph]
+    return Extracted(
+        text=text,
+        pages=page_facts,
+        page_offsets=offsets,
+        running_lines_removed=removed,
+        title=layout.clean(title).strip(),
+        seconds=round(time.perf_counter() - start, 4),
+    )
+
+
+def _page_blocks(page: pymupdf.Page, options: Options) -> tuple[list[layout.Block], str, str]:
+    """The page's text blocks, how they were got ("text", "ocr", "empty"), and the raw text for signals."""
+    raw = page.get_text("blocks", flags=TEXT_FLAGS)
+    blocks = layout.blocks_of(raw)
+    raw_text = "\n".join(b.text for b in blocks)
+    if len(raw_text.strip()) >= options.min_page_chars or not options.ocr:
+        return blocks, "text" if blocks else "empty", raw_text
+    if not page.get_images():
+        return blocks, "text" if blocks else "empty", raw_text
+    folder = tessdata()
+    if folder is None:
+        raise RuntimeError("OCR needs Tesseract: install tesseract-ocr (and a language pack) or set ocr: false")
+    textpage = page.get_textpage_ocr(
+        flags=TEXT_FLAGS, language=options.ocr_language, dpi=options.ocr_dpi, full=True, tessdata=folder
+    )
+    blocks = layout.blocks_of(page.get_text("blocks", flags=TEXT_FLAGS, textpage=textpage))
+    return blocks, "ocr" if blocks else "empty", "\n".join(b.text for b in blocks)

@@ -1,0 +1,149 @@
+"""The ``pdf`` stage: PDF files to Dolma documents, with per-page quality signals as attributes.
+
+Each task is a shard of up to ``files_per_shard`` PDFs (in sorted path order) and writes
+``<output>/pdf-NNNNN.jsonl.zst`` plus ``attributes/<attribute_set>/pdf-NNNNN.jsonl.zst`` beside it. Every PDF
+is accounted for: extracted (kept), no text at all (dropped, ``no_text``), or quarantined with its reason
+(``encrypted``, ``unreadable``, ``no_pages``, ``timeout``, ``memory_limit``, ``worker_crashed``, ``error``).
+
+A document's ``id`` is the SHA-1 of the PDF's bytes, so the same PDF found at two URLs gets one id and exact
+dedup sees it. The ``length_bucket`` metadata field is what a long-context mix samples by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from dolma import io
+from dolma.document import ENCODER, AttributeLine, Document
+from dolma.executor import Task, report_progress
+from dolma.ledger import ShardLedger
+from dolma.tokenize import DEFAULT_TOKENIZER, load_tokenizer
+from pdf_extract.extract import Options
+from pdf_extract.worker import Answer, PdfWorker
+
+TAGGER = "pdf_extract_v1"
+BUCKETS = [(8192, "<=8k"), (16384, "8k-16k"), (32768, "16k-32k"), (65536, "32k-64k"), (131072, "64k-128k")]
+
+
+def length_bucket(tokens: int) -> str:
+    for limit, name in BUCKETS:
+        if tokens <= limit:
+            return name
+    return ">128k"
+
+
+class PdfMetadata(msgspec.Struct, omit_defaults=True):
+    url: str
+    bytes: int
+    pages: int
+    pages_ocr: int
+    extraction_seconds: float
+    tokens: int
+    length_bucket: str
+    language: str
+    running_lines_removed: int
+    title: str = ""
+
+
+@dataclass
+class PdfStage:
+    input: str  # a glob or folder of .pdf files (local, s3://, gs://)
+    output: str  # must be a Dolma `documents/` folder, so the signals land in the parallel `attributes/` tree
+    source: str = "pdf"
+    files_per_shard: int = 64
+    timeout: float = 180.0  # seconds per PDF, OCR included
+    memory_mb: int = 3072  # address-space limit of each extraction process
+    ocr: bool = True
+    ocr_language: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
+    ocr_dpi: int = 200
+    min_page_chars: int = 20  # a page with less text than this and an image is OCRed
+    password: str = ""  # tried on encrypted PDFs; others are quarantined as `encrypted`
+    tokenizer: str = DEFAULT_TOKENIZER
+    attribute_set: str = "pdf"
+    lid_model: str = ""  # fastText language-ID model; default lid.176
+    name: str = "pdf"
+
+    def __post_init__(self) -> None:
+        if "/documents" not in "/" + self.output:
+            raise io.UserError(f"pdf output {self.output!r} must be a 'documents/' folder (Dolma layout)")
+        if self.files_per_shard < 1:
+            raise io.UserError("pdf: files_per_shard must be at least 1")
+
+    def tasks(self) -> list[Task]:
+        files = sorted(f for f in io.list_files(self.input) if f.lower().endswith(".pdf"))
+        if not files:
+            raise io.UserError(f"no .pdf files match {self.input!r}")
+        n = self.files_per_shard
+        return [Task(f"pdf-{i // n:05d}", tuple(files[i : i + n])) for i in range(0, len(files), n)]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        from taggers.langid import default_lid_model, load_fasttext, one_line, predict
+
+        options = Options(self.ocr, self.ocr_language, self.ocr_dpi, self.min_page_chars, self.password)
+        answers: list[tuple[str, Answer]] = []
+        with PdfWorker(self.timeout, self.memory_mb) as worker:
+            for url in task.inputs:
+                answer = worker.extract(url, options)
+                ledger.read += 1
+                result = answer.result
+                ledger.metrics["seconds"] += result.seconds
+                if result.reason:
+                    detail = f"{url}: {result.error}"
+                    ledger.quarantined(url, [io.Rejected(1, result.reason, detail, id=answer.sha1 or None)])
+                elif not result.text.strip():
+                    ledger.dropped(url, [1], [answer.sha1], "no_text")
+                else:
+                    ledger.kept(url, [1], [answer.sha1])
+                    answers.append((url, answer))
+                report_progress(1, answer.size)
+        texts = [a.result.text for _, a in answers]
+        tokens = [len(e.ids) for e in load_tokenizer(self.tokenizer).encode_batch(texts, add_special_tokens=False)]
+        lid = load_fasttext(self.lid_model or default_lid_model())
+        labels, probs = predict(lid, one_line(pl.Series([t[:100_000] for t in texts], dtype=pl.String)), k=1)
+        docs, attributes = [], []
+        for (url, answer), n_tokens, label, prob in zip(answers, tokens, labels, probs):
+            r = answer.result
+            pages_ocr = sum(p.method == "ocr" for p in r.pages)
+            ledger.metrics["pages"] += len(r.pages)
+            ledger.metrics["pages_ocr"] += pages_ocr
+            meta = PdfMetadata(
+                url, answer.size, len(r.pages), pages_ocr, r.seconds, n_tokens, length_bucket(n_tokens),
+                label[0], r.running_lines_removed, r.title,
+            )  # fmt: skip
+            docs.append(Document(answer.sha1, r.text, self.source, None, None, msgspec.Raw(ENCODER.encode(meta))))
+            attributes.append(AttributeLine(answer.sha1, self._signals(answer, n_tokens, label[0], float(prob[0]))))
+        out = io.join(self.output, task.key + ".jsonl.zst")
+        with io.DocumentWriter(out) as writer:
+            writer.write(docs)
+        with io.AtomicWriter(io.attributes_url(out, self.attribute_set)) as writer:
+            writer.write(ENCODER.encode_lines(attributes))
+
+    def _signals(self, answer: Answer, tokens: int, language: str, probability: float) -> dict[str, list]:
+        """Document-level signals as one span over the text; page-level ones as one span per page."""
+        r = answer.result
+        n = len(r.text)
+        chars = np.array([p.chars for p in r.pages], dtype=float)
+        weights = chars / chars.sum() if chars.sum() else np.full(len(chars), 1 / len(chars))
+        ends = r.page_offsets[1:] + [n]
+        key = f"{self.attribute_set}__{TAGGER}__"
+        out: dict[str, list] = {
+            key + "pages": [[0, n, len(r.pages)]],
+            key + "tokens": [[0, n, tokens]],
+            key + "ocr_page_ratio": [[0, n, round(sum(p.method == "ocr" for p in r.pages) / len(r.pages), 4)]],
+            key + f"lang_{language}": [[0, n, round(probability, 4)]],
+        }
+        for name in ("garbled", "alpha", "mean_line"):
+            values = np.array([getattr(p, name) for p in r.pages], dtype=float)
+            doc_key = "mean_line_length" if name == "mean_line" else f"{name}_ratio"
+            out[key + doc_key] = [[0, n, round(float((values * weights).sum()), 4)]]
+            out[key + "page_" + doc_key] = [
+                [start, end, value] for start, end, value in zip(r.page_offsets, ends, values.tolist())
+            ]
+        out[key + "page_ocr"] = [[s, e, 1] for s, e, p in zip(r.page_offsets, ends, r.pages) if p.method == "ocr"]
+        if not out[key + "page_ocr"]:
+            del out[key + "page_ocr"]
+        return out

@@ -1,0 +1,160 @@
+"""PDF extraction: reading order, running lines, OCR, isolation, and every PDF accounted for."""
+
+import gzip
+import json
+import shutil
+import threading
+
+import pymupdf
+import pytest
+from conftest import ROOT, SHARED, read_jsonl, run_cli
+
+from bench.pdf_layouts import write_pdf, write_scanned_pdf
+from pdf_extract import layout
+from pdf_extract.extract import Options
+from pdf_extract.stage import length_bucket
+from pdf_extract.worker import PdfWorker
+
+PARAGRAPHS = [json.loads(line)["text"] for line in gzip.open(ROOT / "tests/fixtures/wikipedia.jsonl.gz")]
+HAS_TESSERACT = shutil.which("tesseract") is not None
+
+
+@pytest.fixture
+def pdf_folder(tmp_path):
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    checks = {
+        "two-column.pdf": write_pdf(folder / "two-column.pdf", PARAGRAPHS[:20], columns=2, title="Annals of Tests"),
+        "one-column.pdf": write_pdf(folder / "one-column.pdf", PARAGRAPHS[20:], columns=1, title="Notes"),
+    }
+    locked = pymupdf.open(folder / "two-column.pdf")
+    locked.save(folder / "locked.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="secret", owner_pw="owner")
+    (folder / "broken.pdf").write_bytes((folder / "one-column.pdf").read_bytes()[:300])
+    (folder / "not-a-pdf.pdf").write_bytes(b"<html>an error page saved as .pdf</html>")
+    write_scanned_pdf(folder / "scanned.pdf", PARAGRAPHS[0])
+    return folder, checks
+
+
+def by_url(docs):
+    return {d["metadata"]["url"].rsplit("/", 1)[-1]: d for d in docs}
+
+
+def test_pdf_stage_reads_columns_in_order_drops_running_lines_and_accounts_for_every_file(pdf_folder, tmp_path):
+    folder, checks = pdf_folder
+    out = tmp_path / "out" / "documents"
+    run_cli("pdf", "--input", str(folder), "--output", str(out), "--workers", "1", "--files-per-shard", "4")
+    docs = by_url(read_jsonl(out / "pdf-00000.jsonl.zst") + read_jsonl(out / "pdf-00001.jsonl.zst"))
+    assert set(docs) == {"two-column.pdf", "one-column.pdf", "scanned.pdf"}
+    for name, check in checks.items():
+        passed, total = check.score(docs[name]["text"])
+        assert passed == total, name  # every paragraph, in order; no header; "compli-\ncated" rejoined
+        meta = docs[name]["metadata"]
+        assert meta["pages"] >= 2 and meta["pages_ocr"] == 0 and meta["language"] == "en"
+        assert meta["tokens"] > 500 and meta["length_bucket"] == "<=8k"
+        assert meta["running_lines_removed"] >= 2 * meta["pages"]  # header and page number on every page
+
+    summary = json.loads((out / "_ledger/pdf/summary.json").read_text())
+    assert summary["read"] == 6 and summary["kept"] == 3
+    assert summary["quarantined"] == {"encrypted": 1, "unreadable": 2}
+    quarantine = [r for f in sorted((out / "_ledger/pdf/quarantine").glob("*")) for r in read_jsonl(f)]
+    assert {r["file"].rsplit("/", 1)[-1]: r["reason"] for r in quarantine} == {
+        "locked.pdf": "encrypted",
+        "broken.pdf": "unreadable",
+        "not-a-pdf.pdf": "unreadable",
+    }
+
+    attrs = read_jsonl(out.parent / "attributes/pdf/pdf-00000.jsonl.zst")
+    shard = read_jsonl(out / "pdf-00000.jsonl.zst")
+    assert [a["id"] for a in attrs] == [d["id"] for d in shard]
+    for a, d in zip(attrs, shard):
+        spans = a["attributes"]["pdf__pdf_extract_v1__page_alpha_ratio"]
+        assert len(spans) == d["metadata"]["pages"] and spans[-1][1] == len(d["text"])
+        assert a["attributes"]["pdf__pdf_extract_v1__garbled_ratio"][0][2] < 0.01
+        assert a["attributes"]["pdf__pdf_extract_v1__tokens"][0][2] == d["metadata"]["tokens"]
+
+    # a rerun finds every shard done, and the password opens the encrypted one
+    again = run_cli("pdf", "--input", str(folder), "--output", str(out), "--workers", "1", "--files-per-shard", "4")
+    assert "0/2" not in again.stdout
+    out2 = tmp_path / "out2" / "documents"
+    run_cli("pdf", "--input", str(folder / "locked.pdf"), "--output", str(out2), "--password", "secret")
+    (locked,) = read_jsonl(out2 / "pdf-00000.jsonl.zst")
+    assert checks["two-column.pdf"].score(locked["text"])[0] == checks["two-column.pdf"].score(locked["text"])[1]
+
+
+@pytest.mark.skipif(not HAS_TESSERACT, reason="Tesseract is not installed (.ci/run installs tesseract-ocr)")
+def test_page_without_text_layer_is_ocred_and_recorded(pdf_folder, tmp_path):
+    folder, _ = pdf_folder
+    out = tmp_path / "documents"
+    run_cli("pdf", "--input", str(folder / "scanned.pdf"), "--output", str(out), "--workers", "1")
+    (doc,) = read_jsonl(out / "pdf-00000.jsonl.zst")
+    assert doc["metadata"]["pages_ocr"] == 1
+    words = PARAGRAPHS[0].split()
+    found = sum(w in doc["text"] for w in words)
+    assert found >= 0.9 * len(words), doc["text"]
+    (attrs,) = read_jsonl(out.parent / "attributes/pdf/pdf-00000.jsonl.zst")
+    assert attrs["attributes"]["pdf__pdf_extract_v1__page_ocr"] == [[0, len(doc["text"]), 1]]
+
+    no_ocr = tmp_path / "no-ocr" / "documents"
+    run_cli("pdf", "--input", str(folder / "scanned.pdf"), "--output", str(no_ocr), "--no-ocr")
+    summary = json.loads((no_ocr / "_ledger/pdf/summary.json").read_text())
+    assert summary["dropped"] == {"no_text": 1}
+
+
+def test_worker_survives_timeout_memory_limit_and_a_killed_process(pdf_folder, tmp_path):
+    folder, _ = pdf_folder
+    big = tmp_path / "big-image.pdf"  # a page whose rendering for OCR needs ~470 MB
+    doc = pymupdf.open()
+    page = doc.new_page(width=3000, height=3000)
+    pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 6000, 6000), False)
+    pixmap.clear_with(200)
+    page.insert_image(page.rect, pixmap=pixmap)
+    doc.save(big, deflate=True)
+    good = str(folder / "one-column.pdf")
+    with PdfWorker(timeout=60, memory_mb=400) as worker:
+        assert worker.extract(good, Options()).result.text
+        answer = worker.extract(str(big), Options(ocr_dpi=300))
+        assert answer.result.reason == "memory_limit" and "failed" in answer.result.error
+        assert worker.extract(good, Options()).result.text  # a fresh process took over
+
+        worker.timeout = 0.05
+        answer = worker.extract(str(folder / "scanned.pdf"), Options(ocr_dpi=400))
+        assert answer.result.reason == "timeout"
+        worker.timeout = 60
+        assert worker.extract(good, Options()).result.text
+
+        threading.Timer(0.3, lambda: worker._proc.kill()).start()
+        answer = worker.extract(str(big), Options(ocr_dpi=72, min_page_chars=10**9))
+        slow = answer.result.reason == "worker_crashed"
+        assert slow and "SIGKILL" in answer.result.error or answer.result.text == ""
+        assert worker.extract(good, Options()).result.text
+
+
+def test_paragraph_lines_hyphenation_and_page_joins():
+    prose = "A line of prose that fills the col-\numn and then it goes on and\non to its end.\n"
+    expected = "A line of prose that fills the column and then it goes on and on to its end."
+    assert layout.paragraph_text(layout.Block(0, 0, 100, 50, prose)) == expected
+    code = layout.Block(0, 0, 100, 50, "def main():\n    value = compute_the_answer(42)\n    return value\n")
+    assert layout.paragraph_text(code) == "def main():\nvalue = compute_the_answer(42)\nreturn value"
+    text, starts = layout.join_paragraphs(["First paragraph.", "A second one that is cut by a col-", "umn break."])
+    assert text == "First paragraph.\n\nA second one that is cut by a column break."
+    assert starts == [0, 18, 18 + len("A second one that is cut by a col")]
+    assert layout.clean("ﬁnd the ﬂow\x07") == "find the flow"
+    assert [length_bucket(n) for n in (10, 8192, 8193, 40_000, 200_000)] == [
+        "<=8k", "<=8k", "8k-16k", "32k-64k", ">128k",
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/corpora")
+def test_every_hostile_pdf_in_the_corpus_is_extracted_or_quarantined(tmp_path):
+    """Broken, fuzzed, zero-page and encrypted real PDFs: the run finishes and accounts for each one."""
+    folder = tmp_path / "pdfs"
+    for category in ("broken_or_odd", "encrypted"):
+        shutil.copytree(SHARED / "pdf" / "files" / category, folder / category)
+    n = len(list(folder.rglob("*.pdf")))
+    out = tmp_path / "documents"
+    run_cli("pdf", "--input", str(folder), "--output", str(out), "--workers", "2", "--files-per-shard", "8")
+    summary = json.loads((out / "_ledger/pdf/summary.json").read_text())
+    assert summary["read"] == n
+    assert summary["kept"] + sum(summary["dropped"].values()) + sum(summary["quarantined"].values()) == n
+    assert summary["quarantined"]["encrypted"] >= 5 and summary["quarantined"]["no_pages"] >= 1
+    assert summary["kept"] >= 10  # owner-password-only and repairable files still give text
