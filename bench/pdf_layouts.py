@@ -79,5 +79,5 @@ def write_scanned_pdf(path: Path, paragraph: str, dpi: int = 200) -> None:
     page.insert_textbox(pymupdf.Rect(MARGIN, 72, PAGE.width - MARGIN, PAGE.height - 72), paragraph, fontsize=14)
     pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY)
     out = pymupdf.open()
-    out.new_page(width=PAGE.width, height=PAGE.height).insert_image(PAGE, stream=pixmap.tobytes("png"))
+    out.new_page(width=PAGE.width, height=PAGE.height).insert_image(PAGE, stream=pixmap.tobytes("jpg", jpg_quality=70))
     out.save(path)

@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     workers = args.workers or recipe.executor.workers
     print_summary(run_stages(stages, workers))
     for stage in stages:
-        if stage.name == "mix-plan":
+        if stage.name.endswith("-plan") and hasattr(stage, "params"):
             import msgspec
 
             from dolma import io

@@ -132,6 +132,7 @@ class WebStage:
                     report_progress(len(batch), sum(len(d.text) for d in batch))
                     batch = []
             out.write(batch)
+            report_progress(len(batch), sum(len(d.text) for d in batch))
 
     def _document(self, number, record_id, body, meta: WebMetadata, created, ledger) -> Document | None:
         try:

@@ -85,6 +85,7 @@ class MixParams:
     max_tokens_per_file: int = 100_000_000
     tokenizer: str = ""
     batch_size: int = 2048
+    name: str = "mix"  # prefix of the steps' names; set it when a recipe has several mixes
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.streams]
@@ -130,7 +131,7 @@ class MixStatsStage:
 
     @property
     def name(self) -> str:
-        return "mix-stats"
+        return self.params.name + "-stats"
 
     @property
     def output(self) -> str:
@@ -377,7 +378,7 @@ class MixPlanStage:
 
     @property
     def name(self) -> str:
-        return "mix-plan"
+        return self.params.name + "-plan"
 
     @property
     def output(self) -> str:
@@ -461,7 +462,7 @@ class MixShuffleStage:
 
     @property
     def name(self) -> str:
-        return "mix-shuffle"
+        return self.params.name + "-shuffle"
 
     @property
     def output(self) -> str:
@@ -539,7 +540,7 @@ class MixWriteStage:
 
     @property
     def name(self) -> str:
-        return "mix-write"
+        return self.params.name + "-write"
 
     @property
     def output(self) -> str:
@@ -671,7 +672,3 @@ class MixStage(MixParams):
 
     def stages(self) -> list:
         return [MixStatsStage(self), MixPlanStage(self), MixShuffleStage(self), MixWriteStage(self)]
-
-    @property
-    def name(self) -> str:
-        return "mix"
