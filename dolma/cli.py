@@ -66,6 +66,8 @@ def print_summary(results: list[tuple[str, ShardSummary, float]]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from dolma.report import write_report
+
     recipe, stages = load_recipe(args.recipe)
     workers = args.workers or recipe.executor.workers
     print_summary(run_stages(stages, workers))
@@ -91,6 +93,14 @@ def cmd_run(args: argparse.Namespace) -> None:
             )
         )
     )
+    print(f"report: {write_report(stages, args.recipe)}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from dolma.report import write_report
+
+    _, stages = load_recipe(args.recipe)
+    print(f"report: {write_report(stages, args.recipe, args.output)}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -321,12 +331,27 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run every stage of a YAML recipe",
         description=(
-            "Run a YAML recipe (see configs/). Finished shards are skipped, so rerunning after a crash resumes."
+            "Run a YAML recipe (see configs/). Finished shards are skipped, so rerunning after a crash resumes. "
+            "Ends with a summary table, the mix plans, the output folders and an HTML report (see `dolma report`)."
         ),
     )
     p.add_argument("recipe", help="path to the recipe YAML")
     p.add_argument("--workers", type=int, help="worker processes (default: the recipe's, else all cores)")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser(
+        "report",
+        help="write the HTML report of a recipe's run",
+        description=(
+            "Write a self-contained HTML report (matplotlib plots inlined, no network needed) of what a recipe's "
+            "run left behind: the funnel of every stage with what each filter removed, language and quality score "
+            "distributions, duplicate cluster sizes, each mix's repetition curves and realised vs target shares, "
+            "and the token lengths of the PDF (long-context) pool. `dolma run` writes it at the end of every run."
+        ),
+    )
+    p.add_argument("recipe", help="path to the recipe YAML that was run")
+    p.add_argument("--output", help="where to write it (default: report.html in the common output folder)")
+    p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser(
         "import",

@@ -483,6 +483,7 @@ class MixShuffleStage:
             ledger.quarantined(url, batch.rejected)
             n = np.zeros(len(batch.docs), np.int64)
             reasons = frame["drop_reason"].to_list()
+            token_counts = frame["tokens"].to_list()
             for i, (topic, quality, u, reason) in enumerate(
                 zip(frame["topic"].to_list(), frame["quality"].to_list(), frame["u"].to_list(), reasons)
             ):
@@ -504,6 +505,7 @@ class MixShuffleStage:
                     continue
                 ledger.kept(url, [line], [doc.id])
                 ledger.metrics["copies"] += int(n[i])
+                ledger.metrics[f"tokens:{stream.name}"] += int(n[i]) * token_counts[i]
                 text = batch.texts[i]
                 for k in range(int(n[i])):
                     key = xxhash.xxh64_intdigest(f"{doc.id}\x00{k}".encode(), seed=p.seed)

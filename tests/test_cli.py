@@ -1,7 +1,11 @@
 """The command line and recipes: help, validation errors that name the key, one-line user errors."""
 
 import json
+import re
+import shutil
+import subprocess
 
+import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
@@ -51,6 +55,51 @@ def test_quickstart_recipe_runs_on_the_bundled_sample(tmp_path):
     assert "Summary" in proc.stdout
     summary = json.loads((tmp_path / "documents/_ledger/import/summary.json").read_text())
     assert summary["read"] == summary["kept"] == 1050
+    pdf = json.loads((tmp_path / "documents/pdf/_ledger/pdf/summary.json").read_text())
+    assert pdf["read"] == pdf["kept"] == 4 and pdf["metrics"]["pages_ocr"] == (1 if shutil.which("tesseract") else 0)
+    for stage in ("pretrain", "midtrain", "long-context"):
+        manifest = json.loads((tmp_path / "tokens" / stage / "manifest.json").read_text())
+        assert manifest["tokens"] > 0, stage
+    long_context = json.loads((tmp_path / "tokens/long-context/manifest.json").read_text())
+    assert set(long_context["tokens_per_source"]) == {"pdf"}
+
+    report = tmp_path / "report.html"
+    assert f"report: {report}" in proc.stdout
+    check_report_renders(report, tmp_path)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def check_report_renders(report, tmp_path):
+    """Open the report in headless Chromium: every plot must decode, and the screenshot must show them."""
+    html = report.read_text()
+    for title in ("Funnel", "Quality and language", "Duplicates", "Mix mix-pretrain", "Long-context pool"):
+        assert f"<h2>{title}" in html, title
+    assert "http://" not in html.replace("http://127.0.0.1", "") and "<script src" not in html  # self-contained
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (.ci/run installs it)")
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    rendered = re.search(r"plots rendered: (\d+)/(\d+)", dom)
+    assert rendered and rendered.group(1) == rendered.group(2) and int(rendered.group(2)) >= 12, dom[-500:]
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1100,4000", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    coloured = (pixels.max(axis=2) - pixels.min(axis=2)) > 60  # plot bars and lines, not black-on-white text
+    assert coloured.mean() > 0.02, coloured.mean()
 
 
 def test_every_bundled_recipe_validates(monkeypatch):
