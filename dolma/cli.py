@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dolma.executor import LocalExecutor, run_stage
+from dolma.executor import Executor, LocalExecutor, run_stage
 from dolma.io import UserError
 from dolma.ledger import ShardSummary
 from dolma.recipe import build_stage, load_recipe
@@ -20,9 +20,11 @@ from dolma.recipe import build_stage, load_recipe
 console = Console(stderr=True)
 
 
-def run_stages(stages: list[Any], workers: int | None) -> list[tuple[str, ShardSummary, float]]:
+def run_stages(
+    stages: list[Any], workers: int | None, executor: Executor | None = None
+) -> list[tuple[str, ShardSummary, float]]:
     """Run stages in order with a progress bar each; return (name, summary, seconds) per stage."""
-    executor = LocalExecutor(workers)
+    executor = executor or LocalExecutor(workers)
     results = []
     for stage in stages:
         tasks_total = len(stage.tasks())
@@ -69,8 +71,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from dolma.report import write_report
 
     recipe, stages = load_recipe(args.recipe)
-    workers = args.workers or recipe.executor.workers
-    print_summary(run_stages(stages, workers))
+    print_summary(run_stages(stages, None, recipe.executor.build(args.workers)))
     for stage in stages:
         if stage.name.endswith("-plan") and hasattr(stage, "params"):
             import msgspec

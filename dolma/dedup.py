@@ -176,7 +176,7 @@ class SignatureStage:
             lengths += texts.str.len_chars().to_list()
             created += [d.created or "" for d in batch.docs]
             scores += [quality(line) for line in batch.lines] if quality else [0.0] * len(batch.docs)
-            band_keys.append(self._band_keys(texts))
+            band_keys.append(self._band_keys(texts, refs[-1]))
             report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
         ref = np.concatenate(refs) if refs else np.empty(0, np.uint64)
         width = 2 if p.method == "exact" else p.n_bands
@@ -202,7 +202,7 @@ class SignatureStage:
                 ),
             )
 
-    def _band_keys(self, texts: pl.Series) -> np.ndarray:
+    def _band_keys(self, texts: pl.Series, refs: np.ndarray) -> np.ndarray:
         p = self.params
         if p.method == "exact":  # the 128-bit hash as two 64-bit columns
             digests = b"".join(xxhash.xxh3_128_digest(t.encode()) for t in normalise(texts).to_list())
@@ -214,9 +214,9 @@ class SignatureStage:
         with np.errstate(over="ignore"):
             for r in range(p.rows):
                 keys = keys * np.uint64(0x9E3779B97F4A7C15) + sig[:, r :: p.rows][:, : p.bands].astype(np.uint64)
-        # documents without any word share no band with anything
+        # documents without any word share no band with anything: their keys come from their unique refs
         empty = np.bincount(doc, minlength=len(texts)) == 0
-        keys[empty] = np.arange(empty.sum(), dtype=np.uint64)[:, None] ^ np.uint64(0xA5A5A5A5A5A5A5A5)
+        keys[empty] = refs[empty][:, None] ^ np.uint64(0xA5A5A5A5A5A5A5A5)
         return keys
 
 
@@ -236,7 +236,7 @@ class PairsStage:
         return [Task(f"band={b:03d}") for b in range(self.params.n_bands)]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        files = io.list_files(io.join(self.params.work, "bands", task.key, "*.parquet"))
+        files = io.list_files(io.join(self.params.work, "bands", task.key, "**", "*.parquet"))
         bands = (
             pl.concat([_read_parquet(f) for f in files])
             if files
@@ -287,7 +287,7 @@ class ClusterStage:
         docs = pl.concat(
             [
                 _read_parquet(f).join(clusters.select("doc"), on="doc", how="semi")
-                for f in io.list_files(io.join(p.work, "docs", "*.parquet"))
+                for f in io.list_files(io.join(p.work, "docs", "**", "*.parquet"))
             ]
         )
         clusters = clusters.join(docs, on="doc", how="left")

@@ -148,6 +148,53 @@ class LocalExecutor:
             listener.join()
 
 
+def _run_on_ray(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
+
+
+class RayExecutor:
+    """Runs each task as a Ray task (one CPU each) on a Ray cluster: ``address`` None starts a local one on this
+    machine with ``workers`` CPUs; ``"auto"`` or ``"host:port"`` joins a running cluster (``ray start``).
+
+    A task whose worker process or node dies is retried up to ``max_retries`` times; a task that raises is not
+    (the error is in the data or the code, and a retry would fail the same way). Completion markers make a
+    retried or rerun task idempotent exactly as with the local executor, so outputs are the same bytes.
+    Every node needs this package installed and the data at the same URLs (object storage, or a shared file
+    system for local paths)."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = 3):
+        self.address = address
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.max_retries = max_retries
+
+    def _connect(self):
+        import ray
+
+        if not ray.is_initialized():
+            threads = {n: "1" for n in ("RAYON_NUM_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS")}
+            ray.init(
+                address=self.address,
+                num_cpus=self.workers if self.address is None else None,
+                include_dashboard=False,
+                log_to_driver=True,
+                runtime_env={"env_vars": threads},
+            )
+        return ray
+
+    def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]:
+        if not items:
+            return
+        ray = self._connect()
+        remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_run_on_ray)
+        pending = [remote.remote(fn, item) for item in items]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            result = ray.get(done[0])
+            if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], ShardSummary):
+                on_progress(result[1].read, 0)  # Ray tasks report when they finish, not batch by batch
+            yield result
+
+
 def run_stage(
     stage: Stage,
     executor: Executor,

@@ -8,10 +8,10 @@ quarantine, and nothing is skipped silently.
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import gzip
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,9 +107,37 @@ def list_files(pattern: str) -> list[str]:
     else:
         raise UserError(f"unsupported URL scheme {scheme!r} in {pattern!r} (use a local path, s3:// or gs://)")
     if has_glob:
-        keys = [k for k in keys if fnmatch.fnmatchcase(k, key_pattern)]
+        matches = _glob_regex(key_pattern).fullmatch
+        keys = [k for k in keys if matches(k)]
     urls = sorted(f"{scheme}://{bucket}/{k}" for k in keys if not k.endswith("/"))
     return [u for u in urls if not _is_bookkeeping(u, pattern)]
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """Local glob semantics for object keys: ``*`` and ``?`` stay inside one folder, ``**/`` spans any number
+    of folders (none included), ``[...]`` is a character class."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            out.append("[" + pattern[i + 1 : end].replace("!", "^", 1) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def _is_bookkeeping(path: str, pattern: str) -> bool:
@@ -129,8 +157,8 @@ def relative_to_root(path: str, pattern: str) -> str:
     root = pattern.split("*")[0].split("?")[0].split("[")[0]
     if root == path:
         return os.path.basename(path)
-    if os.path.isdir(root) and not root.endswith("/"):
-        root += "/"
+    if root == pattern and path.startswith(root.rstrip("/") + "/"):  # a folder given without a glob
+        root = root.rstrip("/") + "/"
     root = root if root.endswith("/") else root.rsplit("/", 1)[0] + "/"
     return path[len(root) :] if path.startswith(root) else os.path.basename(path)
 

@@ -39,9 +39,24 @@ STAGE_KINDS: dict[str, str] = {
 
 
 class ExecutorConfig(pydantic.BaseModel):
+    """``kind: local`` (worker processes on this machine) or ``kind: ray`` (tasks on a Ray cluster)."""
+
     model_config = pydantic.ConfigDict(extra="forbid")
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "ray"] = "local"
     workers: int | None = pydantic.Field(default=None, ge=1, description="worker processes; default all cores")
+    address: str | None = pydantic.Field(
+        default=None, description="ray only: 'auto' or 'host:port' of a running cluster; unset starts a local one"
+    )
+    max_retries: int = pydantic.Field(default=3, ge=0, description="ray only: retries of a task whose worker died")
+
+    def build(self, workers: int | None = None):
+        from dolma.executor import LocalExecutor, RayExecutor
+
+        if self.kind == "ray":
+            return RayExecutor(self.address, workers or self.workers, self.max_retries)
+        if self.address is not None:
+            raise UserError("executor.address is for kind: ray")
+        return LocalExecutor(workers or self.workers)
 
 
 class Recipe(pydantic.BaseModel):

@@ -319,10 +319,16 @@ def render(sections: list[Section], recipe: str) -> str:
 
 
 def default_path(stages: list[Any]) -> str:
-    """``report.html`` in the deepest folder that holds every stage's output."""
-    outputs = [s.output for s in stages if not io.is_remote(s.output)]
-    root = os.path.commonpath([os.path.abspath(o) for o in outputs]) if outputs else "."
-    return os.path.join(root, "report.html")
+    """``report.html`` in the deepest folder (or object-store prefix) that holds every stage's output."""
+    outputs = [s.output if io.is_remote(s.output) else os.path.abspath(s.output) for s in stages]
+    parts = [o.rstrip("/").split("/") for o in outputs]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    root = "/".join(common)
+    return io.join(root if root.strip("/") and not root.endswith(":") else ".", "report.html")
 
 
 def write_report(stages: list[Any], recipe: str, path: str | None = None) -> str:

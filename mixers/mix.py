@@ -389,7 +389,7 @@ class MixPlanStage:
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
-        stats = pl.concat([pl.read_parquet(f) for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))])
+        stats = pl.concat([_read_parquet(f) for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))])
         groups, realisers = {}, {}
         for (source, topic), g in stats.group_by("source", "topic", maintain_order=True):
             edges = [float(v) for v in np.quantile(g["quality"].to_numpy(), np.linspace(0, 1, p.quantiles + 1))]
@@ -557,7 +557,7 @@ class MixWriteStage:
         part = task.key.removeprefix("part-")
         files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.parquet"))
         table = (
-            pl.concat([pl.read_parquet(f) for f in files]).sort("key")
+            pl.concat([_read_parquet(f) for f in files]).sort("key")
             if files
             else pl.DataFrame(schema={"key": pl.UInt64, "doc": pl.Binary})
         )
@@ -591,6 +591,10 @@ def _write_docs(url: str, docs: list[Document]) -> None:
 
 def _write_parquet(url: str, df: pl.DataFrame) -> None:
     io.write_parquet(url, df.to_arrow())
+
+
+def _read_parquet(url: str) -> pl.DataFrame:
+    return pl.from_arrow(io.read_parquet(url))
 
 
 class PoolGroup(msgspec.Struct):

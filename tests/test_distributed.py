@@ -1,0 +1,162 @@
+"""The quickstart recipe on a local Ray cluster and on an S3-compatible object store gives the local run's bytes.
+
+Outputs are compared file by file: token files raw, everything else after decompression (and Parquet as rows),
+with the run's root folder or bucket written as ``<root>`` and the input sample as ``<sample>``. The only other
+value normalised away is wall-clock time (a PDF's ``extraction_seconds`` and the summed ``seconds`` metric),
+the one thing no two runs can share.
+"""
+
+import gzip
+import os
+import re
+import signal
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from conftest import ROOT, run_cli
+
+from dolma.executor import RayExecutor, run_stage
+from dolma.ledger import ShardLedger
+
+SAMPLE = str(ROOT / "dolma" / "sample")
+TIMING = re.compile(rb'"(extraction_seconds|seconds)": ?[0-9.e+-]+,?')
+
+
+def recipe(root: str, sample: str, executor: str) -> str:
+    text = (ROOT / "configs" / "quickstart.yaml").read_text()
+    text = text.replace("dolma/sample", sample).replace("out/quickstart", root)
+    return text.replace("kind: local        # all cores by default; set workers: N to limit", executor)
+
+
+def normalised(name: str, data: bytes, roots: list[str]) -> bytes:
+    if name.endswith(".npy"):
+        return data
+    if name.endswith(".zst"):
+        data = zstandard.ZstdDecompressor().stream_reader(data).read()
+    elif name.endswith(".gz"):
+        data = gzip.decompress(data)
+    elif name.endswith(".parquet"):
+        rows = pq.read_table(pa.BufferReader(data)).to_pylist()
+        cells = [{k: cleaned(v, roots) if isinstance(v, (str, bytes)) else v for k, v in r.items()} for r in rows]
+        return repr(cells).encode()
+    return cleaned(data, roots)
+
+
+def cleaned(value: str | bytes, roots: list[str]) -> bytes:
+    data = value.encode() if isinstance(value, str) else value
+    for root in roots:
+        data = data.replace(root.encode(), b"<root>")
+    data = data.replace(SAMPLE.encode(), b"<sample>").replace(b"s3://corpus/sample", b"<sample>")
+    return TIMING.sub(b"", data)
+
+
+def tree(folder, roots) -> dict[str, bytes]:
+    skip = ("report.html", "recipe.yaml")
+    return {
+        str(p.relative_to(folder)): normalised(p.name, p.read_bytes(), roots)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("local")
+    (root / "recipe.yaml").write_text(recipe(str(root / "out"), SAMPLE, "kind: local\n  workers: 2"))
+    run_cli("run", str(root / "recipe.yaml"))
+    return root / "out"
+
+
+def assert_same_trees(ours: dict[str, bytes], local: dict[str, bytes]) -> None:
+    assert sorted(ours) == sorted(local)
+    different = [name for name in local if ours[name] != local[name]]
+    assert not different, different[:10]
+
+
+def test_quickstart_on_a_local_ray_cluster_gives_the_local_bytes(local_run, tmp_path):
+    (tmp_path / "recipe.yaml").write_text(recipe(str(tmp_path / "out"), SAMPLE, "kind: ray\n  workers: 2"))
+    run_cli("run", str(tmp_path / "recipe.yaml"))
+    local = tree(local_run, [str(local_run)])
+    assert len(local) > 200
+    assert_same_trees(tree(tmp_path / "out", [str(tmp_path / "out")]), local)
+
+
+class DiesOnce:
+    """A stage whose first attempt at each task kills its own worker process (a node or OOM kill)."""
+
+    name = "dies-once"
+
+    def __init__(self, output: str):
+        self.output = output
+
+    def tasks(self):
+        from dolma.executor import Task
+
+        return [Task(f"t{i}") for i in range(3)]
+
+    def run(self, task, ledger: ShardLedger) -> None:
+        attempt = os.path.join(self.output, task.key + ".attempted")
+        if not os.path.exists(attempt):
+            open(attempt, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        ledger.read += 1
+        ledger.kept(task.key, [1], [task.key])
+
+
+def test_ray_retries_a_task_whose_worker_died(tmp_path):
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    try:
+        summary = run_stage(DiesOnce(str(tmp_path)), RayExecutor(workers=2, max_retries=2))
+    finally:
+        ray.shutdown()
+    assert summary.read == summary.kept == 3
+    assert sorted(p.name for p in tmp_path.glob("*.attempted")) == ["t0.attempted", "t1.attempted", "t2.attempted"]
+
+
+def test_quickstart_reading_and_writing_s3_gives_the_local_bytes(local_run, tmp_path):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        secret = "not-a-real-secret-3f9a"
+        env = {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                          aws_secret_access_key=secret, region_name="us-east-1")  # fmt: skip
+        s3.create_bucket(Bucket="corpus")
+        for path in (ROOT / "dolma" / "sample").rglob("*"):
+            if path.is_file() and path.suffix != ".md":
+                s3.upload_file(str(path), "corpus", "sample/" + str(path.relative_to(ROOT / "dolma" / "sample")))
+        (tmp_path / "recipe.yaml").write_text(
+            recipe("s3://corpus/out", "s3://corpus/sample", "kind: local\n  workers: 2")
+        )
+        proc = run_cli("run", str(tmp_path / "recipe.yaml"), env=env)
+        assert "report: s3://corpus/out/report.html" in proc.stdout
+        assert secret not in proc.stdout + proc.stderr
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="corpus", Prefix="out/")
+                for o in page.get("Contents", [])]  # fmt: skip
+        down = tmp_path / "down"
+        for key in keys:
+            target = down / key.removeprefix("out/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file("corpus", key, str(target))
+    finally:
+        server.stop()
+    for path in down.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    local = tree(local_run, [str(local_run)])
+    assert_same_trees(tree(down, ["s3://corpus/out"]), local)
