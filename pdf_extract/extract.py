@@ -7,6 +7,7 @@ hostile PDF can hang MuPDF or exhaust memory, which only a separate process can 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,12 +18,14 @@ import pymupdf
 
 from pdf_extract import layout
 
+OUT_OF_MEMORY = re.compile(r"\b[mc]?alloc\b.*failed|out of memory", re.I)  # how MuPDF words it
+
 # expand ligatures (no TEXT_PRESERVE_LIGATURES), collapse odd whitespace, and ignore text outside the page
 TEXT_FLAGS = pymupdf.TEXT_MEDIABOX_CLIP
 
 
 class Page(msgspec.Struct, array_like=True):
-    method: str  # "text", "ocr" or "empty"
+    method: str  # "text", "ocr", "empty" or "error" (the page could not be read; the others still are)
     chars: int
     garbled: float
     alpha: float
@@ -75,14 +78,21 @@ def extract(data: bytes, options: Options) -> Extracted:
             return Extracted(reason="encrypted", error="the PDF needs a password to open")
         if doc.page_count == 0:
             return Extracted(reason="no_pages", error="the PDF has no pages")
-        pages, heights, facts = [], [], []
+        pages, heights, facts, errors = [], [], [], []
         for page in doc:
-            blocks, method, raw_text = _page_blocks(page, options)
-            width = page.rect.width
-            pages.append(layout.reading_order(blocks, width))
+            try:
+                blocks, method, raw_text = _page_blocks(page, options)
+            except Exception as e:  # one broken page (an overly large image, a failed OCR) loses only itself
+                if isinstance(e, MemoryError) or OUT_OF_MEMORY.search(str(e)):
+                    raise
+                errors.append(f"page {page.number + 1}: {type(e).__name__}: {e}")
+                blocks, method, raw_text = [], "error", ""
+            pages.append(layout.reading_order(blocks, page.rect.width))
             heights.append(page.rect.height)
             facts.append((method, raw_text))
         title = (doc.metadata or {}).get("title") or ""
+    if len(errors) == len(pages):
+        return Extracted(reason="error", error="; ".join(errors[:3]))
     pages, removed = layout.remove_running_lines(pages, heights)
     paragraphs: list[str] = []
     first_paragraph: list[int] = []

@@ -47,6 +47,7 @@ class PdfMetadata(msgspec.Struct, omit_defaults=True):
     language: str
     running_lines_removed: int
     title: str = ""
+    pages_failed: int = 0  # pages that could not be read (the rest of the document was)
 
 
 @dataclass
@@ -112,7 +113,7 @@ class PdfStage:
             ledger.metrics["pages_ocr"] += pages_ocr
             meta = PdfMetadata(
                 url, answer.size, len(r.pages), pages_ocr, r.seconds, n_tokens, length_bucket(n_tokens),
-                label[0], r.running_lines_removed, r.title,
+                label[0], r.running_lines_removed, r.title, sum(p.method == "error" for p in r.pages),
             )  # fmt: skip
             docs.append(Document(answer.sha1, r.text, self.source, None, None, msgspec.Raw(ENCODER.encode(meta))))
             attributes.append(AttributeLine(answer.sha1, self._signals(answer, n_tokens, label[0], float(prob[0]))))

@@ -12,7 +12,6 @@ nothing MuPDF prints can corrupt them.
 from __future__ import annotations
 
 import os
-import re
 import select
 import signal
 import struct
@@ -23,10 +22,9 @@ import time
 
 import msgspec
 
-from pdf_extract.extract import Extracted, Options
+from pdf_extract.extract import OUT_OF_MEMORY, Extracted, Options
 
 HEADER = struct.Struct("<I")
-OUT_OF_MEMORY = re.compile(r"\b[mc]?alloc\b.*failed|out of memory", re.I)  # how MuPDF words it
 
 
 class Request(msgspec.Struct):

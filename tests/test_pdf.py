@@ -158,3 +158,17 @@ def test_every_hostile_pdf_in_the_corpus_is_extracted_or_quarantined(tmp_path):
     assert summary["kept"] + sum(summary["dropped"].values()) + sum(summary["quarantined"].values()) == n
     assert summary["quarantined"]["encrypted"] >= 5 and summary["quarantined"]["no_pages"] >= 1
     assert summary["kept"] >= 10  # owner-password-only and repairable files still give text
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/corpora")
+def test_a_page_that_cannot_be_read_loses_only_itself(pdf_folder, tmp_path):
+    """A real scan whose image is over MuPDF's size limit, appended to a readable page."""
+    folder, checks = pdf_folder
+    doc = pymupdf.open(folder / "one-column.pdf")
+    doc.insert_pdf(pymupdf.open(SHARED / "pdf/files/scanned/ocrmypdf__hugemono.pdf"))
+    doc.save(tmp_path / "mixed.pdf")
+    with PdfWorker(timeout=120, memory_mb=3072) as worker:
+        answer = worker.extract(str(tmp_path / "mixed.pdf"), Options())
+    methods = [p.method for p in answer.result.pages]
+    assert answer.result.reason == "" and methods[-1] == "error" and "text" in methods
+    assert checks["one-column.pdf"].score(answer.result.text)[0] >= len(checks["one-column.pdf"].present)
