@@ -8,6 +8,7 @@ clusters, the mix plans and realised token counts, and the PDF documents' token 
 from __future__ import annotations
 
 import base64
+import collections
 import html
 import io as stdio
 import os
@@ -94,6 +95,16 @@ def funnel(stages: list[Any]) -> Section:
     return Section("Funnel", "Each stage accounts for every document it read.", [_png(fig)], table)
 
 
+def _per_stream(work: str, step: str, name: str) -> dict[str, ShardSummary]:
+    """A mix step's shard markers summed per stream (markers are named ``<stream>/<shard>.json``)."""
+    done = io.join(work, step, "_ledger", f"{name}-{step}", "done")
+    totals: dict[str, ShardSummary] = {}
+    for url in io.list_files(io.join(done, "**", "*.json")):
+        stream = url[len(done) :].strip("/").split("/", 1)[0]
+        totals.setdefault(stream, ShardSummary()).merge(msgspec.convert(io.read_json(url), ShardSummary))
+    return collections.defaultdict(ShardSummary, totals)
+
+
 def mix_sections(stages: list[Any]) -> list[Section]:
     """Per mix: tokens per stream (available, planned, realised), shares vs target, repetition curves."""
     from mixers.mix import Plan
@@ -150,9 +161,17 @@ def mix_sections(stages: list[Any]) -> list[Section]:
         ax.set_title(f"{p.name}: repetition factor per quality bucket — {plan.curve}")
         ax.legend(fontsize=8)
         images.append(_png(fig))
-        table = [["stream", "available", "target", "planned", "realised", "share"]]
+        stats, shuffle = _per_stream(p.work, "stats", p.name), _per_stream(p.work, "shuffle", p.name)
+        table = [
+            ["stream", "documents read", "after filters", "after throwaway", "copies written",
+             "tokens available", "target", "planned", "realised", "share"]
+        ]  # fmt: skip
         for s, a, t, pl_, r in zip(streams, available, target, planned, got):
-            table.append([s, f"{a:,.0f}", f"{t:,.0f}", f"{pl_:,.0f}", f"{r:,.0f}", f"{r / total:.2%}"])
+            table.append(
+                [s, f"{stats[s].read:,}", f"{stats[s].kept:,}", f"{shuffle[s].kept:,}",
+                 f"{shuffle[s].metrics.get('copies', 0):,.0f}", f"{a:,.0f}", f"{t:,.0f}", f"{pl_:,.0f}", f"{r:,.0f}",
+                 f"{r / total:.2%}"]
+            )  # fmt: skip
         note = (
             f"Target {plan.target_tokens:,} tokens; realised {sum(got):,.0f} "
             f"({(sum(got) - plan.target_tokens) / plan.target_tokens:+.2%})."
