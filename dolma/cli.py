@@ -256,7 +256,12 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     print(describe(group))
     results = run_stages(group.stages(), args.workers)
     print_summary(results)
-    metrics = results[2][1].metrics
+    metrics = {
+        k: v
+        for name, summary, _ in results
+        for k, v in summary.metrics.items()
+        if name.endswith(("-verify", "-clusters"))
+    }
     print(
         f"{metrics.get('clusters', 0):,.0f} clusters, {metrics.get('duplicates', 0):,.0f} duplicates "
         f"({metrics.get('candidate_edges', 0):,.0f} candidate pairs, {metrics.get('verified_edges', 0):,.0f} kept "
@@ -490,9 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
         "dedup",
         help="exact or MinHash-LSH document dedup, as duplicate attributes",
         description=(
-            "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in four restartable "
-            "steps: signatures per shard, candidate pairs per band, clusters (with optional Jaccard verification) and "
-            "attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve."
+            "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in five restartable "
+            "steps: signatures per shard, candidate pairs per band, Jaccard verification per pair of shards, clusters "
+            "and attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve."
         ),
     )
     p.add_argument("--documents", required=True, help="glob of document files under a 'documents/' folder")

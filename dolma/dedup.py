@@ -6,10 +6,13 @@
    normalised text), plus ``<work>/docs/<shard>.parquet`` (id, length, created, quality) for the keeper rule.
 2. ``pairs`` (one task per band): a polars group-by on the band key; each group of two or more documents
    becomes edges from its smallest member to the others (``<work>/edges/band=<b>.parquet``).
-3. ``clusters`` (one task): optional verification of every edge by the true Jaccard similarity of the two
-   documents' n-gram sets, connected components by iterative min-label propagation in numpy (memory grows with
-   the edges, not with documents × hashes), and a keeper per component by a configurable order.
-4. ``attributes`` (one task per shard): ``<name>__<method>__{duplicate,cluster_size,cluster}`` for every
+3. ``verify`` (one task per shard): optional verification of every edge by the true Jaccard similarity of
+   the two documents' n-gram sets; a task holds the sets of its shard's documents in edges and of one partner
+   shard's at a time, so memory follows the shard size (``<work>/verified/<shard>.parquet``).
+4. ``clusters`` (one task): connected components over the verified edges by iterative min-label propagation in
+   numpy (memory grows with the edges, not with documents × hashes), and a keeper per component by a
+   configurable order.
+5. ``attributes`` (one task per shard): ``<name>__<method>__{duplicate,cluster_size,cluster}`` for every
    document, aligned with the documents, so the mixer can drop duplicates. The ledger records each duplicate
    as dropped with "duplicate of <keeper id>".
 
@@ -39,7 +42,7 @@ MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 @dataclass
 class DedupParams:
-    """Shared by the four steps; ``work`` holds the intermediates, ``name`` is the attribute set."""
+    """Shared by the five steps; ``work`` holds the intermediates, ``name`` is the attribute set."""
 
     input: str
     work: str
@@ -254,7 +257,84 @@ class PairsStage:
 
 
 @dataclass
+class VerifyStage:
+    """Candidate edges checked by true Jaccard similarity, one task per shard holding the edges' smaller
+    documents. A task holds the n-gram sets of its own shard's documents in edges and of one partner shard at a
+    time, so memory follows the shard size, not the corpus. Without a Jaccard threshold (or for exact dedup)
+    every candidate edge passes as it is."""
+
+    params: DedupParams
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-verify"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "verified")
+
+    def _edges(self) -> pl.DataFrame:
+        files = io.list_files(io.join(self.params.work, "edges", "*.parquet"))
+        if not files:
+            return pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
+        return pl.concat([_read_parquet(f) for f in files]).unique()
+
+    def tasks(self) -> list[Task]:
+        shards = self._edges().select(pl.col("a") // 2**32).unique().sort("a")["a"].to_list()
+        return [Task(f"{a:05d}", (str(a),)) for a in shards] or [Task("none")]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Edges whose first document is in this task's shard; the other shards are visited one at a time."""
+        p = self.params
+        edges = self._edges()
+        edges = edges.filter((pl.col("a") // 2**32) == int(task.inputs[0])) if task.inputs else edges.clear()
+        ledger.metrics["candidate_edges"] += len(edges)
+        if p.method == "minhash" and p.jaccard_threshold is not None and len(edges):
+            urls = {number: url for number, _, url in p.shards()}
+            shard = int(task.inputs[0])
+            edges = edges.with_columns(sb=pl.col("b") // 2**32)
+            inside = edges.filter(pl.col("sb") == shard)["b"].to_numpy()
+            own = self._sets(urls, shard, np.concatenate([edges["a"].to_numpy(), inside]))
+            kept = []
+            for (sb,), group in edges.group_by("sb", maintain_order=True):
+                other = own if sb == shard else self._sets(urls, sb, group["b"].to_numpy())
+                similarity = self._jaccard(group, own, other)
+                kept.append(group.filter(pl.Series(similarity >= p.jaccard_threshold)))
+            edges = pl.concat(kept).drop("sb")
+        ledger.metrics["verified_edges"] += len(edges)
+        _write_parquet(io.join(self.output, task.key + ".parquet"), edges.sort("a", "b"))
+
+    def _sets(self, urls: dict[int, str], shard: int, docs: np.ndarray) -> dict[int, np.ndarray]:
+        """The n-gram sets of the given documents of one shard (only their lines are parsed)."""
+        p = self.params
+        lines = set(np.unique(docs & np.uint64(0xFFFFFFFF)).tolist())
+        picked = [(line, d.text) for line, d in io.read_selected(urls[shard], lines)]
+        sets: dict[int, np.ndarray] = {}
+        for start in range(0, len(picked), p.batch_size):
+            chunk = picked[start : start + p.batch_size]
+            doc, shingles = shingle_hashes(pl.Series([t for _, t in chunk], dtype=pl.String), p.ngram)
+            bounds = np.searchsorted(doc, np.arange(len(chunk) + 1))
+            for i, (line, _) in enumerate(chunk):
+                sets[(shard << 32) | line] = np.unique(shingles[bounds[i] : bounds[i + 1]])
+        return sets
+
+    @staticmethod
+    def _jaccard(edges: pl.DataFrame, left: dict[int, np.ndarray], right: dict[int, np.ndarray]) -> np.ndarray:
+        """True Jaccard similarity of each edge's two n-gram sets."""
+        out = np.zeros(len(edges))
+        for i, (a, b) in enumerate(zip(edges["a"].to_list(), edges["b"].to_list())):
+            x, y = left.get(a), right.get(b)
+            if x is not None and y is not None and (len(x) or len(y)):
+                inter = len(np.intersect1d(x, y, assume_unique=True))
+                out[i] = inter / (len(x) + len(y) - inter)
+        return out
+
+
+@dataclass
 class ClusterStage:
+    """Connected components over the verified edges and a keeper per component (one task: its memory is the
+    edge list and the rows of the documents in some cluster)."""
+
     params: DedupParams
 
     @property
@@ -270,17 +350,12 @@ class ClusterStage:
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
-        files = io.list_files(io.join(p.work, "edges", "*.parquet"))
+        files = io.list_files(io.join(p.work, "verified", "*.parquet"))
         edges = (
-            pl.concat([_read_parquet(f) for f in files]).unique()
+            pl.concat([_read_parquet(f) for f in files])
             if files
             else pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
         )
-        ledger.metrics["candidate_edges"] += len(edges)
-        if p.method == "minhash" and p.jaccard_threshold is not None and len(edges):
-            similarity = self._jaccard(edges)
-            edges = edges.filter(pl.Series(similarity >= p.jaccard_threshold))
-        ledger.metrics["verified_edges"] += len(edges)
         nodes, labels = connected_components(edges["a"].to_numpy(), edges["b"].to_numpy())
         clusters = pl.DataFrame({"doc": nodes, "component": labels}, schema={"doc": pl.UInt64, "component": pl.UInt64})
         # only the documents of some cluster are loaded: memory follows the edges, not the corpus
@@ -312,31 +387,6 @@ class ClusterStage:
         ledger.metrics["clusters"] += len(keepers)
         ledger.metrics["duplicates"] += int(clusters["duplicate"].sum())
         _write_parquet(io.join(p.work, "clusters.parquet"), clusters.sort("doc"))
-
-    def _jaccard(self, edges: pl.DataFrame) -> np.ndarray:
-        """True Jaccard similarity of each edge's two n-gram sets (documents re-read, only those in edges)."""
-        p = self.params
-        needed = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))
-        sets: dict[int, np.ndarray] = {}
-        for number, _, url in p.shards():
-            lines = set((needed[(needed >> np.uint64(32)) == number] & np.uint64(0xFFFFFFFF)).tolist())
-            if not lines:
-                continue
-            for batch in io.read_documents(url, p.batch_size):
-                picked = [(line, d.text) for line, d in zip(batch.lines, batch.docs) if line in lines]
-                if not picked:
-                    continue
-                doc, shingles = shingle_hashes(pl.Series([t for _, t in picked], dtype=pl.String), p.ngram)
-                bounds = np.searchsorted(doc, np.arange(len(picked) + 1))
-                for i, (line, _) in enumerate(picked):
-                    sets[(number << 32) | line] = np.unique(shingles[bounds[i] : bounds[i + 1]])
-        out = np.zeros(len(edges))
-        for i, (a, b) in enumerate(zip(edges["a"].to_list(), edges["b"].to_list())):
-            x, y = sets.get(a), sets.get(b)
-            if x is not None and y is not None and (len(x) or len(y)):
-                inter = len(np.intersect1d(x, y, assume_unique=True))
-                out[i] = inter / (len(x) + len(y) - inter)
-        return out
 
 
 @dataclass
@@ -398,12 +448,15 @@ class DedupAttributeStage:
 
 
 def dedup_stages(params: DedupParams) -> list:
-    return [SignatureStage(params), PairsStage(params), ClusterStage(params), DedupAttributeStage(params)]
+    return [
+        SignatureStage(params), PairsStage(params), VerifyStage(params), ClusterStage(params),
+        DedupAttributeStage(params),
+    ]  # fmt: skip
 
 
 @dataclass
 class DedupStage(DedupParams):
-    """The recipe entry ``stage: dedup``: expands into the four steps above."""
+    """The recipe entry ``stage: dedup``: expands into the five steps above."""
 
     def stages(self) -> list:
         return dedup_stages(self)

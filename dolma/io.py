@@ -185,6 +185,17 @@ def _read_lines(url: str) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
+def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
+    """(line, document) of only the given lines of a document file: other JSON lines are not even parsed."""
+    if url.endswith(".parquet"):
+        for batch in read_documents(url):
+            yield from ((n, d) for n, d in zip(batch.lines, batch.docs) if n in lines)
+        return
+    for number, line in _read_lines(url):
+        if number in lines:
+            yield number, decode_document(line.strip())
+
+
 def read_documents(url: str, batch_size: int = 4096) -> Iterator[DocBatch]:
     """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches."""
     if url.endswith(".parquet"):
