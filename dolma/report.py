@@ -21,7 +21,6 @@ import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.document import DOCUMENT_DECODER
 from dolma.executor import ledger_dir
 from dolma.ledger import ShardSummary
 
@@ -196,7 +195,7 @@ def _attribute_scores(stage: Any) -> Iterator[dict[str, float]]:
 def score_sections(stages: list[Any]) -> list[Section]:
     sections = []
     for stage in stages:
-        if stage.name != "tag" and type(stage).__name__ != "TagStage":
+        if type(stage).__name__ != "TagStage":
             continue
         rows = list(_attribute_scores(stage))
         if not rows:
@@ -281,9 +280,8 @@ def long_context_section(stages: list[Any]) -> list[Section]:
         if type(stage).__name__ != "PdfStage":
             continue
         for url in io.list_files(io.join(stage.output, "*.jsonl.zst")):
-            for _, raw in io._read_lines(url):
-                doc = DOCUMENT_DECODER.decode(raw)
-                tokens.append(msgspec.json.decode(doc.metadata).get("tokens", 0))
+            for batch in io.read_documents(url):
+                tokens += [msgspec.json.decode(d.metadata).get("tokens", 0) for d in batch.docs]
     if not tokens:
         return []
     fig, ax = _figure()
