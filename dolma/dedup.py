@@ -273,11 +273,13 @@ class VerifyStage:
     def output(self) -> str:
         return io.join(self.params.work, "verified")
 
-    def _edges(self) -> pl.DataFrame:
+    def _edges(self, shard: int | None = None) -> pl.DataFrame:
+        """The candidate edges of every band (only those whose first document is in ``shard``, if given)."""
+        keep = pl.lit(True) if shard is None else (pl.col("a") // 2**32) == shard
         files = io.list_files(io.join(self.params.work, "edges", "*.parquet"))
         if not files:
             return pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
-        return pl.concat([_read_parquet(f) for f in files]).unique()
+        return pl.concat([_read_parquet(f).filter(keep) for f in files]).unique()
 
     def tasks(self) -> list[Task]:
         shards = self._edges().select(pl.col("a") // 2**32).unique().sort("a")["a"].to_list()
@@ -286,8 +288,7 @@ class VerifyStage:
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Edges whose first document is in this task's shard; the other shards are visited one at a time."""
         p = self.params
-        edges = self._edges()
-        edges = edges.filter((pl.col("a") // 2**32) == int(task.inputs[0])) if task.inputs else edges.clear()
+        edges = self._edges(int(task.inputs[0])) if task.inputs else self._edges().clear()
         ledger.metrics["candidate_edges"] += len(edges)
         if p.method == "minhash" and p.jaccard_threshold is not None and len(edges):
             urls = {number: url for number, _, url in p.shards()}

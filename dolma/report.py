@@ -8,11 +8,10 @@ clusters, the mix plans and realised token counts, and the PDF documents' token 
 from __future__ import annotations
 
 import base64
-import collections
 import html
 import io as stdio
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,7 +100,7 @@ def _per_stream(work: str, step: str, name: str) -> dict[str, ShardSummary]:
     for url in io.list_files(io.join(done, "**", "*.json")):
         stream = url[len(done) :].strip("/").split("/", 1)[0]
         totals.setdefault(stream, ShardSummary()).merge(msgspec.convert(io.read_json(url), ShardSummary))
-    return collections.defaultdict(ShardSummary, totals)
+    return defaultdict(ShardSummary, totals)
 
 
 def mix_sections(stages: list[Any]) -> list[Section]:
