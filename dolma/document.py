@@ -23,6 +23,18 @@ class Document(msgspec.Struct, omit_defaults=False):
     metadata: msgspec.Raw = EMPTY_METADATA
 
 
+class LazyDocument(msgspec.Struct, omit_defaults=False):
+    """A document whose text stays JSON: for steps that move documents without reading them (no copy of the
+    text is decoded). Encodes to the same line as :class:`Document`."""
+
+    id: str
+    text: msgspec.Raw
+    source: str = ""
+    added: str | None = None
+    created: str | None = None
+    metadata: msgspec.Raw = EMPTY_METADATA
+
+
 class AttributeLine(msgspec.Struct):
     """One line of an attribute file: spans ``[start, end, score]`` per ``<set>__<tagger>__<key>``."""
 
@@ -40,14 +52,18 @@ def now_iso() -> str:
 
 
 DOCUMENT_DECODER = msgspec.json.Decoder(Document)
+LAZY_DOCUMENT_DECODER = msgspec.json.Decoder(LazyDocument)
 ATTRIBUTE_DECODER = msgspec.json.Decoder(AttributeLine)
 ENCODER = msgspec.json.Encoder()
 
 
-def decode_document(line: bytes) -> Document:
-    """Parse and validate one JSON line; raises ValueError with a reason prefix the ledger counts by."""
+def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
+    """Parse and validate one JSON line; raises ValueError with a reason prefix the ledger counts by.
+    ``lazy``: the text is checked to be a JSON string but not decoded."""
     try:
-        doc = DOCUMENT_DECODER.decode(line)
+        if lazy and not line.isascii():
+            line.decode()  # the decoder does not check text it leaves raw: UTF-8 is checked here
+        doc = (LAZY_DOCUMENT_DECODER if lazy else DOCUMENT_DECODER).decode(line)
     except UnicodeDecodeError as e:
         raise ValueError(f"invalid_utf8: {e}") from None
     except msgspec.ValidationError as e:
@@ -61,4 +77,6 @@ def decode_document(line: bytes) -> Document:
         raise ValueError("invalid_schema: `metadata` must be an object or null")
     if not doc.id:
         raise ValueError("invalid_schema: `id` is empty")
+    if lazy and memoryview(doc.text)[:1].tobytes() != b'"':
+        raise ValueError("invalid_schema: `text` must be a string")
     return doc

@@ -13,7 +13,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import smart_open
 import zstandard
+from isal import igzip, isal_zlib
 
 from dolma.document import ATTRIBUTE_DECODER, ENCODER, AttributeLine, Document, decode_document
 
@@ -30,8 +31,19 @@ try:  # smart_open decompresses .zst with the standard library's zstd (backporte
 except ImportError:
     from backports.zstd import ZstdError
 
+
+def _open_gzip(file_obj: BinaryIO, mode: str, **kwargs) -> BinaryIO:
+    """Reading .gz goes through ISA-L (python-isal: the same format, over twice zlib's decompression speed);
+    writing keeps the standard library's deterministic output."""
+    if "r" in mode:
+        return igzip.IGzipFile(fileobj=file_obj, mode="rb")
+    return gzip.GzipFile(fileobj=file_obj, mode=mode, **kwargs)
+
+
+smart_open.register_compressor(".gz", _open_gzip)
+
 DOC_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".parquet")
-STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError, ZstdError)
+STREAM_ERRORS = (EOFError, OSError, zlib.error, isal_zlib.error, zstandard.ZstdError, ZstdError)
 
 
 class UserError(Exception):
@@ -52,6 +64,7 @@ class DocBatch:
     """Documents read from one file, with their 1-based line numbers, and the lines that were rejected."""
 
     docs: list[Document] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # filled by the attribute readers (with or without docs)
     lines: list[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     nbytes: int = 0
@@ -196,10 +209,11 @@ def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
             yield number, decode_document(line.strip())
 
 
-def read_documents(url: str, batch_size: int = 4096) -> Iterator[DocBatch]:
-    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches."""
+def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iterator[DocBatch]:
+    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches (``lazy``: as
+    :class:`LazyDocument`, the text left undecoded)."""
     if url.endswith(".parquet"):
-        yield from _read_parquet(url, batch_size)
+        yield from _read_parquet(url, batch_size, lazy)
         return
     batch = DocBatch()
     number = 0
@@ -211,7 +225,7 @@ def read_documents(url: str, batch_size: int = 4096) -> Iterator[DocBatch]:
                 batch.rejected.append(Rejected(number, "empty_line", "blank line where a document was expected"))
             else:
                 try:
-                    batch.docs.append(decode_document(stripped))
+                    batch.docs.append(decode_document(stripped, lazy))
                     batch.lines.append(number)
                 except ValueError as e:
                     reason, _, error = str(e).partition(": ")
@@ -226,7 +240,7 @@ def read_documents(url: str, batch_size: int = 4096) -> Iterator[DocBatch]:
     yield batch
 
 
-def _read_parquet(url: str, batch_size: int) -> Iterator[DocBatch]:
+def _read_parquet(url: str, batch_size: int, lazy: bool = False) -> Iterator[DocBatch]:
     try:
         with smart_open.open(url, "rb") as raw:
             pf = pq.ParquetFile(pa.BufferReader(raw.read()) if is_remote(url) else url)
@@ -238,13 +252,13 @@ def _read_parquet(url: str, batch_size: int) -> Iterator[DocBatch]:
                 return
             first = 1
             for record_batch in pf.iter_batches(batch_size=batch_size):
-                yield _parquet_batch(record_batch, first)
+                yield _parquet_batch(record_batch, first, lazy)
                 first += record_batch.num_rows
     except (pa.ArrowException, OSError) as e:
         yield DocBatch(rejected=[Rejected(1, "corrupt_stream", f"{type(e).__name__}: {e}")])
 
 
-def _parquet_batch(record_batch: pa.RecordBatch, first: int) -> DocBatch:
+def _parquet_batch(record_batch: pa.RecordBatch, first: int, lazy: bool) -> DocBatch:
     """Round-trip rows through the JSON decoder so Parquet input gets exactly the JSONL validation."""
     table = pa.Table.from_batches([record_batch])
     if "metadata" in table.column_names and not pa.types.is_string(table.schema.field("metadata").type):
@@ -262,7 +276,7 @@ def _parquet_batch(record_batch: pa.RecordBatch, first: int) -> DocBatch:
             line = line[:-1] + b',"metadata":' + metadata.encode() + b"}"
         batch.nbytes += len(line)
         try:
-            batch.docs.append(decode_document(line))
+            batch.docs.append(decode_document(line, lazy))
             batch.lines.append(number)
         except ValueError as e:
             reason, _, error = str(e).partition(": ")
@@ -270,62 +284,122 @@ def _parquet_batch(record_batch: pa.RecordBatch, first: int) -> DocBatch:
     return batch
 
 
-def read_attributes(url: str) -> Iterator[tuple[int, AttributeLine | Rejected]]:
-    """Attribute lines of one file, in order; unusable lines come back as Rejected."""
+class _SelectedAttributes(msgspec.Struct):
+    id: str
+    attributes: dict[str, msgspec.Raw] = {}
+
+
+_SELECTED_DECODER = msgspec.json.Decoder(_SelectedAttributes)
+_SPANS_DECODER = msgspec.json.Decoder(list[list[float | int | str | None]])
+
+
+def read_attributes(
+    url: str, keys: Callable[[str], bool] | None = None
+) -> Iterator[tuple[int, AttributeLine | Rejected]]:
+    """Attribute lines of one file, in order; unusable lines come back as Rejected. With ``keys``, only the
+    attributes whose key it accepts are decoded (the others are skipped unparsed: much faster on wide sets)."""
     number = 0
     try:
         for number, line in _read_lines(url):
             try:
-                yield number, ATTRIBUTE_DECODER.decode(line)
+                if keys is None:
+                    yield number, ATTRIBUTE_DECODER.decode(line)
+                    continue
+                raw = _SELECTED_DECODER.decode(line)
+                spans = {k: _SPANS_DECODER.decode(v) for k, v in raw.attributes.items() if keys(k)}
+                yield number, AttributeLine(raw.id, spans)
             except (msgspec.DecodeError, UnicodeDecodeError) as e:
                 yield number, Rejected(number, "invalid_attribute_line", str(e), raw=line[:4096])
     except STREAM_ERRORS as e:
         yield number + 1, Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}")
 
 
-def read_aligned(doc_url: str, attribute_urls: dict[str, str], batch_size: int = 4096) -> Iterator[DocBatch]:
-    """Documents joined line by line with their attribute files.
+class _Aligner:
+    """Attribute files read in step with a leading sequence of (line, id): line *n* of every attribute file
+    belongs to line *n* of the lead and must carry its id."""
+
+    def __init__(self, attribute_urls: dict[str, str], keys: Callable[[str], bool] | None):
+        self.urls = attribute_urls
+        self.streams = {name: read_attributes(url, keys) for name, url in attribute_urls.items()}
+        self.pending: dict[str, tuple[int, AttributeLine | Rejected] | None] = {name: None for name in self.streams}
+
+    def _line(self, name: str, number: int) -> AttributeLine | Rejected | None:
+        item = self.pending[name]
+        while item is None or item[0] < number:
+            item = next(self.streams[name], None)
+            if item is None:
+                break
+        self.pending[name] = item
+        return item[1] if item is not None and item[0] == number else None
+
+    def join(self, number: int, id: str) -> tuple[dict[str, dict[str, list]], str]:
+        """(attributes per set, "") or ({}, what is out of step)."""
+        found: dict[str, dict[str, list]] = {}
+        for name, url in self.urls.items():
+            attr = self._line(name, number)
+            if attr is None:
+                return {}, f"{url} ends before line {number}"
+            if isinstance(attr, Rejected):
+                return {}, f"{url} line {number}: {attr.reason}: {attr.error}"
+            if attr.id != id:
+                return {}, f"{url} line {number} has id {attr.id!r}, the document has {id!r}"
+            found[name] = attr.attributes
+        return found, ""
+
+
+def read_aligned(
+    doc_url: str,
+    attribute_urls: dict[str, str],
+    batch_size: int = 4096,
+    keys: Callable[[str], bool] | None = None,
+) -> Iterator[DocBatch]:
+    """Documents joined line by line with their attribute files (only the attributes ``keys`` accepts, if given).
 
     Attribute line *n* belongs to document line *n*. A document whose attribute line is missing, unreadable or
     names another id is rejected as ``attributes_out_of_step`` (naming the attribute file and line) rather
     than joined with the wrong scores.
     """
-    streams = {name: read_attributes(url) for name, url in attribute_urls.items()}
-    pending: dict[str, tuple[int, AttributeLine | Rejected] | None] = {name: None for name in streams}
-
-    def attribute_line(name: str, number: int) -> AttributeLine | Rejected | None:
-        item = pending[name]
-        while item is None or item[0] < number:
-            item = next(streams[name], None)
-            if item is None:
-                break
-        pending[name] = item
-        return item[1] if item is not None and item[0] == number else None
-
+    aligner = _Aligner(attribute_urls, keys)
     for batch in read_documents(doc_url, batch_size):
         joined = DocBatch(rejected=batch.rejected, nbytes=batch.nbytes)
         for doc, number in zip(batch.docs, batch.lines):
-            found: dict[str, dict[str, list]] = {}
-            problem = ""
-            for name, url in attribute_urls.items():
-                attr = attribute_line(name, number)
-                if attr is None:
-                    problem = f"{url} ends before line {number}"
-                elif isinstance(attr, Rejected):
-                    problem = f"{url} line {number}: {attr.reason}: {attr.error}"
-                elif attr.id != doc.id:
-                    problem = f"{url} line {number} has id {attr.id!r}, the document has {doc.id!r}"
-                else:
-                    found[name] = attr.attributes
-                    continue
-                break
+            found, problem = aligner.join(number, doc.id)
             if problem:
                 joined.rejected.append(Rejected(number, "attributes_out_of_step", problem, id=doc.id))
             else:
                 joined.docs.append(doc)
+                joined.ids.append(doc.id)
                 joined.lines.append(number)
                 joined.attributes.append(found)
         yield joined
+
+
+def read_attribute_sets(
+    attribute_urls: dict[str, str], batch_size: int = 4096, keys: Callable[[str], bool] | None = None
+) -> Iterator[DocBatch]:
+    """The attribute sets of one document file joined line by line without reading the documents: the first
+    set's lines lead (ids, line numbers), the others must follow it as they would the documents. The batches
+    carry ids, not documents."""
+    if not attribute_urls:
+        raise UserError("reading attributes without the documents needs at least one attribute set")
+    (lead_name, lead_url), *rest = attribute_urls.items()
+    aligner = _Aligner(dict(rest), keys)
+    batch = DocBatch()
+    for number, attr in read_attributes(lead_url, keys):
+        if isinstance(attr, Rejected):
+            batch.rejected.append(attr)
+        else:
+            found, problem = aligner.join(number, attr.id)
+            if problem:
+                batch.rejected.append(Rejected(number, "attributes_out_of_step", problem, id=attr.id))
+            else:
+                batch.ids.append(attr.id)
+                batch.lines.append(number)
+                batch.attributes.append({lead_name: attr.attributes, **found})
+        if len(batch.ids) + len(batch.rejected) >= batch_size:
+            yield batch
+            batch = DocBatch()
+    yield batch
 
 
 class AtomicWriter:
@@ -429,10 +503,11 @@ def write_json(url: str, obj) -> None:
         w.write(msgspec.json.format(ENCODER.encode(obj), indent=2) + b"\n")
 
 
-def write_parquet(url: str, table: pa.Table) -> None:
-    """Write a table as one zstd-compressed Parquet file, atomically."""
+def write_parquet(url: str, table: pa.Table, dictionary: bool = True) -> None:
+    """Write a table as one zstd-compressed Parquet file, atomically. ``dictionary=False`` for tables of
+    mostly unique values (document bytes), where dictionary encoding only costs time."""
     with AtomicWriter(url) as w:
-        pq.write_table(table, w._file, compression="zstd")
+        pq.write_table(table, w._file, compression="zstd", use_dictionary=dictionary)
 
 
 def read_parquet(url: str) -> pa.Table:

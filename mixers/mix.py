@@ -2,26 +2,30 @@
 
 Four restartable steps (the recipe entry ``stage: mix`` expands into them):
 
-1. ``stats`` (a task per input file): documents joined with their attribute sets; include/exclude rules
-   (``mixers.rules``) decide what is kept, and every kept document's source, topic, quality score, token count
-   and rounding draw ``u = hash(seed, id)`` go to ``<work>/stats/``.
+1. ``stats`` (a task per input file): a row per line of the document file, from its attribute sets joined
+   line by line: the include/exclude rules (``mixers.rules``) give its drop reason, and the row holds the
+   source, topic, quality score, token count and ``hash(seed, id)`` the later steps need. The documents are
+   read only when their text is needed (no ``tokens`` attribute, or span edits that change the count).
 2. ``plan`` (one task, statistics only): per source and topic, quality quantiles (default 20); the bottom
    ``throwaway`` share is dropped and each kept bucket gets a repetition factor from
    ``f(x) = min(max_repetition, C · x^p · e^{λx})`` (x = the bucket's quantile rank in (0, 1]; p and λ shape
    the curve, C is solved) so that every source hits its share of ``target_tokens``. With ``calibrate`` the
    solve uses the realised copies of every document (see step 3), not their expectation, so the mix hits its
    target to within one document. Writes ``plan.json``, a table and ``plan.png``.
-3. ``shuffle`` (a task per input file): a document with factor f is written ``floor(f) + [u < frac(f)]`` times
-   (deterministic stochastic rounding: no coordination between workers), after span edits; every copy gets a
-   random key ``hash(seed, id, copy)`` and goes to one of the plan's partitions.
+3. ``shuffle`` (a task per input file): the documents are read once, each matched with its stats row by line
+   and id; a document with factor f is written ``floor(f) + [u < frac(f)]`` times (``u = hash / 2^64``:
+   deterministic stochastic rounding, no coordination between workers), after span edits. Texts that are
+   copied unchanged stay raw JSON (never decoded). Every copy gets a random key from (hash, copy number) and
+   goes to one of the plan's partitions.
 4. ``write`` (a task per partition): copies sorted by key (sources interleave; no two copies of a document
-   are adjacent) and written as size-limited ``.jsonl.zst`` shards.
+   are adjacent) and written as ``.jsonl.zst`` shards of at most ``max_tokens_per_file`` tokens.
 
 The curve family is Dolma 3's: monotone for p, λ ≥ 0, flat (uniform repetition) at p = λ = 0.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +36,9 @@ import polars as pl
 import xxhash
 
 from dolma import io
-from dolma.document import ENCODER, Document
+from dolma.document import ENCODER, LazyDocument
 from dolma.executor import Task, report_progress
+from dolma.io import Rejected
 from dolma.ledger import ShardLedger
 from mixers.rules import Rule, native, parse
 
@@ -66,6 +71,17 @@ class Stream:
             return parse(spec) if isinstance(spec, str) else native(**spec)
 
         return [build(r) for r in self.include], [build(r) for r in self.exclude]
+
+    def keys(self) -> set[str]:
+        """The attribute keys the stream reads (rules, quality, tokens, span edits); ``topic`` is a key prefix."""
+        include, exclude = self.rules()
+        named = {k for k in (self.quality, self.tokens) if k} | {e.attribute for e in self.spans}
+        return {k for r in include + exclude for k in r.keys} | named
+
+    def reads_text(self) -> bool:
+        """Whether the stats step reads the documents: token counts need the text when no attribute holds
+        them or span edits change them; otherwise the attribute sets alone are read."""
+        return not self.tokens or bool(self.spans)
 
 
 @dataclass
@@ -101,6 +117,8 @@ class MixParams:
             raise io.UserError("throwaway must be in [0, 1)")
         for stream in self.streams:
             stream.rules()  # a bad rule fails before any work
+            if (stream.keys() or stream.topic) and not stream.attributes:
+                raise io.UserError(f"stream {stream.name!r} names attributes but lists no attribute sets")
 
     def files(self) -> list[tuple[str, str, str]]:
         """(stream, task key, url) for every input file."""
@@ -115,13 +133,27 @@ class MixParams:
         return next(s for s in self.streams if s.name == name)
 
 
-def draw(seed: int, ids: list[str]) -> np.ndarray:
-    """The rounding draw u ∈ [0, 1) of each document: a hash of (seed, id), so any worker gets the same."""
-    return np.array([xxhash.xxh64_intdigest(i.encode(), seed=seed) for i in ids], np.float64) / 2.0**64
+def hashes(seed: int, ids: list[str]) -> np.ndarray:
+    """A 64-bit hash of (seed, id) per document: its rounding draw ``u = hash / 2^64`` and the seed of its copies'
+    shuffle keys, so any worker derives the same values with no coordination."""
+    return np.fromiter((xxhash.xxh64_intdigest(i.encode(), seed=seed) for i in ids), np.uint64, len(ids))
+
+
+def draws(h: np.ndarray) -> np.ndarray:
+    return h.astype(np.float64) / 2.0**64
 
 
 def copies(factor: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (np.floor(factor) + (u < factor - np.floor(factor))).astype(np.int64)
+
+
+def shuffle_keys(h: np.ndarray, copy: np.ndarray) -> np.ndarray:
+    """The sort key of copy ``copy`` of the document hashed ``h`` (splitmix64 of their combination)."""
+    with np.errstate(over="ignore"):
+        x = h.astype(np.uint64) + (copy.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 # ----------------------------------------------------------------------------------------------- step 1
@@ -144,45 +176,76 @@ class MixStatsStage:
         stream = self.params.stream(task.inputs[0])
         url = task.inputs[1]
         frames = []
-        for batch, frame in _batches(self.params, stream, url):
-            ledger.read += len(batch.docs) + len(batch.rejected)
+        for batch, frame in _stats_batches(self.params, stream, url):
+            ledger.read += len(batch.ids) + len(batch.rejected)
             ledger.quarantined(url, batch.rejected)
-            reason = frame["drop_reason"].to_list()
-            keep = [r is None for r in reason]
-            ledger.kept(url, [n for n, k in zip(batch.lines, keep) if k], [d.id for d, k in zip(batch.docs, keep) if k])
-            dropped = [(n, d.id, r) for n, d, r in zip(batch.lines, batch.docs, reason) if r is not None]
-            ledger.dropped(url, [n for n, _, _ in dropped], [i for _, i, _ in dropped], [r for _, _, r in dropped])
-            frames.append(frame.filter(pl.col("drop_reason").is_null()).drop("drop_reason"))
-            report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
-        table = pl.concat(frames) if frames else pl.DataFrame(schema=STATS_SCHEMA)
-        ledger.metrics["tokens_kept"] += int(table["tokens"].sum())
-        _write_parquet(io.join(self.params.work, "stats", task.key + ".parquet"), table)
+            is_kept = pl.col("drop_reason").is_null()
+            kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
+            ledger.kept(url, kept["line"].to_list(), kept["id"].to_list())
+            ledger.dropped(url, dropped["line"].to_list(), dropped["id"].to_list(), dropped["drop_reason"].to_list())
+            ledger.metrics["tokens_kept"] += int(kept["tokens"].sum())
+            frames.append(frame)
+            if batch.rejected:
+                frames.append(
+                    pl.DataFrame(
+                        {
+                            "line": [r.line for r in batch.rejected],
+                            "id": [r.id for r in batch.rejected],
+                            "drop_reason": [QUARANTINED_BY_STATS + r.reason for r in batch.rejected],
+                        },
+                        schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
+                    )
+                )
+            report_progress(len(batch.ids) + len(batch.rejected), batch.nbytes)
+        table = pl.concat(frames, how="diagonal_relaxed").sort("line") if frames else pl.DataFrame()
+        _write_parquet(
+            io.join(self.params.work, "stats", task.key + ".parquet"),
+            table.select(
+                pl.col(k).cast(t) if k in table.columns else pl.lit(None, t).alias(k) for k, t in STATS_SCHEMA.items()
+            ),
+        )
 
 
-STATS_SCHEMA = {
+QUARANTINED_BY_STATS = "quarantined by the stats step: "
+STATS_SCHEMA = {  # one row per line of the document file; the plan uses the rows without a drop reason
     "line": pl.Int64,
     "id": pl.String,
+    "drop_reason": pl.String,
     "source": pl.String,
     "topic": pl.String,
     "quality": pl.Float64,
     "tokens": pl.Int64,
-    "u": pl.Float64,
+    "hash": pl.UInt64,
+    "cuts": pl.List(pl.List(pl.Int64)),  # span edits to apply: [start, end, index into the stream's spans]
 }
 
 
-def _batches(p: MixParams, stream: Stream, url: str):
-    """(batch, frame) per batch: frame has line, id, source, topic, quality, tokens, u and drop_reason."""
+def _stats_batches(p: MixParams, stream: Stream, url: str):
+    """(batch, frame) per batch: a row per joined line with its drop reason and what the plan needs.
+
+    The documents themselves are read only when their text is needed (tokens counted by the tokenizer, or
+    span edits changing the count); otherwise the attribute sets alone give ids, scores and token counts."""
     include, exclude = stream.rules()
-    keys = sorted({k for r in include + exclude for k in r.keys} | {k for k in (stream.quality, stream.tokens) if k})
+    keys = stream.keys()
+    topic_prefix = stream.topic or None
+    wanted = lambda k: k in keys or (topic_prefix is not None and k.startswith(topic_prefix))  # noqa: E731
     sources = {name: io.attributes_url(url, name) for name in stream.attributes}
-    for batch in io.read_aligned(url, sources, p.batch_size):
+    if stream.reads_text():
+        batches = io.read_aligned(url, sources, p.batch_size, wanted)
+    else:
+        batches = io.read_attribute_sets(sources, p.batch_size, wanted)
+    for batch in batches:
         off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
         if off is not None and stream.misaligned == "error":
             raise io.UserError(f"{url} line {off.line}: {off.error} (set misaligned: quarantine to skip such lines)")
         merged = [{k: v for a in per_doc.values() for k, v in a.items()} for per_doc in batch.attributes]
-        columns = {k: [(m[k][0][2] if m.get(k) else None) for m in merged] for k in keys}
+        columns = {k: [(m[k][0][2] if m.get(k) else None) for m in merged] for k in sorted(keys)}
         frame = pl.DataFrame(
-            {k: pl.Series(v, dtype=pl.Float64) for k, v in columns.items()}, schema={k: pl.Float64 for k in keys}
+            {
+                "line": pl.Series(batch.lines, dtype=pl.Int64),
+                "id": pl.Series(batch.ids, dtype=pl.String),
+                **{k: pl.Series(v, dtype=pl.Float64) for k, v in columns.items()},
+            }
         )
         reason = pl.lit(None, pl.String)
         for rule in reversed(include):  # the first failing rule names the reason
@@ -197,53 +260,56 @@ def _batches(p: MixParams, stream: Stream, url: str):
         for rule in reversed(exclude):
             hit = rule.expr.fill_null(rule.missing == "drop") if rule.missing != "error" else rule.expr
             reason = pl.when(hit.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
-        texts = [_edited(d.text, m, stream.spans) for d, m in zip(batch.docs, merged)]
-        if stream.tokens and not stream.spans:
-            tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
-        else:
+        cuts = [_cuts(m, stream.spans) for m in merged] if stream.spans else None
+        if stream.reads_text():
+            texts = [_edited(d.text, c, stream.spans) for d, c in zip(batch.docs, cuts or [None] * len(batch.docs))]
             tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
+        else:
+            tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
         topic = [
-            (
-                max(
-                    ((k[len(stream.topic) :], v[0][2]) for k, v in m.items() if k.startswith(stream.topic) and v),
-                    key=lambda kv: kv[1],
-                    default=("", 0),
-                )[0]
-            )
-            if stream.topic
+            max(
+                ((k[len(topic_prefix) :], v[0][2]) for k, v in m.items() if k.startswith(topic_prefix) and v),
+                key=lambda kv: kv[1],
+                default=("", 0),
+            )[0]
+            if topic_prefix
             else ""
             for m in merged
         ]
-        ids = [d.id for d in batch.docs]
-        out = frame.select(drop_reason=reason).with_columns(
-            line=pl.Series(batch.lines, dtype=pl.Int64),
-            id=pl.Series(ids, dtype=pl.String),
+        out = frame.select(
+            "line",
+            "id",
+            drop_reason=reason,
             source=pl.lit(stream.name),
             topic=pl.Series(topic, dtype=pl.String),
             quality=frame[stream.quality].fill_null(0.0) if stream.quality else pl.lit(0.0),
             tokens=tokens,
-            u=pl.Series(draw(p.seed, ids)),
+            hash=pl.Series(hashes(p.seed, batch.ids), dtype=pl.UInt64),
+            cuts=pl.Series(cuts, dtype=STATS_SCHEMA["cuts"]) if cuts else pl.lit(None, STATS_SCHEMA["cuts"]),
         )
-        batch.texts = texts
         yield batch, out
 
 
-def _edited(text: str, attrs: dict[str, list], edits: list[SpanEdit]) -> str:
-    spans = sorted(
-        (int(s), int(e), edit.replacement)
-        for edit in edits
+def _cuts(attrs: dict[str, list], edits: list[SpanEdit]) -> list[list[int]]:
+    """The spans to edit, sorted: [start, end, index of the edit] for each span at or over its threshold."""
+    return sorted(
+        [int(s), int(e), i]
+        for i, edit in enumerate(edits)
         for s, e, score in attrs.get(edit.attribute, [])
         if score >= edit.threshold
     )
-    if not spans:
+
+
+def _edited(text: str, cuts: list[list[int]] | None, edits: list[SpanEdit]) -> str:
+    if not cuts:
         return text
     out, cursor = [], 0
-    for s, e, replacement in spans:
+    for s, e, i in cuts:
         if s < cursor:  # overlapping spans: extend the current one
             if e > cursor:
                 cursor = e
             continue
-        out += [text[cursor:s], replacement]
+        out += [text[cursor:s], edits[i].replacement]
         cursor = e
     out.append(text[cursor:])
     return "".join(out)
@@ -389,7 +455,13 @@ class MixPlanStage:
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
-        stats = pl.concat([_read_parquet(f) for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))])
+        columns = ["source", "topic", "quality", "tokens", "hash"]
+        stats = pl.concat(
+            [
+                _read_parquet(f).filter(pl.col("drop_reason").is_null()).select(columns)
+                for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))
+            ]
+        )
         groups, realisers = {}, {}
         for (source, topic), g in stats.group_by("source", "topic", maintain_order=True):
             edges = [float(v) for v in np.quantile(g["quality"].to_numpy(), np.linspace(0, 1, p.quantiles + 1))]
@@ -397,7 +469,7 @@ class MixPlanStage:
             tokens = np.bincount(bucket, weights=g["tokens"].to_numpy(), minlength=p.quantiles)
             groups[(source, topic)] = (edges, tokens)
             if p.calibrate:
-                realisers[(source, topic)] = _realiser(bucket, g["tokens"].to_numpy(), g["u"].to_numpy())
+                realisers[(source, topic)] = _realiser(bucket, g["tokens"].to_numpy(), draws(g["hash"].to_numpy()))
         plan = plan_from_histograms(p, groups, realisers)
         ledger.metrics["planned_tokens"] += plan.planned_tokens
         io.write_json(io.join(p.work, "plan.json"), plan)
@@ -472,67 +544,133 @@ class MixShuffleStage:
         return [Task(key, (stream, url)) for stream, key, url in self.params.files()]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Each document line is matched with its stats row by line number and id; only the lines the plan
+        copies are re-encoded (their text stays raw JSON unless a span edit applies)."""
         p = self.params
         plan = msgspec.convert(io.read_json(io.join(p.work, "plan.json")), Plan)
         stream = p.stream(task.inputs[0])
         url = task.inputs[1]
-        groups = {(g.source, g.topic): g for g in plan.groups}
-        keys, parts, payload = [], [], []
-        for batch, frame in _batches(p, stream, url):
+        stats = _read_parquet(io.join(p.work, "stats", task.key + ".parquet"))
+        n = planned_copies(stats, plan, stream.name)
+        lines, ids, h, tokens = (stats[c].to_numpy() for c in ("line", "id", "hash", "tokens"))
+        reasons, cuts = stats["drop_reason"], stats["cuts"]
+        by_stats = reasons.str.starts_with(QUARANTINED_BY_STATS).fill_null(False).to_numpy()
+        lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
+        seen = np.zeros(len(stats), bool)
+        rows_out, payload = [], []
+        for batch in io.read_documents(url, p.batch_size, lazy=True):
             ledger.read += len(batch.docs) + len(batch.rejected)
             ledger.quarantined(url, batch.rejected)
-            n = np.zeros(len(batch.docs), np.int64)
-            reasons = frame["drop_reason"].to_list()
-            token_counts = frame["tokens"].to_list()
-            for i, (topic, quality, u, reason) in enumerate(
-                zip(frame["topic"].to_list(), frame["quality"].to_list(), frame["u"].to_list(), reasons)
-            ):
-                if reason is None:
-                    g = groups[(stream.name, topic)]
-                    f = g.factors[int(bucket_of(np.array([quality]), g.edges)[0])]
-                    n[i] = copies(np.array([f]), np.array([u]))[0]
-            for i, (doc, line, reason) in enumerate(zip(batch.docs, batch.lines, reasons)):
-                if reason is not None:
-                    ledger.dropped(url, [line], [doc.id], reason)
-                    continue
-                if n[i] == 0:
-                    ledger.dropped(
-                        url,
-                        [line],
-                        [doc.id],
-                        "repetition factor 0 (below the throwaway quantile or a rounded-down fraction)",
-                    )
-                    continue
-                ledger.kept(url, [line], [doc.id])
-                ledger.metrics["copies"] += int(n[i])
-                ledger.metrics[f"tokens:{stream.name}"] += int(n[i]) * token_counts[i]
-                text = batch.texts[i]
-                for k in range(int(n[i])):
-                    key = xxhash.xxh64_intdigest(f"{doc.id}\x00{k}".encode(), seed=p.seed)
-                    copy = Document(
-                        doc.id if k == 0 else f"{doc.id}#{k}",
-                        text,
-                        doc.source or stream.name,
-                        doc.added,
-                        doc.created,
-                        doc.metadata,
-                    )
-                    keys.append(key)
-                    parts.append(key % plan.partitions)
-                    payload.append(ENCODER.encode(copy))
+            found, rows = _rows_of(lines, [r.line for r in batch.rejected])
+            seen[rows[found]] = True
+            found, rows = _rows_of(lines, batch.lines)
+            doc_ids = np.array([d.id for d in batch.docs], object)
+            aligned = found.copy()
+            aligned[found] = by_stats[rows[found]] | (ids[rows[found]] == doc_ids[found])
+            if not aligned.all():
+                i = int(np.flatnonzero(~aligned)[0])
+                problem = (
+                    f"{lead} line {batch.lines[i]} has id {ids[rows[i]]!r}, the document has {doc_ids[i]!r}"
+                    if found[i]
+                    else f"{lead} ends before line {batch.lines[i]}"
+                )
+                if stream.misaligned == "error":
+                    raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                off = np.flatnonzero(~aligned)
+                ledger.quarantined(
+                    url, [Rejected(batch.lines[i], "attributes_out_of_step", problem, id=doc_ids[i]) for i in off]
+                )
+            seen[rows[aligned]] = True
+            take = np.flatnonzero(aligned)
+            r = rows[take]
+            line_of, id_of = np.asarray(batch.lines)[take], doc_ids[take]
+            dropped = reasons.gather(r).is_not_null().to_numpy()
+            zero = ~dropped & (n[r] == 0)
+            copied = n[r] > 0
+            why = reasons.gather(r[dropped]).to_list()
+            ledger.dropped(url, line_of[dropped].tolist(), id_of[dropped].tolist(), why)
+            ledger.dropped(url, line_of[zero].tolist(), id_of[zero].tolist(), ZERO_COPIES)
+            ledger.kept(url, line_of[copied].tolist(), id_of[copied].tolist())
+            for i in take[copied]:
+                row = rows[i]
+                payload += _encoded_copies(batch.docs[i], int(n[row]), stream, cuts[int(row)])
+                rows_out.append(row)
             report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+        missing = np.flatnonzero(~seen & ~by_stats)
+        if len(missing):
+            problem = f"{url} ends before line {lines[missing[0]]}, which {lead} describes"
+            if stream.misaligned == "error":
+                raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+            ledger.read += len(missing)  # the stats step's rows stand in for the lines the file lacks
+            ledger.quarantined(url, [Rejected(int(lines[i]), "documents_missing", problem, id=ids[i]) for i in missing])
+        row = np.repeat(np.asarray(rows_out, np.int64), n[rows_out])
+        copy = np.arange(len(row)) - np.repeat(np.cumsum(n[rows_out]) - n[rows_out], n[rows_out])
+        ledger.metrics["copies"] += len(row)
+        ledger.metrics[f"tokens:{stream.name}"] += int(tokens[row].sum())
+        key = shuffle_keys(h[row], copy)
         table = pl.DataFrame(
             {
-                "key": pl.Series(keys, dtype=pl.UInt64),
-                "part": pl.Series(parts, dtype=pl.Int64),
+                "key": pl.Series(key, dtype=pl.UInt64),
+                "origin": pl.Series(h[row], dtype=pl.UInt64),  # the same for every copy of a document
+                "tokens": pl.Series(tokens[row], dtype=pl.Int64),
+                "id": pl.Series(_copy_ids(ids[row], copy), dtype=pl.String),
                 "doc": pl.Series(payload, dtype=pl.Binary),
             }
+        )
+        parts = table.with_columns(part=pl.col("key") % plan.partitions).partition_by(
+            "part", as_dict=True, include_key=False
         )
         for part in range(plan.partitions):
             _write_parquet(
                 io.join(p.work, "shuffle", f"part={part:05d}", task.key + ".parquet"),
-                table.filter(pl.col("part") == part).select("key", "doc"),
+                parts.get((part,), table.clear()),
+                dictionary=False,
             )
+
+
+ZERO_COPIES = "repetition factor 0 (below the throwaway quantile or a rounded-down fraction)"
+ID_HEAD = b'{"id":'  # how every encoded document line starts (the id is the first field)
+
+
+def planned_copies(stats: pl.DataFrame, plan: Plan, source: str) -> np.ndarray:
+    """Copies per stats row from the plan: the factor of the row's quality bucket, stochastically rounded with
+    the row's own draw; 0 for dropped rows."""
+    n = np.zeros(len(stats), np.int64)
+    kept = stats["drop_reason"].is_null().to_numpy()
+    topics = stats["topic"].to_numpy()
+    quality, u = stats["quality"].to_numpy(), draws(stats["hash"].to_numpy())
+    for g in plan.groups:
+        if g.source != source:
+            continue
+        rows = np.flatnonzero(kept & (topics == g.topic))
+        factor = np.asarray(g.factors)[bucket_of(quality[rows], g.edges)]
+        n[rows] = copies(factor, u[rows])
+    return n
+
+
+def _rows_of(lines: np.ndarray, wanted: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(found, row) of each wanted line number in the sorted ``lines``."""
+    rows = np.minimum(np.searchsorted(lines, np.asarray(wanted, np.int64)), max(len(lines) - 1, 0))
+    if not len(lines):
+        return np.zeros(len(wanted), bool), rows
+    return lines[rows] == np.asarray(wanted, np.int64), rows
+
+
+def _encoded_copies(doc: LazyDocument, n: int, stream: Stream, cuts: pl.Series | None) -> list[bytes]:
+    """``n`` JSON lines: the document (span edits applied, the stream's name as a missing source), then copies
+    whose id gets ``#k``; the rest of the line is shared bytes, encoded once."""
+    if not doc.source:
+        doc = msgspec.structs.replace(doc, source=stream.name)
+    if cuts is not None and len(cuts):
+        text = _edited(msgspec.json.decode(doc.text, type=str), cuts.to_list(), stream.spans)
+        doc = msgspec.structs.replace(doc, text=msgspec.Raw(ENCODER.encode(text)))
+    line = ENCODER.encode(doc)
+    rest = line[len(ID_HEAD) + len(ENCODER.encode(doc.id)) :]
+    return [line] + [ID_HEAD + ENCODER.encode(f"{doc.id}#{k}") + rest for k in range(1, n)]
+
+
+def _copy_ids(ids: np.ndarray, copy: np.ndarray) -> list[str]:
+    return [i if k == 0 else f"{i}#{k}" for i, k in zip(ids.tolist(), copy.tolist())]
 
 
 # ----------------------------------------------------------------------------------------------- step 4
@@ -556,41 +694,63 @@ class MixWriteStage:
         p = self.params
         part = task.key.removeprefix("part-")
         files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.parquet"))
-        table = (
-            pl.concat([_read_parquet(f) for f in files]).sort("key")
-            if files
-            else pl.DataFrame(schema={"key": pl.UInt64, "doc": pl.Binary})
-        )
-        docs = [msgspec.json.decode(b, type=Document) for b in table["doc"].to_list()]
-        base = [d.id.split("#", 1)[0] for d in docs]
-        for i in range(1, len(docs)):  # copies of one document are never adjacent: swap with a later one
-            if base[i] == base[i - 1]:
-                j = next((j for j in range(i + 1, len(docs)) if base[j] != base[i - 1]), None)
-                if j is not None:
-                    docs[i], docs[j] = docs[j], docs[i]
-                    base[i], base[j] = base[j], base[i]
-        ledger.read += len(docs)
-        ledger.kept(f"part={part}", list(range(1, len(docs) + 1)), [d.id for d in docs])
-        n_file, used, current = 0, 0, []
-        chars_per_token = 4.0
-        for doc in docs:
-            size = len(doc.text) / chars_per_token
-            if current and used + size > p.max_tokens_per_file:
-                _write_docs(io.join(p.output, f"{task.key}-{n_file:04d}.jsonl.zst"), current)
-                n_file, used, current = n_file + 1, 0, []
-            current.append(doc)
-            used += size
-        if current:
-            _write_docs(io.join(p.output, f"{task.key}-{n_file:04d}.jsonl.zst"), current)
+        if not files:
+            return
+        table = pl.concat([_read_parquet(f) for f in files]).sort("key")
+        table = table[spread(table["origin"].to_numpy())]
+        ledger.read += len(table)
+        ledger.kept(f"part={part}", list(range(1, len(table) + 1)), table["id"].to_list())
+        docs = table["doc"].to_list()
+        bound = np.r_[0, np.cumsum(table["tokens"].to_numpy())]
+        start, n_file = 0, 0
+        while start < len(docs):  # greedy: a file takes documents while it stays within max_tokens_per_file
+            end = max(int(np.searchsorted(bound, bound[start] + p.max_tokens_per_file, side="right")) - 1, start + 1)
+            with io.AtomicWriter(io.join(p.output, f"{task.key}-{n_file:04d}.jsonl.zst")) as w:
+                w.write(b"\n".join(docs[start:end]) + b"\n")
+            start, n_file = end, n_file + 1
 
 
-def _write_docs(url: str, docs: list[Document]) -> None:
-    with io.DocumentWriter(url) as w:
-        w.write(docs)
+def spread(origin: np.ndarray) -> np.ndarray:
+    """An order of the rows in which no two neighbours are copies of one document, wherever the rows allow it.
+
+    Scanning left to right, a row that repeats its predecessor's origin swaps with the nearest later row that
+    does not (at the end, where none is left, it moves back into a gap between two other documents); only the
+    positions a move touched are looked at again, so the cost follows the collisions (rare after the random
+    sort), not the rows."""
+    order, o = np.arange(len(origin)), origin.copy()
+    todo = (np.flatnonzero(o[1:] == o[:-1]) + 1).tolist()  # ascending: already a heap
+    while todo:
+        i = heapq.heappop(todo)
+        if i >= len(o) or o[i] != o[i - 1]:
+            continue
+        j = _next_other(o, i + 1, o[i - 1])
+        if j >= 0:
+            o[[i, j]], order[[i, j]] = o[[j, i]], order[[j, i]]
+            for k in (i + 1, j, j + 1):
+                heapq.heappush(todo, k)
+            continue
+        # every later row is a copy of the same document: move this one back between two other documents
+        gaps = np.flatnonzero((o[: i - 1] != o[i]) & (o[1:i] != o[i])) + 1
+        if len(gaps):
+            g = int(gaps[-1])
+            o[g : i + 1], order[g : i + 1] = np.roll(o[g : i + 1], 1), np.roll(order[g : i + 1], 1)
+            heapq.heappush(todo, i + 1)
+    return order
 
 
-def _write_parquet(url: str, df: pl.DataFrame) -> None:
-    io.write_parquet(url, df.to_arrow())
+def _next_other(o: np.ndarray, start: int, value) -> int:
+    """The first index >= start whose value differs from ``value`` (-1 if none), in growing windows."""
+    width = 64
+    while start < len(o):
+        hit = np.flatnonzero(o[start : start + width] != value)
+        if len(hit):
+            return start + int(hit[0])
+        start, width = start + width, width * 2
+    return -1
+
+
+def _write_parquet(url: str, df: pl.DataFrame, dictionary: bool = True) -> None:
+    io.write_parquet(url, df.to_arrow(), dictionary)
 
 
 def _read_parquet(url: str) -> pl.DataFrame:

@@ -5,6 +5,7 @@ import json
 import time
 
 import msgspec
+import numpy as np
 import polars as pl
 import pytest
 from conftest import ROOT, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
@@ -162,3 +163,42 @@ def test_an_attribute_file_out_of_step_is_an_error_naming_file_and_line(tmp_path
     write_jsonl_gz(attr, lines)
     proc = run_cli("run", str(mix_recipe(tmp_path, root, "bad", 900_000)), check=False)
     assert proc.returncode == 2 and "code.jsonl.gz line 4" in proc.stderr and "someone-else" in proc.stderr
+
+
+def test_document_lines_broken_or_missing_after_tagging_are_quarantined_not_copied(tmp_path):
+    """The code stream's stats come from its attributes alone: a document line broken after tagging, and lines
+    the document file lost, are caught when the documents are read, quarantined, and never written."""
+    import gzip
+
+    root = build_pool(tmp_path)
+    path = root / "documents" / "code.jsonl.gz"
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    broken = json.loads(lines[2])["id"]
+    lost = [json.loads(line)["id"] for line in lines[-2:]]
+    lines[2] = lines[2].replace(b'"text": "', b'"text": "\xff', 1)  # invalid UTF-8 inside the text
+    assert b"\xff" in lines[2]
+    path.write_bytes(gzip.compress(b"\n".join(lines[:-2]) + b"\n"))
+    recipe = mix_recipe(tmp_path, root, "q", 900_000)
+    config = json.loads(recipe.read_text())
+    config["stages"][0]["streams"][1]["misaligned"] = "quarantine"
+    recipe.write_text(json.dumps(config))
+    run_cli("run", str(recipe), "--workers", "1")
+    stats = pl.read_parquet(tmp_path / "q/work/stats/code/code.parquet")
+    planned_lost = stats.filter(pl.col("id").is_in(lost) & pl.col("drop_reason").is_null()).height
+    summary = json.loads((tmp_path / "q/work/shuffle/_ledger/mix-shuffle/summary.json").read_text())
+    assert summary["quarantined"].get("invalid_utf8") == 1
+    assert summary["quarantined"].get("documents_missing", 0) == planned_lost > 0
+    assert summary["read"] == summary["kept"] + sum(summary["dropped"].values()) + sum(summary["quarantined"].values())
+    written = {d["id"].split("#")[0] for f in (tmp_path / "q/mix").glob("*.jsonl.zst") for d in read_jsonl(f)}
+    assert written and broken not in written and not written & set(lost)
+
+
+def test_copies_of_one_document_are_spread_apart():
+    from mixers.mix import spread
+
+    rng = np.random.default_rng(0)
+    origin = np.sort(rng.integers(0, 40, 400))  # sorted: every copy next to its siblings
+    order = spread(origin)
+    assert sorted(order) == list(range(400))
+    assert not (origin[order][1:] == origin[order][:-1]).any()
+    assert sorted(spread(np.zeros(5, np.uint64))) == list(range(5))  # nothing to spread: still every row once
