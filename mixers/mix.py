@@ -404,6 +404,12 @@ def plan_from_histograms(
     shares = dict(fixed)
     for s in rest:
         shares[s] = left * by_source[s] / max(sum(by_source[r] for r in rest), 1.0)
+
+    def solve(source: str, topic: str, target: float) -> tuple[list[float], float]:
+        tokens, realised = groups[(source, topic)][1], (realisers or {}).get((source, topic))
+        factors = solve_group(tokens, target, params, realised, flat=source in flat)
+        return [float(f) for f in factors], float(realised(factors) if realised else np.dot(tokens, factors))
+
     out = []
     for (source, topic), (edges, tokens) in sorted(groups.items()):
         target = (
@@ -412,21 +418,24 @@ def plan_from_histograms(
             * kept_tokens(source, tokens)
             / max(kept_by_source[source], 1.0)
         )
-        realised = (realisers or {}).get((source, topic))
-        factors = solve_group(tokens, target, params, realised, flat=source in flat)
-        planned = realised(factors) if realised else float(np.dot(tokens, factors))
+        factors, planned = solve(source, topic, target)
+        edges = [float(e) for e in edges]
         out.append(
-            GroupPlan(
-                source,
-                topic,
-                [float(e) for e in edges],
-                [int(t) for t in tokens],
-                [round(float(f), 9) for f in factors],
-                int(available[(source, topic)]),
-                float(target),
-                float(planned),
-            )
-        )
+            GroupPlan(source, topic, edges, [int(t) for t in tokens], factors, int(available[(source, topic)]),
+                      float(target), planned)
+        )  # fmt: skip
+    # a group lands within about one of its documents of its target (the realised total moves in whole
+    # documents); the group with the most tokens, whose steps are the finest, absorbs the sum of those misses
+    residual = params.target_tokens - sum(g.planned_tokens for g in out)
+    largest = max(out, key=lambda g: g.planned_tokens, default=None)
+    if largest is not None and abs(residual) >= 1:
+        try:
+            factors, planned = solve(largest.source, largest.topic, largest.target_tokens + residual)
+        except io.UserError:  # that group cannot take more: leave the plan as solved
+            pass
+        else:
+            largest.target_tokens += residual
+            largest.factors, largest.planned_tokens = factors, planned
     planned = float(sum(g.planned_tokens for g in out))
     return Plan(
         params.target_tokens,

@@ -8,7 +8,7 @@ import msgspec
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
+from conftest import ROOT, SHARED, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
 
 from dolma.io import UserError
 from mixers.mix import Plan, plan_from_description
@@ -202,3 +202,69 @@ def test_copies_of_one_document_are_spread_apart():
     assert sorted(order) == list(range(400))
     assert not (origin[order][1:] == origin[order][:-1]).any()
     assert sorted(spread(np.zeros(5, np.uint64))) == list(range(5))  # nothing to spread: still every row once
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/corpora")
+def test_the_dolma3_mix_recipe_on_a_real_tagged_pool_hits_its_target_and_shares(tmp_path):
+    """configs/dolma3-mix.yaml unchanged, on a pool of real documents tagged the way its header says (token
+    counts, a trained quality classifier, a trained topic classifier, MinHash dedup): the written mix, counted
+    with the tagger's token counts, is within 0.1% of the target, each source within 0.5 points of its share,
+    no document over the cap of 7 and no duplicate written."""
+    import shutil
+
+    pool = tmp_path / "pool"
+    sources = {
+        "common_crawl": ["docs/shard-00000", "docs/shard-00001", "text/web_main_text", "text/web_news_articles_aeb"],
+        "science_pdfs": ["text/science_docs_en"],
+        "stack_edu": ["text/code_python"],
+        "finemath": ["text/sciq_support"],
+        "arxiv": ["text/tech_docs_en"],
+        "wikipedia": ["text/wikipedia_boolq_passages"],
+    }
+    for source, files in sources.items():
+        (pool / source / "documents").mkdir(parents=True)
+        for f in files:
+            shutil.copy(SHARED / f"{f}.jsonl.gz", pool / source / "documents" / f"{f.split('/')[1]}.jsonl.gz")
+    everything = str(pool / "*" / "documents" / "*.gz")
+    common_crawl = str(pool / "common_crawl" / "documents" / "*.gz")
+    run_cli("tag", "--documents", everything, "--experiment", "tags", "--taggers", "stats_v1", "--workers", "2")
+    quality, topic = tmp_path / "quality.bin", tmp_path / "topic.bin"
+    run_cli("train-classifier", "--model", str(quality), "--label", f"hq={SHARED}/quality/hq.jsonl.gz",
+            "--label", f"lq={SHARED}/quality/lq.jsonl.gz")  # fmt: skip
+    run_cli("train-classifier", "--model", str(topic), "--label", f"legal={SHARED}/domain/legal/*.jsonl.gz",
+            "--label", f"medical={SHARED}/domain/medical/*.jsonl.gz",
+            "--label", f"general={SHARED}/domain/mmlu_all_subjects.jsonl.gz")  # fmt: skip
+    for glob, name, model in ((everything, "quality", quality), (common_crawl, "topic", topic)):
+        tagger = json.dumps({"name": "fasttext_classifier_v1", "model": str(model)})
+        run_cli("tag", "--documents", glob, "--experiment", name, "--taggers", tagger, "--workers", "2")
+    run_cli("dedup", "--documents", common_crawl, "--work", str(tmp_path / "dedup"), "--name", "dedup",
+            "--workers", "2")  # fmt: skip
+    target = 20_000_000
+    run_cli("run", str(ROOT / "configs" / "dolma3-mix.yaml"), "--workers", "2",
+            env={"POOL": str(pool), "TARGET": str(target)})  # fmt: skip
+
+    tokens, duplicate = {}, set()
+    for source in sources:
+        for f in (pool / source / "attributes" / "tags").glob("*.jsonl.gz"):
+            for a in read_jsonl(f):
+                counted = (source, a["attributes"]["tags__stats_v1__tokens"][0][2])
+                assert tokens.setdefault(a["id"], counted) == counted  # a repeated id is a repeated document
+    for f in (pool / "common_crawl" / "attributes" / "dedup").glob("*.jsonl.gz"):
+        duplicate |= {a["id"] for a in read_jsonl(f) if a["attributes"]["dedup__minhash__duplicate"][0][2] == 1}
+    assert len(duplicate) > 100  # the pool has real duplicates for the exclude rule to remove
+    written = collections.Counter(
+        d["id"].split("#")[0]
+        for f in (pool / "mix" / "dolma3" / "documents").glob("*.jsonl.zst")
+        for d in read_jsonl(f)
+    )
+    per_source = collections.Counter()
+    for doc_id, n in written.items():
+        per_source[tokens[doc_id][0]] += n * tokens[doc_id][1]
+    total = sum(per_source.values())
+    assert abs(total - target) / target < 0.001, total
+    shares = {"common_crawl": 0.761, "science_pdfs": 0.136, "stack_edu": 0.0689, "finemath": 0.0256,
+              "arxiv": 0.0086, "wikipedia": 0.0004}  # fmt: skip
+    for source, share in shares.items():
+        assert abs(per_source[source] / total - share / 1.0005) < 0.005, (source, per_source[source] / total)
+    assert max(written.values()) <= 7 and max(written.values()) > 1
+    assert not duplicate & set(written)
