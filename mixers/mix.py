@@ -228,12 +228,12 @@ def _stats_batches(p: MixParams, stream: Stream, url: str):
     include, exclude = stream.rules()
     keys = stream.keys()
     topic_prefix = stream.topic or None
-    wanted = lambda k: k in keys or (topic_prefix is not None and k.startswith(topic_prefix))  # noqa: E731
+    select = io.KeySelection(frozenset(keys), stream.topic or "")
     sources = {name: io.attributes_url(url, name) for name in stream.attributes}
     if stream.reads_text():
-        batches = io.read_aligned(url, sources, p.batch_size, wanted)
+        batches = io.read_aligned(url, sources, p.batch_size, select)
     else:
-        batches = io.read_attribute_sets(sources, p.batch_size, wanted)
+        batches = io.read_attribute_sets(sources, p.batch_size, select)
     for batch in batches:
         off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
         if off is not None and stream.misaligned == "error":
