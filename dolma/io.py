@@ -25,7 +25,7 @@ import smart_open
 import zstandard
 from isal import igzip, isal_zlib
 
-from dolma.document import ATTRIBUTE_DECODER, ENCODER, AttributeLine, Document, decode_document
+from dolma.document import ATTRIBUTE_DECODER, ENCODER, AttributeLine, Document, LazyDocument, decode_document
 
 try:  # smart_open decompresses .zst with the standard library's zstd (backported before Python 3.14)
     from compression.zstd import ZstdError
@@ -210,30 +210,32 @@ def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
             yield number, decode_document(line.strip())
 
 
-def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iterator[DocBatch]:
-    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches (``lazy``: as
-    :class:`LazyDocument`, the text left undecoded)."""
+@dataclass
+class LineBatch:
+    """Raw document lines of one file with their 1-based numbers; unreadable input as Rejected records."""
+
+    numbers: list[int] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    nbytes: int = 0
+
+
+def read_lines(url: str, batch_size: int = 4096) -> Iterator[LineBatch]:
+    """Document lines of a JSONL(.gz/.zst) file, or the rows of a Parquet file rendered as the same JSON lines,
+    unparsed: for readers that decode only some of them. A corrupt stream ends the file with a Rejected."""
     if url.endswith(".parquet"):
-        yield from _read_parquet(url, batch_size, lazy)
+        yield from _parquet_lines(url, batch_size)
         return
-    batch = DocBatch()
+    batch = LineBatch()
     number = 0
     try:
         for number, line in _read_lines(url):
             batch.nbytes += len(line)
-            stripped = line.strip()
-            if not stripped:
-                batch.rejected.append(Rejected(number, "empty_line", "blank line where a document was expected"))
-            else:
-                try:
-                    batch.docs.append(decode_document(stripped, lazy))
-                    batch.lines.append(number)
-                except ValueError as e:
-                    reason, _, error = str(e).partition(": ")
-                    batch.rejected.append(Rejected(number, reason, error, raw=line[:4096]))
-            if len(batch.docs) + len(batch.rejected) >= batch_size:
+            batch.numbers.append(number)
+            batch.lines.append(line)
+            if len(batch.lines) >= batch_size:
                 yield batch
-                batch = DocBatch()
+                batch = LineBatch()
     except STREAM_ERRORS as e:
         batch.rejected.append(
             Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}; the rest of the file is unreadable")
@@ -241,47 +243,89 @@ def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iter
     yield batch
 
 
-def _read_parquet(url: str, batch_size: int, lazy: bool = False) -> Iterator[DocBatch]:
+def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iterator[DocBatch]:
+    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches (``lazy``: as
+    :class:`LazyDocument`, the text left undecoded)."""
+    for raw in read_lines(url, batch_size):
+        batch = DocBatch(rejected=raw.rejected, nbytes=raw.nbytes)
+        for number, line in zip(raw.numbers, raw.lines):
+            try:
+                batch.docs.append(parse_line(number, line, lazy))
+                batch.lines.append(number)
+            except RejectedLine as e:
+                batch.rejected.append(e.rejected)
+        yield batch
+
+
+class RejectedLine(Exception):
+    def __init__(self, rejected: Rejected):
+        self.rejected = rejected
+
+
+def parse_line(number: int, line: bytes, lazy: bool = False) -> Document | LazyDocument:
+    """One document line, validated; raises RejectedLine with the reason (blank, invalid JSON or schema)."""
+    stripped = line.strip()
+    if not stripped:
+        raise RejectedLine(Rejected(number, "empty_line", "blank line where a document was expected"))
+    try:
+        return decode_document(stripped, lazy)
+    except ValueError as e:
+        reason, _, error = str(e).partition(": ")
+        raise RejectedLine(Rejected(number, reason, error, raw=line[:4096])) from None
+
+
+class _IdOnly(msgspec.Struct):
+    id: str
+
+
+_ID_DECODER = msgspec.json.Decoder(_IdOnly)
+
+
+def line_id(line: bytes) -> str | None:
+    """The id of a document line, the rest skipped unparsed (None when the line is not a JSON object with a
+    string id): for checking alignment on lines a reader does not otherwise need."""
+    try:
+        return _ID_DECODER.decode(line).id
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def _parquet_lines(url: str, batch_size: int) -> Iterator[LineBatch]:
+    """Parquet rows as JSON lines, so Parquet input gets exactly the JSONL validation."""
     try:
         with smart_open.open(url, "rb") as raw:
             pf = pq.ParquetFile(pa.BufferReader(raw.read()) if is_remote(url) else url)
             names = set(pf.schema_arrow.names)
             if not {"id", "text"} <= names:
-                yield DocBatch(
+                yield LineBatch(
                     rejected=[Rejected(1, "invalid_schema", f"parquet lacks columns { ({'id', 'text'} - names) }")]
                 )
                 return
             first = 1
             for record_batch in pf.iter_batches(batch_size=batch_size):
-                yield _parquet_batch(record_batch, first, lazy)
+                yield _parquet_batch(record_batch, first)
                 first += record_batch.num_rows
     except (pa.ArrowException, OSError) as e:
-        yield DocBatch(rejected=[Rejected(1, "corrupt_stream", f"{type(e).__name__}: {e}")])
+        yield LineBatch(rejected=[Rejected(1, "corrupt_stream", f"{type(e).__name__}: {e}")])
 
 
-def _parquet_batch(record_batch: pa.RecordBatch, first: int, lazy: bool) -> DocBatch:
-    """Round-trip rows through the JSON decoder so Parquet input gets exactly the JSONL validation."""
+def _parquet_batch(record_batch: pa.RecordBatch, first: int) -> LineBatch:
     table = pa.Table.from_batches([record_batch])
     if "metadata" in table.column_names and not pa.types.is_string(table.schema.field("metadata").type):
         import polars as pl
 
         meta = pl.from_arrow(table.column("metadata")).struct.json_encode().to_arrow()
         table = table.set_column(table.column_names.index("metadata"), "metadata", meta)
-    batch = DocBatch()
+    batch = LineBatch()
     for offset, row in enumerate(table.to_pylist()):
-        number = first + offset
         metadata = row.pop("metadata", None)
         row = {k: row.get(k) for k in ("id", "text", "source", "added", "created") if row.get(k) is not None}
         line = ENCODER.encode(row)
         if metadata:
             line = line[:-1] + b',"metadata":' + metadata.encode() + b"}"
         batch.nbytes += len(line)
-        try:
-            batch.docs.append(decode_document(line, lazy))
-            batch.lines.append(number)
-        except ValueError as e:
-            reason, _, error = str(e).partition(": ")
-            batch.rejected.append(Rejected(number, reason, error, raw=line[:4096]))
+        batch.numbers.append(first + offset)
+        batch.lines.append(line)
     return batch
 
 

@@ -514,24 +514,21 @@ def _realiser(bucket: np.ndarray, tokens: np.ndarray, u: np.ndarray):
 def write_plan_plot(plan: Plan, url: str) -> None:
     import io as stdio
 
-    import matplotlib
+    from matplotlib.figure import Figure  # the object API: no pyplot state, and fixed margins (no layout solve)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
     for g in plan.groups:
         q = len(g.factors)
         ax.step((np.arange(q) + 1) / q, g.factors, where="mid", label=f"{g.source}/{g.topic}" if g.topic else g.source)
     ax.axhline(plan.max_repetition, color="grey", linestyle="--", label=f"cap {plan.max_repetition:g}")
     ax.set_xlabel("quality quantile")
     ax.set_ylabel("repetition factor")
-    ax.set_title(f"{plan.curve}: {plan.planned_tokens:,.0f} of {plan.target_tokens:,} tokens")
+    ax.set_title(f"{plan.curve}: {plan.planned_tokens:,.0f} of {plan.target_tokens:,} tokens", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.12)
     buf = stdio.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     with io.AtomicWriter(url) as w:
         w.write(buf.getvalue())
 
@@ -553,8 +550,9 @@ class MixShuffleStage:
         return [Task(key, (stream, url)) for stream, key, url in self.params.files()]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        """Each document line is matched with its stats row by line number and id; only the lines the plan
-        copies are re-encoded (their text stays raw JSON unless a span edit applies)."""
+        """Each document line is matched with its stats row by line number; only the lines the plan copies are
+        parsed (their id checked against the row's) and re-encoded, their text left raw JSON unless a span edit
+        applies. A line the plan drops is accounted for with the stats step's reason, unparsed."""
         p = self.params
         plan = msgspec.convert(io.read_json(io.join(p.work, "plan.json")), Plan)
         stream = p.stream(task.inputs[0])
@@ -567,44 +565,61 @@ class MixShuffleStage:
         lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
         seen = np.zeros(len(stats), bool)
         rows_out, payload = [], []
-        for batch in io.read_documents(url, p.batch_size, lazy=True):
-            ledger.read += len(batch.docs) + len(batch.rejected)
+        for batch in io.read_lines(url, p.batch_size):
+            ledger.read += len(batch.lines) + len(batch.rejected)
             ledger.quarantined(url, batch.rejected)
             found, rows = _rows_of(lines, [r.line for r in batch.rejected])
             seen[rows[found]] = True
-            found, rows = _rows_of(lines, batch.lines)
-            doc_ids = np.array([d.id for d in batch.docs], object)
-            aligned = found.copy()
-            aligned[found] = by_stats[rows[found]] | (ids[rows[found]] == doc_ids[found])
-            if not aligned.all():
-                i = int(np.flatnonzero(~aligned)[0])
-                problem = (
-                    f"{lead} line {batch.lines[i]} has id {ids[rows[i]]!r}, the document has {doc_ids[i]!r}"
-                    if found[i]
-                    else f"{lead} ends before line {batch.lines[i]}"
-                )
+            numbers = np.asarray(batch.numbers, np.int64)
+            found, rows = _rows_of(lines, batch.numbers)
+            if not found.all():
+                problem = f"{lead} ends before line {numbers[~found][0]}"
                 if stream.misaligned == "error":
                     raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
-                off = np.flatnonzero(~aligned)
-                ledger.quarantined(
-                    url, [Rejected(batch.lines[i], "attributes_out_of_step", problem, id=doc_ids[i]) for i in off]
-                )
-            seen[rows[aligned]] = True
-            take = np.flatnonzero(aligned)
-            r = rows[take]
-            line_of, id_of = np.asarray(batch.lines)[take], doc_ids[take]
+                ledger.quarantined(url, [Rejected(int(k), "attributes_out_of_step", problem) for k in numbers[~found]])
+            at = np.flatnonzero(found)
+            checked = at[(n[rows[at]] == 0) & ~by_stats[rows[at]]]  # lines not copied: their id alone is read
+            line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)
+            off = line_ids != ids[rows[checked]]
+            for i, line_id in zip(checked[off], line_ids[off]):
+                number = batch.numbers[i]
+                if line_id is None:
+                    bad = Rejected(number, "invalid_json", "no JSON object with a string id", raw=batch.lines[i][:4096])
+                else:
+                    problem = f"{lead} line {number} has id {ids[rows[i]]!r}, the document has {line_id!r}"
+                    if stream.misaligned == "error":
+                        raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                    bad = Rejected(number, "attributes_out_of_step", problem, id=line_id)
+                ledger.quarantined(url, [bad])
+            seen[rows[checked[off]]] = True
+            at = np.setdiff1d(at, checked[off])
+            r = rows[at]
+            seen[r] = True
             dropped = reasons.gather(r).is_not_null().to_numpy()
             zero = ~dropped & (n[r] == 0)
-            copied = n[r] > 0
             why = reasons.gather(r[dropped]).to_list()
-            ledger.dropped(url, line_of[dropped].tolist(), id_of[dropped].tolist(), why)
-            ledger.dropped(url, line_of[zero].tolist(), id_of[zero].tolist(), ZERO_COPIES)
-            ledger.kept(url, line_of[copied].tolist(), id_of[copied].tolist())
-            for i in take[copied]:
-                row = rows[i]
-                payload += _encoded_copies(batch.docs[i], int(n[row]), stream, cuts[int(row)])
+            ledger.dropped(url, numbers[at[dropped]].tolist(), ids[r[dropped]].tolist(), why)
+            ledger.dropped(url, numbers[at[zero]].tolist(), ids[r[zero]].tolist(), ZERO_COPIES)
+            kept_numbers, kept_ids = [], []
+            for i in at[n[r] > 0]:  # only the lines the plan copies are parsed
+                row, number = int(rows[i]), batch.numbers[i]
+                try:
+                    doc = io.parse_line(number, batch.lines[i], lazy=True)
+                except io.RejectedLine as e:
+                    ledger.quarantined(url, [e.rejected])
+                    continue
+                if doc.id != ids[row]:
+                    problem = f"{lead} line {number} has id {ids[row]!r}, the document has {doc.id!r}"
+                    if stream.misaligned == "error":
+                        raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                    ledger.quarantined(url, [Rejected(number, "attributes_out_of_step", problem, id=doc.id)])
+                    continue
+                kept_numbers.append(number)
+                kept_ids.append(doc.id)
+                payload += _encoded_copies(doc, int(n[row]), stream, cuts[row])
                 rows_out.append(row)
-            report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+            ledger.kept(url, kept_numbers, kept_ids)
+            report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
         missing = np.flatnonzero(~seen & ~by_stats)
         if len(missing):
             problem = f"{url} ends before line {lines[missing[0]]}, which {lead} describes"
