@@ -98,29 +98,35 @@ def normalise(texts: pl.Series) -> pl.Series:
     )
 
 
+WORD = r"[^\p{P}\p{S}\s]+"
+
+
 def shingle_hashes(texts: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(document index, 64-bit hash) of every word n-gram of every text (a text shorter than n words is one
     shingle). Hashes combine word hashes polynomially, in numpy, with wrap-around."""
+    # the words of normalise(text), found in one pass: runs of what is neither punctuation, symbol nor space
     words = (
-        pl.DataFrame({"w": normalise(texts).str.split(" ")})
+        pl.DataFrame({"w": texts.str.to_lowercase().str.replace_all(r"\d", "0").str.extract_all(WORD)})
         .with_row_index("doc")
         .explode("w")
-        .filter(pl.col("w").is_not_null() & (pl.col("w") != ""))
+        .filter(pl.col("w").is_not_null())
     )
     doc = words["doc"].to_numpy().astype(np.int64)
     h = words["w"].hash(seed=7).to_numpy()
     if not len(doc):
         return doc, h
-    length = np.bincount(doc, minlength=len(texts))[doc]
-    pos = np.arange(len(doc)) - np.searchsorted(doc, doc)
-    key = h.copy()
+    counts = np.bincount(doc, minlength=len(texts))
+    length = counts[doc]
+    pos = np.arange(len(doc)) - (np.cumsum(counts) - counts)[doc]  # the word's place in its text
+    # a full n-gram starts at pos; a text shorter than n words has one shingle, at its first word
+    start = np.flatnonzero((pos + n <= length) | ((length < n) & (pos == 0)))
+    key = h[start]
+    padded = np.r_[h, np.zeros(n, np.uint64)]
     with np.errstate(over="ignore"):
         for j in range(1, n):
-            following = np.where(pos + j < length, np.roll(h, -j), np.uint64(0))
+            following = np.where(pos[start] + j < length[start], padded[start + j], np.uint64(0))
             key = key * np.uint64(0x100000001B3) + following
-    # a full n-gram starts at pos; a text shorter than n words has one shingle, at its first word
-    keep = (pos + n <= length) | ((length < n) & (pos == 0))
-    return doc[keep], key[keep]
+    return doc[start], key
 
 
 def minhash(
