@@ -120,16 +120,19 @@ class ParagraphDedupStage:
                     ledger.kept(url, batch.lines, [d.id for d in batch.docs])
                     spans = self._duplicate_spans(bloom, [d.text for d in batch.docs], ledger)
                     lines = []
-                    for doc, doc_spans in zip(batch.docs, spans):
+                    for number, doc, doc_spans in zip(batch.lines, batch.docs, spans):
                         covered = sum(e - s for s, e, _ in doc_spans)
                         attrs = {
                             key + "duplicate_fraction": [[0, len(doc.text), round(covered / max(len(doc.text), 1), 6)]]
                         }
                         if doc_spans:
                             attrs[key + "duplicate_paragraph"] = doc_spans
-                        lines.append(AttributeLine(doc.id, attrs))
-                    lines += [AttributeLine(r.id or "", {}) for r in batch.rejected if r.reason != "corrupt_stream"]
-                    out.write(ENCODER.encode_lines(lines))
+                        lines.append((number, AttributeLine(doc.id, attrs)))
+                    # a rejected line gets an empty attribute line in its place, so the file stays aligned
+                    lines += [
+                        (r.line, AttributeLine(r.id or "", {})) for r in batch.rejected if r.reason != "corrupt_stream"
+                    ]
+                    out.write(ENCODER.encode_lines([a for _, a in sorted(lines, key=lambda x: x[0])]))
                     report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
         if self.bloom_out and not self.read_only:
             bloom.save(self.bloom_out)

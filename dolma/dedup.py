@@ -420,38 +420,46 @@ class DedupAttributeStage:
             .filter((pl.col("doc") >= lo) & (pl.col("doc") < hi))
             .collect()
         )
-        by_line = {
-            int(d) & 0xFFFFFFFF: (dup, size, keeper, kid)
-            for d, dup, size, keeper, kid in zip(
-                *(clusters[c].to_list() for c in ("doc", "duplicate", "size", "keeper", "keeper_id"))
-            )
-        }
+        docs = _read_parquet(io.join(p.work, "docs", task.key + ".parquet")).join(clusters, on="doc", how="left")
+        docs = docs.with_columns(
+            line=(pl.col("doc") & 0xFFFFFFFF).cast(pl.Int64),
+            duplicate=pl.col("duplicate").fill_null(False),
+            size=pl.col("size").fill_null(1).cast(pl.Float64),
+            keeper=pl.col("keeper").fill_null(pl.col("doc")).cast(pl.Float64),
+        ).sort("line")
+        known = docs["line"].to_numpy()
+        ids, length, dup, size, keeper, keeper_id = (
+            docs[c].to_list() for c in ("id", "length", "duplicate", "size", "keeper", "keeper_id")
+        )
         prefix = f"{p.name}__{p.method}__"
         with io.AtomicWriter(io.attributes_url(url, p.name)) as out:
-            for batch in io.read_documents(url, p.batch_size):
-                ledger.read += len(batch.docs) + len(batch.rejected)
+            for batch in io.read_lines(url, p.batch_size):  # only line numbers: ids and lengths come from docs/
+                ledger.read += len(batch.lines) + len(batch.rejected)
                 ledger.quarantined(url, batch.rejected)
+                rows = np.searchsorted(known, batch.numbers)
                 lines = []
-                for line, doc in zip(batch.lines, batch.docs):
-                    dup, size, keeper, keeper_id = by_line.get(line, (False, 1, (number << 32) | line, doc.id))
-                    n = len(doc.text)
-                    lines.append(
-                        AttributeLine(
-                            doc.id,
-                            {
-                                prefix + "duplicate": [[0, n, 1.0 if dup else 0.0]],
-                                prefix + "cluster_size": [[0, n, float(size)]],
-                                prefix + "cluster": [[0, n, float(keeper)]],
-                            },
-                        )
-                    )
-                    if dup:
-                        ledger.dropped(url, [line], [doc.id], "duplicate", f"duplicate of {keeper_id}")
+                for number, line, row in zip(batch.numbers, batch.lines, rows.tolist()):
+                    if row >= len(known) or known[row] != number:  # the signatures step rejected this line
+                        try:
+                            io.parse_line(number, line)
+                        except io.RejectedLine as e:
+                            ledger.quarantined(url, [e.rejected])
+                            lines.append(AttributeLine(e.rejected.id or "", {}))
+                            continue
+                        raise io.UserError(f"{url} line {number} changed since the signatures step: rerun dedup")
+                    n = length[row]
+                    attrs = {
+                        prefix + "duplicate": [[0, n, 1.0 if dup[row] else 0.0]],
+                        prefix + "cluster_size": [[0, n, size[row]]],
+                        prefix + "cluster": [[0, n, keeper[row]]],
+                    }
+                    lines.append(AttributeLine(ids[row], attrs))
+                    if dup[row]:
+                        ledger.dropped(url, [number], [ids[row]], "duplicate", f"duplicate of {keeper_id[row]}")
                     else:
-                        ledger.kept(url, [line], [doc.id])
-                lines += [AttributeLine(r.id or "", {}) for r in batch.rejected if r.reason != "corrupt_stream"]
+                        ledger.kept(url, [number], [ids[row]])
                 out.write(ENCODER.encode_lines(lines))
-                report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+                report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
 
 
 def dedup_stages(params: DedupParams) -> list:

@@ -182,3 +182,28 @@ def test_bad_dedup_parameters_are_user_errors(tmp_path):
     assert proc.returncode == 2 and "no document files" in proc.stderr
     with pytest.raises(Exception, match="unknown keeper rule"):
         DedupParams(input="x", work="w", keeper=["biggest"])
+
+
+def test_attribute_files_stay_aligned_around_a_broken_line(tmp_path):
+    """A line the dedup steps cannot read gets an empty attribute line in its own place, so every later
+    document still meets its own attributes (document and paragraph dedup)."""
+    import gzip
+
+    from dolma import io
+
+    docs = sample_docs("python-docs", 30)
+    folder = tmp_path / "documents"
+    lines = [json.dumps(d).encode() for d in docs]
+    lines[5] = b'{"id": "broken", "text": '  # cut short: not JSON
+    folder.mkdir()
+    (folder / "x.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(tmp_path / "w"), "--name", "d")
+    run_cli("dedup-paragraphs", "--documents", str(folder / "*.gz"), "--expected-ngrams", "100000")
+    for name in ("d", "paragraph_dedup"):
+        attrs = read_jsonl(tmp_path / "attributes" / name / "x.jsonl.gz")
+        assert len(attrs) == 30 and attrs[5] == {"id": "", "attributes": {}}
+        batches = list(
+            io.read_aligned(str(folder / "x.jsonl.gz"), {name: io.attributes_url(str(folder / "x.jsonl.gz"), name)})
+        )
+        assert sum(len(b.docs) for b in batches) == 29
+        assert [r.reason for b in batches for r in b.rejected] == ["invalid_json"]
