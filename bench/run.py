@@ -395,23 +395,29 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
                 round(float(np.mean([(t["copy"] in removed) or (t["original"] in removed) for t in positives])), 4),
             ],
         }
-    # memory: the same shards once and three times over; peak memory should follow the shard, not the corpus
+    # memory: the corpus once and three times over, with the same shard sizes and the same duplicates: the two
+    # extra copies rotate every ASCII letter (by 13 and by 7), so they duplicate within themselves as the corpus
+    # does but not each other. Peak memory should follow the shard, not the corpus.
     triple = work / "dedup" / "triple" / "documents"
     triple.mkdir(parents=True, exist_ok=True)
+    lower, upper = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    rotate = [str.maketrans(lower + upper, lower[r:] + lower[:r] + upper[r:] + upper[:r]) for r in (0, 13, 7)]
     for k in range(3):
         for f in sorted(docs.glob("*.jsonl.gz")):
             with gzip.open(f, "rb") as src, gzip.open(triple / f"r{k}-{f.name}", "wb") as dst:
                 for line in src:
                     d = orjson.loads(line)
                     d["id"] = f"{d['id']}-r{k}"
-                    d["text"] = d["text"] + f" (replica {k})"
+                    d["text"] = d["text"].translate(rotate[k])
                     dst.write(orjson.dumps(d) + b"\n")
     peak = {}
-    for label, folder in (("1x corpus", local), ("3x corpus, same shard size", triple)):
+    runs = (("1x corpus", local, 1), ("3x corpus, same shard size and duplicate rate, 3 key ranges", triple, 3))
+    for label, folder, parts in runs:  # the pairs step's key ranges grow with the corpus, as the README advises
         code = (
             f"import resource,subprocess,sys;subprocess.run([sys.executable,'-m','dolma.cli','dedup','--documents',"
-            f"'{folder}/*.jsonl.gz','--work','{work}/dedup/mem-{len(peak)}','--name','m{len(peak)}','--workers','1'],"
-            f"check=True,capture_output=True);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+            f"'{folder}/*.jsonl.gz','--work','{work}/dedup/mem-{len(peak)}','--name','m{len(peak)}','--workers','1',"
+            f"'--pair-partitions','{parts}'],check=True,capture_output=True);"
+            f"print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
         )
         peak[label] = (
             int(

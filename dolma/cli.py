@@ -246,6 +246,7 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         "method": args.method,
         "preset": None if args.preset == "none" else args.preset,
         "keeper": args.keeper,
+        "pair_partitions": args.pair_partitions,
         "quality_attribute": args.quality_attribute,
     }
     for key in ("ngram", "bands", "rows", "seed", "jaccard_threshold"):
@@ -528,6 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--quality-attribute", help="SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq"
+    )
+    p.add_argument(
+        "--pair-partitions",
+        dest="pair_partitions",
+        type=int,
+        default=1,
+        help="key ranges per band in the pairs step (memory: 1/N of a band over the corpus; default 1)",
     )
     add_workers(p)
     p.set_defaults(fn=cmd_dedup)

@@ -4,8 +4,10 @@
    whitespace collapsed), hash word n-grams, compute MinHash signatures in numpy, and write one key per band to
    ``<work>/bands/band=<b>/<shard>.parquet`` (exact mode: one "band" whose key is the 128-bit xxhash of the
    normalised text), plus ``<work>/docs/<shard>.parquet`` (id, length, created, quality) for the keeper rule.
-2. ``pairs`` (one task per band): a polars group-by on the band key; each group of two or more documents
-   becomes edges from its smallest member to the others (``<work>/edges/band=<b>.parquet``).
+2. ``pairs`` (one task per band and key range): a polars group-by on the band key; each group of two or more
+   documents becomes edges from its smallest member to the others (``<work>/edges/band=<b>[-keys=<k>].parquet``).
+   With ``pair_partitions`` P, a task reads only the keys with ``key mod P == k``, so its memory is 1/P of a
+   band over the corpus.
 3. ``verify`` (one task per shard): optional verification of every edge by the true Jaccard similarity of
    the two documents' n-gram sets; a task holds the sets of its shard's documents in edges and of one partner
    shard's at a time, so memory follows the shard size (``<work>/verified/<shard>.parquet``).
@@ -57,8 +59,13 @@ class DedupParams:
     keeper: list[str] = field(default_factory=lambda: ["quality", "newest", "longest", "lowest_id"])
     quality_attribute: str | None = None  # "<set>/<set>__<tagger>__<key>": higher is kept
     batch_size: int = 2048
+    # key ranges per band in the pairs step: a pairs task holds 1/pair_partitions of one band's keys over the
+    # corpus (16 bytes a document), so raise it as the corpus grows (e.g. one per 50M documents)
+    pair_partitions: int = 1
 
     def __post_init__(self) -> None:
+        if self.pair_partitions < 1:
+            raise io.UserError("pair_partitions must be at least 1")
         if self.method not in ("minhash", "exact"):
             raise io.UserError(f"dedup method must be minhash or exact, not {self.method!r}")
         if self.preset:
@@ -242,12 +249,21 @@ class PairsStage:
         return io.join(self.params.work, "pairs")
 
     def tasks(self) -> list[Task]:
-        return [Task(f"band={b:03d}") for b in range(self.params.n_bands)]
+        parts = self.params.pair_partitions
+        return [
+            Task(f"band={b:03d}" + (f"-keys={k:03d}" if parts > 1 else ""), (str(b), str(k)))
+            for b in range(self.params.n_bands)
+            for k in range(parts)
+        ]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        files = io.list_files(io.join(self.params.work, "bands", task.key, "**", "*.parquet"))
+        """The band's keys in this task's key range (key mod pair_partitions), from every shard's band file."""
+        p = self.params
+        band, part = int(task.inputs[0]), int(task.inputs[1])
+        files = io.list_files(io.join(p.work, "bands", f"band={band:03d}", "**", "*.parquet"))
+        in_range = (pl.col("key") % p.pair_partitions) == part
         bands = (
-            pl.concat([_read_parquet(f) for f in files])
+            pl.concat([_read_parquet(f).filter(in_range) for f in files])
             if files
             else pl.DataFrame(schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64})
         )
@@ -315,14 +331,22 @@ class VerifyStage:
         """The n-gram sets of the given documents of one shard (only their lines are parsed)."""
         p = self.params
         lines = set(np.unique(docs & np.uint64(0xFFFFFFFF)).tolist())
-        picked = [(line, d.text) for line, d in io.read_selected(urls[shard], lines)]
         sets: dict[int, np.ndarray] = {}
-        for start in range(0, len(picked), p.batch_size):
-            chunk = picked[start : start + p.batch_size]
+        chunk: list[tuple[int, str]] = []
+
+        def add(chunk: list[tuple[int, str]]) -> None:  # texts are held one batch at a time, only sets stay
             doc, shingles = shingle_hashes(pl.Series([t for _, t in chunk], dtype=pl.String), p.ngram)
             bounds = np.searchsorted(doc, np.arange(len(chunk) + 1))
             for i, (line, _) in enumerate(chunk):
                 sets[(shard << 32) | line] = np.unique(shingles[bounds[i] : bounds[i + 1]])
+
+        for line, d in io.read_selected(urls[shard], lines):
+            chunk.append((line, d.text))
+            if len(chunk) == p.batch_size:
+                add(chunk)
+                chunk = []
+        if chunk:
+            add(chunk)
         return sets
 
     @staticmethod

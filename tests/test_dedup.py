@@ -96,25 +96,32 @@ def test_minhash_dedup_finds_near_copies_and_spares_far_ones(tmp_path):
             assert by_id[c] == f"duplicate of {o}"
 
 
-def test_dedup_output_does_not_depend_on_workers(tmp_path):
+def test_dedup_output_does_not_depend_on_workers_or_key_ranges(tmp_path):
+    """1 worker, 2 workers, and 2 workers with the pairs step split into 3 key ranges per band: the same
+    duplicates, clusters and keepers."""
     folder, _ = plant(tmp_path)
-    for workers in ("1", "2"):
+    for workers, parts in (("1", "1"), ("2", "1"), ("2", "3")):
         run_cli(
             "dedup",
             "--documents",
             str(folder / "*.gz"),
             "--work",
-            str(tmp_path / f"w{workers}"),
+            str(tmp_path / f"w{workers}{parts}"),
             "--name",
-            f"d{workers}",
+            f"d{workers}{parts}",
             "--workers",
             workers,
+            "--pair-partitions",
+            parts,
         )
+    assert len(list((tmp_path / "w23" / "edges").glob("band=000-keys=*.parquet"))) == 3
     for part in ("part-0", "part-1"):
-        one = read_jsonl(tmp_path / "attributes" / "d1" / f"{part}.jsonl.gz")
-        two = read_jsonl(tmp_path / "attributes" / "d2" / f"{part}.jsonl.gz")
-        assert json.dumps(one).replace("d1__", "d2__") == json.dumps(two)
-    assert tree_bytes(tmp_path / "w1" / "bands") == tree_bytes(tmp_path / "w2" / "bands")
+        one = read_jsonl(tmp_path / "attributes" / "d11" / f"{part}.jsonl.gz")
+        assert sum(a["attributes"]["d11__minhash__duplicate"][0][2] for a in one) > 0
+        for other in ("d21", "d23"):
+            two = read_jsonl(tmp_path / "attributes" / other / f"{part}.jsonl.gz")
+            assert json.dumps(one).replace("d11__", f"{other}__") == json.dumps(two)
+    assert tree_bytes(tmp_path / "w11" / "bands") == tree_bytes(tmp_path / "w21" / "bands")
 
 
 def test_s_curve_and_presets():
