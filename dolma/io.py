@@ -258,6 +258,8 @@ def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iter
 
 
 class RejectedLine(Exception):
+    """Raised by :func:`parse_line` for a line that is not a valid document, with its Rejected record."""
+
     def __init__(self, rejected: Rejected):
         self.rejected = rejected
 
