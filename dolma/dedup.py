@@ -461,7 +461,7 @@ class DedupAttributeStage:
                 ledger.read += len(batch.lines) + len(batch.rejected)
                 ledger.quarantined(url, batch.rejected)
                 rows = np.searchsorted(known, batch.numbers)
-                lines = []
+                lines, kept, dropped = [], [], []
                 for number, line, row in zip(batch.numbers, batch.lines, rows.tolist()):
                     if row >= len(known) or known[row] != number:  # the signatures step rejected this line
                         try:
@@ -478,10 +478,15 @@ class DedupAttributeStage:
                         prefix + "cluster": [[0, n, keeper[row]]],
                     }
                     lines.append(AttributeLine(ids[row], attrs))
-                    if dup[row]:
-                        ledger.dropped(url, [number], [ids[row]], "duplicate", f"duplicate of {keeper_id[row]}")
-                    else:
-                        ledger.kept(url, [number], [ids[row]])
+                    (dropped if dup[row] else kept).append((number, row))
+                ledger.kept(url, [k for k, _ in kept], [ids[r] for _, r in kept])
+                ledger.dropped(
+                    url,
+                    [k for k, _ in dropped],
+                    [ids[r] for _, r in dropped],
+                    "duplicate",
+                    [f"duplicate of {keeper_id[r]}" for _, r in dropped],
+                )
                 out.write(ENCODER.encode_lines(lines))
                 report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
 
