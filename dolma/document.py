@@ -57,6 +57,14 @@ ATTRIBUTE_DECODER = msgspec.json.Decoder(AttributeLine)
 ENCODER = msgspec.json.Encoder()
 
 
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
     """Parse and validate one JSON line; raises ValueError with a reason prefix the ledger counts by.
     ``lazy``: the text is checked to be a JSON string but not decoded."""
@@ -69,7 +77,9 @@ def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
     except msgspec.ValidationError as e:
         raise ValueError(f"invalid_schema: {e}") from None
     except msgspec.DecodeError as e:
-        raise ValueError(f"invalid_json: {e}") from None
+        # msgspec < 0.23 raises UnicodeDecodeError on bad UTF-8, later versions a DecodeError: tell them apart here
+        reason = "invalid_json" if _is_utf8(line) else "invalid_utf8"
+        raise ValueError(f"{reason}: {e}") from None
     head = memoryview(doc.metadata)[:1].tobytes()
     if head == b"n":
         doc.metadata = EMPTY_METADATA
