@@ -8,7 +8,9 @@ quarantine, and nothing is skipped silently.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import glob
 import gzip
 import os
@@ -331,6 +333,20 @@ def _parquet_batch(record_batch: pa.RecordBatch, first: int) -> LineBatch:
     return batch
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector paused for one shard's reading: decoding allocates several small containers
+    per line, all acyclic and freed by reference counting, which the collector would otherwise rescan again and
+    again as they pile up in a batch (a quarter of the mixer's statistics step)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @dataclass(frozen=True)
 class KeySelection:
     """The attribute keys a reader decodes: ``names``, and every key starting with ``prefix`` when one is set.
@@ -585,11 +601,15 @@ def write_json(url: str, obj) -> None:
         w.write(msgspec.json.format(ENCODER.encode(obj), indent=2) + b"\n")
 
 
-def write_parquet(url: str, table: pa.Table, dictionary: bool = True) -> None:
-    """Write a table as one zstd-compressed Parquet file, atomically. ``dictionary=False`` for tables of
-    mostly unique values (document bytes), where dictionary encoding only costs time."""
+def write_parquet(url: str, table: pa.Table, transient_bytes: bool = False) -> None:
+    """Write a table as one zstd-compressed Parquet file, atomically. ``transient_bytes`` for a table of mostly
+    unique byte strings written once and read once (the mixer's shuffled documents): LZ4 and no dictionary
+    encoding, which there only cost time (zstd's smaller file is not worth twice the time for a scratch file)."""
     with AtomicWriter(url) as w:
-        pq.write_table(table, w._file, compression="zstd", use_dictionary=dictionary)
+        if transient_bytes:
+            pq.write_table(table, w._file, compression="lz4", use_dictionary=False)
+        else:
+            pq.write_table(table, w._file, compression="zstd")
 
 
 def read_parquet(url: str) -> pa.Table:

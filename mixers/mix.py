@@ -176,27 +176,30 @@ class MixStatsStage:
         stream = self.params.stream(task.inputs[0])
         url = task.inputs[1]
         frames = []
-        for batch, frame in _stats_batches(self.params, stream, url):
-            ledger.read += len(batch.ids) + len(batch.rejected)
-            ledger.quarantined(url, batch.rejected)
-            is_kept = pl.col("drop_reason").is_null()
-            kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
-            ledger.kept(url, kept["line"].to_list(), kept["id"].to_list())
-            ledger.dropped(url, dropped["line"].to_list(), dropped["id"].to_list(), dropped["drop_reason"].to_list())
-            ledger.metrics["tokens_kept"] += int(kept["tokens"].sum())
-            frames.append(frame)
-            if batch.rejected:
-                frames.append(
-                    pl.DataFrame(
-                        {
-                            "line": [r.line for r in batch.rejected],
-                            "id": [r.id for r in batch.rejected],
-                            "drop_reason": [QUARANTINED_BY_STATS + r.reason for r in batch.rejected],
-                        },
-                        schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
-                    )
+        with io.gc_paused():
+            for batch, frame in _stats_batches(self.params, stream, url):
+                ledger.read += len(batch.ids) + len(batch.rejected)
+                ledger.quarantined(url, batch.rejected)
+                is_kept = pl.col("drop_reason").is_null()
+                kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
+                ledger.kept(url, kept["line"].to_list(), kept["id"].to_list())
+                ledger.dropped(
+                    url, dropped["line"].to_list(), dropped["id"].to_list(), dropped["drop_reason"].to_list()
                 )
-            report_progress(len(batch.ids) + len(batch.rejected), batch.nbytes)
+                ledger.metrics["tokens_kept"] += int(kept["tokens"].sum())
+                frames.append(frame)
+                if batch.rejected:
+                    frames.append(
+                        pl.DataFrame(
+                            {
+                                "line": [r.line for r in batch.rejected],
+                                "id": [r.id for r in batch.rejected],
+                                "drop_reason": [QUARANTINED_BY_STATS + r.reason for r in batch.rejected],
+                            },
+                            schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
+                        )
+                    )
+                report_progress(len(batch.ids) + len(batch.rejected), batch.nbytes)
         table = pl.concat(frames, how="diagonal_relaxed").sort("line") if frames else pl.DataFrame()
         _write_parquet(
             io.join(self.params.work, "stats", task.key + ".parquet"),
@@ -648,7 +651,7 @@ class MixShuffleStage:
             _write_parquet(
                 io.join(p.work, "shuffle", f"part={part:05d}", task.key + ".parquet"),
                 parts.get((part,), table.clear()),
-                dictionary=False,
+                transient_bytes=True,
             )
 
 
@@ -773,8 +776,8 @@ def _next_other(o: np.ndarray, start: int, value) -> int:
     return -1
 
 
-def _write_parquet(url: str, df: pl.DataFrame, dictionary: bool = True) -> None:
-    io.write_parquet(url, df.to_arrow(), dictionary)
+def _write_parquet(url: str, df: pl.DataFrame, transient_bytes: bool = False) -> None:
+    io.write_parquet(url, df.to_arrow(), transient_bytes)
 
 
 def _read_parquet(url: str) -> pl.DataFrame:
