@@ -16,11 +16,12 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import smart_open
@@ -67,7 +68,7 @@ class DocBatch:
     """Documents read from one file, with their 1-based line numbers, and the lines that were rejected."""
 
     docs: list[Document] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)  # filled by the attribute readers (with or without docs)
+    ids: list[str] = field(default_factory=list)  # filled by read_aligned
     lines: list[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     nbytes: int = 0
@@ -294,6 +295,18 @@ def line_id(line: bytes) -> str | None:
         return None
 
 
+def starts_with_id(lines: list[bytes], ids: Sequence[str]) -> np.ndarray:
+    """Whether each line starts as a JSON object whose first key is "id" with the given value (as written by
+    us, allenai dolma or Python's json) and ends with its closing brace: the alignment check for lines no
+    step needs to parse, a byte comparison instead of a parse. A line failing it is not necessarily wrong
+    (other key order or escaping): parse it with :func:`line_id` to tell."""
+    ok = np.zeros(len(lines), bool)
+    for k, (line, id) in enumerate(zip(lines, ids)):
+        value = ENCODER.encode(id)
+        ok[k] = (line.startswith(b'{"id":' + value) or line.startswith(b'{"id": ' + value)) and b"}" in line[-3:]
+    return ok
+
+
 def _parquet_lines(url: str, batch_size: int) -> Iterator[LineBatch]:
     """Parquet rows as JSON lines, so Parquet input gets exactly the JSONL validation."""
     try:
@@ -384,10 +397,7 @@ def _decoder_for(select: KeySelection) -> Callable[[bytes], AttributeLine]:
             )
 
         return decode_prefixed
-    names = sorted(select.names)
-    fields = {f"k{i}": name for i, name in enumerate(names)}
-    scores = msgspec.defstruct("Scores", [(f, _SPANS | None, None) for f in fields], rename=fields, frozen=True)
-    decoder = msgspec.json.Decoder(msgspec.defstruct("Line", [("id", str), ("attributes", scores, scores())]))
+    names, decoder = _struct_decoder(select.names)
 
     def decode_named(line: bytes) -> AttributeLine:
         got = decoder.decode(line)
@@ -395,6 +405,47 @@ def _decoder_for(select: KeySelection) -> Callable[[bytes], AttributeLine]:
         return AttributeLine(got.id, {n: v for n, v in zip(names, values) if v is not None})
 
     return decode_named
+
+
+@functools.lru_cache(maxsize=64)
+def _struct_decoder(names: frozenset[str]) -> tuple[list[str], msgspec.json.Decoder]:
+    """(the names in field order, a decoder of attribute lines into a struct with a field per name)."""
+    ordered = sorted(names)
+    fields = {f"k{i}": name for i, name in enumerate(ordered)}
+    scores = msgspec.defstruct("Scores", [(f, _SPANS | None, None) for f in fields], rename=fields, frozen=True)
+    return ordered, msgspec.json.Decoder(msgspec.defstruct("Line", [("id", str), ("attributes", scores, scores())]))
+
+
+def _decode_columns(lines: list[bytes], select: KeySelection) -> tuple[list[str | None], dict[str, list], dict]:
+    """(id per line, None where unusable; spans per selected key and line, None where absent; error per
+    unusable line index)."""
+    ids: list[str | None] = []
+    errors: dict[int, str] = {}
+    if select.prefix:
+        decode, rows = _decoder_for(select), []
+        for i, line in enumerate(lines):
+            try:
+                got = decode(line)
+            except (msgspec.DecodeError, UnicodeDecodeError) as e:
+                errors[i], got = str(e), AttributeLine("", {})
+            ids.append(got.id if i not in errors else None)
+            rows.append(got.attributes)
+        return ids, {k: [r.get(k) for r in rows] for k in sorted(set().union(*rows))}, errors
+    names, decoder = _struct_decoder(select.names)
+    blank = tuple(None for _ in names)
+    values = []
+    for i, line in enumerate(lines):
+        try:
+            got = decoder.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            errors[i] = str(e)
+            ids.append(None)
+            values.append(blank)
+            continue
+        ids.append(got.id)
+        values.append(msgspec.structs.astuple(got.attributes))
+    columns = [list(c) for c in zip(*values)] if values else [[] for _ in names]
+    return ids, dict(zip(names, columns)), errors
 
 
 def read_attributes(url: str, select: KeySelection | None = None) -> Iterator[tuple[int, AttributeLine | Rejected]]:
@@ -472,32 +523,73 @@ def read_aligned(
         yield joined
 
 
-def read_attribute_sets(
-    attribute_urls: dict[str, str], batch_size: int = 4096, select: KeySelection | None = None
-) -> Iterator[DocBatch]:
-    """The attribute sets of one document file joined line by line without reading the documents: the first
-    set's lines lead (ids, line numbers), the others must follow it as they would the documents. The batches
-    carry ids, not documents."""
+@dataclass
+class AttributeColumns:
+    """One batch of attribute lines joined across sets: line numbers, ids, and for every selected key the
+    spans of each line (None where the line lacks it); unusable or misaligned lines as Rejected."""
+
+    lines: list[int]
+    ids: list[str]
+    columns: dict[str, list]
+    rejected: list[Rejected]
+    nbytes: int = 0
+
+
+def read_attribute_columns(
+    attribute_urls: dict[str, str], select: KeySelection, batch_size: int = 4096
+) -> Iterator[AttributeColumns]:
+    """The attribute sets of one document file joined line by line without reading the documents, a batch at
+    a time and column by column: the first set leads (ids, line numbers); line *n* of every other set must
+    carry the id of line *n*, or the line is rejected as ``attributes_out_of_step`` naming file and line."""
     if not attribute_urls:
         raise UserError("reading attributes without the documents needs at least one attribute set")
-    (lead_name, lead_url), *rest = attribute_urls.items()
-    aligner = _Aligner(dict(rest), select)
-    batch = DocBatch()
-    for number, attr in read_attributes(lead_url, select):
-        if isinstance(attr, Rejected):
-            batch.rejected.append(attr)
+    lead_url, *rest = attribute_urls.values()
+    others = [(url, read_lines(url, batch_size)) for url in rest]
+    for lead in read_lines(lead_url, batch_size):
+        ids, columns, errors = _decode_columns(lead.lines, select)
+        n = len(ids)
+        rejected = lead.rejected + [
+            Rejected(lead.numbers[i], "invalid_attribute_line", e, raw=lead.lines[i][:4096]) for i, e in errors.items()
+        ]
+        keep = np.array([i is not None for i in ids], bool)
+        for url, reader in others:
+            other = next(reader, LineBatch())
+            their_ids, their_columns, their_errors = _decode_columns(other.lines, select)
+            theirs = np.array((their_ids + [None] * n)[:n], object)
+            off = np.flatnonzero(keep & (theirs != np.array(ids, object)))
+            cut = next((r for r in other.rejected if r.reason == "corrupt_stream"), None)
+            for i in off:
+                number = lead.numbers[i]
+                if i >= len(their_ids):
+                    problem = (
+                        f"{url} line {number}: corrupt_stream: {cut.error}"
+                        if cut
+                        else f"{url} ends before line {number}"
+                    )
+                elif i in their_errors:
+                    problem = f"{url} line {number}: invalid_attribute_line: {their_errors[i]}"
+                else:
+                    problem = f"{url} line {number} has id {their_ids[i]!r}, the document has {ids[i]!r}"
+                rejected.append(Rejected(number, "attributes_out_of_step", problem, id=ids[i]))
+            keep[off] = False
+            for key, values in their_columns.items():  # a key in several sets: the later set's spans win
+                values = (values + [None] * n)[:n]
+                mine = columns.get(key)
+                columns[key] = values if mine is None else [v if v is not None else m for m, v in zip(mine, values)]
+        if not keep.all():
+            at = np.flatnonzero(keep).tolist()
+            lines, ids = [lead.numbers[i] for i in at], [ids[i] for i in at]
+            columns = {k: [v[i] for i in at] for k, v in columns.items()}
         else:
-            found, problem = aligner.join(number, attr.id)
-            if problem:
-                batch.rejected.append(Rejected(number, "attributes_out_of_step", problem, id=attr.id))
-            else:
-                batch.ids.append(attr.id)
-                batch.lines.append(number)
-                batch.attributes.append({lead_name: attr.attributes, **found})
-        if len(batch.ids) + len(batch.rejected) >= batch_size:
-            yield batch
-            batch = DocBatch()
-    yield batch
+            lines = lead.numbers
+        yield AttributeColumns(lines, ids, columns, rejected, lead.nbytes)
+
+
+def joined_columns(batch: DocBatch) -> dict[str, list]:
+    """The attributes of a :func:`read_aligned` batch as columns, the way :func:`read_attribute_columns` gives
+    them (a key in several sets: the later set's spans)."""
+    merged = [{k: v for per_set in per_doc.values() for k, v in per_set.items()} for per_doc in batch.attributes]
+    return {k: [m.get(k) for m in merged] for k in sorted(set().union(*merged))}
 
 
 class AtomicWriter:

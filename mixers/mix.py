@@ -227,27 +227,30 @@ def _stats_batches(p: MixParams, stream: Stream, url: str):
     """(batch, frame) per batch: a row per joined line with its drop reason and what the plan needs.
 
     The documents themselves are read only when their text is needed (tokens counted by the tokenizer, or
-    span edits changing the count); otherwise the attribute sets alone give ids, scores and token counts."""
+    span edits changing the count); otherwise the attribute sets alone give ids, scores and token counts,
+    decoded a batch at a time into columns."""
     include, exclude = stream.rules()
-    keys = stream.keys()
-    topic_prefix = stream.topic or None
+    keys = sorted(stream.keys())
     select = io.KeySelection(frozenset(keys), stream.topic or "")
     sources = {name: io.attributes_url(url, name) for name in stream.attributes}
     if stream.reads_text():
-        batches = io.read_aligned(url, sources, p.batch_size, select)
+        batches = (
+            (io.AttributeColumns(b.lines, b.ids, io.joined_columns(b), b.rejected, b.nbytes), b.docs)
+            for b in io.read_aligned(url, sources, p.batch_size, select)
+        )
     else:
-        batches = io.read_attribute_sets(sources, p.batch_size, select)
-    for batch in batches:
+        batches = ((b, None) for b in io.read_attribute_columns(sources, select, p.batch_size))
+    for batch, docs in batches:
         off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
         if off is not None and stream.misaligned == "error":
             raise io.UserError(f"{url} line {off.line}: {off.error} (set misaligned: quarantine to skip such lines)")
-        merged = [{k: v for a in per_doc.values() for k, v in a.items()} for per_doc in batch.attributes]
-        columns = {k: [(m[k][0][2] if m.get(k) else None) for m in merged] for k in sorted(keys)}
+        n = len(batch.ids)
+        spans = {k: batch.columns.get(k, [None] * n) for k in keys}
         frame = pl.DataFrame(
             {
                 "line": pl.Series(batch.lines, dtype=pl.Int64),
                 "id": pl.Series(batch.ids, dtype=pl.String),
-                **{k: pl.Series(v, dtype=pl.Float64) for k, v in columns.items()},
+                **{k: pl.Series(_first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
             }
         )
         reason = pl.lit(None, pl.String)
@@ -263,28 +266,18 @@ def _stats_batches(p: MixParams, stream: Stream, url: str):
         for rule in reversed(exclude):
             hit = rule.expr.fill_null(rule.missing == "drop") if rule.missing != "error" else rule.expr
             reason = pl.when(hit.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
-        cuts = [_cuts(m, stream.spans) for m in merged] if stream.spans else None
-        if stream.reads_text():
-            texts = [_edited(d.text, c, stream.spans) for d, c in zip(batch.docs, cuts or [None] * len(batch.docs))]
+        cuts = _cuts([spans[e.attribute] for e in stream.spans], stream.spans) if stream.spans else None
+        if docs is not None:
+            texts = [_edited(d.text, c, stream.spans) for d, c in zip(docs, cuts or [None] * n)]
             tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
         else:
             tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
-        topic = [
-            max(
-                ((k[len(topic_prefix) :], v[0][2]) for k, v in m.items() if k.startswith(topic_prefix) and v),
-                key=lambda kv: kv[1],
-                default=("", 0),
-            )[0]
-            if topic_prefix
-            else ""
-            for m in merged
-        ]
         out = frame.select(
             "line",
             "id",
             drop_reason=reason,
             source=pl.lit(stream.name),
-            topic=pl.Series(topic, dtype=pl.String),
+            topic=pl.Series(_topics(batch.columns, stream.topic, n), dtype=pl.String),
             quality=frame[stream.quality].fill_null(0.0) if stream.quality else pl.lit(0.0),
             tokens=tokens,
             hash=pl.Series(hashes(p.seed, batch.ids), dtype=pl.UInt64),
@@ -293,14 +286,36 @@ def _stats_batches(p: MixParams, stream: Stream, url: str):
         yield batch, out
 
 
-def _cuts(attrs: dict[str, list], edits: list[SpanEdit]) -> list[list[int]]:
-    """The spans to edit, sorted: [start, end, index of the edit] for each span at or over its threshold."""
-    return sorted(
-        [int(s), int(e), i]
-        for i, edit in enumerate(edits)
-        for s, e, score in attrs.get(edit.attribute, [])
-        if score >= edit.threshold
-    )
+def _first_scores(spans: list) -> list:
+    """The score of each line's first span (None where the line lacks the attribute): what rules compare."""
+    return [v[0][2] if v else None for v in spans]
+
+
+def _topics(columns: dict[str, list], prefix: str | None, n: int) -> np.ndarray | list[str]:
+    """Per line, the suffix of the ``prefix`` key with the highest score ("" where no such key is present;
+    ties go to the first key in sorted order)."""
+    topic_keys = sorted(k for k in columns if prefix and k.startswith(prefix))
+    if not topic_keys:
+        return [""] * n
+    scores = np.array([_first_scores(columns[k]) for k in topic_keys], dtype=np.float64)  # None -> nan
+    present = ~np.isnan(scores)
+    best = np.argmax(np.where(present, scores, -np.inf), axis=0)
+    names = np.array([k[len(prefix) :] for k in topic_keys], dtype=object)
+    return np.where(present.any(axis=0), names[best], "").tolist()
+
+
+def _cuts(spans: list[list], edits: list[SpanEdit]) -> list[list[list[int]]]:
+    """Per line, the spans to edit, sorted: [start, end, index of the edit] for each span at or over its
+    threshold (``spans``: the spans of each edit's attribute, per line)."""
+    return [
+        sorted(
+            [int(s), int(e), i]
+            for i, (edit, line_spans) in enumerate(zip(edits, per_line))
+            for s, e, score in line_spans or []
+            if score >= edit.threshold
+        )
+        for per_line in zip(*spans)
+    ]
 
 
 def _edited(text: str, cuts: list[list[int]] | None, edits: list[SpanEdit]) -> str:
@@ -581,8 +596,9 @@ class MixShuffleStage:
                     raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
                 ledger.quarantined(url, [Rejected(int(k), "attributes_out_of_step", problem) for k in numbers[~found]])
             at = np.flatnonzero(found)
-            checked = at[(n[rows[at]] == 0) & ~by_stats[rows[at]]]  # lines not copied: their id alone is read
-            line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)
+            checked = at[(n[rows[at]] == 0) & ~by_stats[rows[at]]]  # lines not copied: only their id is checked
+            checked = checked[~io.starts_with_id([batch.lines[i] for i in checked], ids[rows[checked]])]
+            line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)  # the rest parsed for it
             off = line_ids != ids[rows[checked]]
             for i, line_id in zip(checked[off], line_ids[off]):
                 number = batch.numbers[i]

@@ -63,6 +63,36 @@ def test_aligned_attributes_join_and_detect_misalignment(tmp_path):
     assert batches[0].attributes[0]["len"]["t__len__chars"][0][2] == len(docs[0]["text"])
 
 
+def test_attribute_sets_join_column_by_column_and_reject_lines_out_of_step(tmp_path):
+    import gzip
+
+    docs = sample_docs("go-src", 20)
+    ids = [d["id"] for d in docs]
+    root = tmp_path / "attributes"
+    lead = [AttributeLine(i, {"a__len__chars": [[0, 5, 5]], "a__topic__go": [[0, 5, 0.9]]}) for i in ids]
+    other = [
+        AttributeLine(i, {"b__q__score": [[0, 5, k / 10]], "b__topic__c": [[0, 5, 0.5]]}) for k, i in enumerate(ids)
+    ]
+    other[3] = AttributeLine("someone-else", {})
+    body = ENCODER.encode_lines(other[:15]).split(b"\n")
+    body[9] = b'{"id": "broken'  # line 10 of the second set is not JSON
+    for name, data in (("a", ENCODER.encode_lines(lead)), ("b", b"\n".join(body))):
+        (root / name).mkdir(parents=True)
+        (root / name / "x.jsonl.gz").write_bytes(gzip.compress(data))
+    sets = {name: str(root / name / "x.jsonl.gz") for name in ("a", "b")}
+    batches = list(io.read_attribute_columns(sets, io.KeySelection(frozenset({"b__q__score"}), "a__topic__"), 8))
+    kept = [n for b in batches for n in b.lines]
+    assert kept == [n for n in range(1, 16) if n not in (4, 10)]
+    rejected = {r.line: r.error for b in batches for r in b.rejected}
+    assert sorted(rejected) == [4, 10, 16, 17, 18, 19, 20]
+    assert "x.jsonl.gz line 4 has id 'someone-else'" in rejected[4] and "invalid_attribute_line" in rejected[10]
+    assert "ends before line 16" in rejected[16]
+    first = batches[0]
+    assert first.ids == [ids[n - 1] for n in first.lines]
+    assert sorted(first.columns) == ["a__topic__go", "b__q__score"]  # selected names and the prefix, nothing else
+    assert [v[0][2] for v in first.columns["b__q__score"]] == [(n - 1) / 10 for n in first.lines]
+
+
 def test_listing_skips_ledgers_and_temporary_files(tmp_path):
     for rel in ["a.jsonl.gz", "sub/b.jsonl.gz", "_ledger/import/quarantine/a.jsonl.gz", ".c.jsonl.gz.tmp", "notes.txt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -71,3 +101,15 @@ def test_listing_skips_ledgers_and_temporary_files(tmp_path):
     assert [io.relative_to_root(f, str(tmp_path)) for f in found] == ["a.jsonl.gz", "sub/b.jsonl.gz"]
     with pytest.raises(io.UserError, match="no document files"):
         io.document_files(str(tmp_path / "nothing-here"))
+
+
+def test_id_check_without_parsing_accepts_only_the_right_id_at_the_head_of_a_whole_line():
+    docs = sample_docs("postgresql-docs", 3)
+    ours = ENCODER.encode(docs[0]) + b"\n"  # {"id":...} as we and allenai dolma write it
+    python = json.dumps(docs[1]).encode()  # {"id": ...} with Python's separators
+    other_order = json.dumps({"text": docs[2]["text"], "id": docs[2]["id"]}).encode()
+    lines = [ours, python, ours, ours[: len(ours) // 2], other_order, b'{"id": "' + docs[0]["id"].encode() + b'x"}']
+    ids = [docs[0]["id"], docs[1]["id"], docs[1]["id"], docs[0]["id"], docs[2]["id"], docs[0]["id"]]
+    assert io.starts_with_id(lines, ids).tolist() == [True, True, False, False, False, False]
+    # what the byte check leaves undecided, the parse decides: the other key order is the right id
+    assert io.line_id(other_order) == docs[2]["id"] and io.line_id(lines[3]) is None

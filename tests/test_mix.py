@@ -267,3 +267,15 @@ def test_the_dolma3_mix_recipe_on_a_real_tagged_pool_hits_its_target_and_shares(
         assert abs(per_source[source] / total - share / 1.0005) < 0.005, (source, per_source[source] / total)
     assert max(written.values()) <= 7 and max(written.values()) > 1
     assert not duplicate & set(written)
+
+
+def test_topic_is_the_best_scoring_key_of_the_prefix_per_line():
+    from mixers.mix import _topics
+
+    columns = {
+        "t__topic__code": [[[0, 9, 0.7]], None, [[0, 9, 0.2]], None],
+        "t__topic__math": [[[0, 9, 0.1]], [[0, 9, 0.3]], [[0, 9, 0.2]], None],
+        "t__quality__score": [[[0, 9, 0.99]]] * 4,  # not a topic: other prefix
+    }
+    assert _topics(columns, "t__topic__", 4) == ["code", "math", "code", ""]  # a tie: the first key in order
+    assert _topics(columns, None, 4) == [""] * 4
