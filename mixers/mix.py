@@ -291,7 +291,7 @@ def _first_scores(spans: list) -> list:
     return [v[0][2] if v else None for v in spans]
 
 
-def _topics(columns: dict[str, list], prefix: str | None, n: int) -> np.ndarray | list[str]:
+def _topics(columns: dict[str, list], prefix: str | None, n: int) -> list[str]:
     """Per line, the suffix of the ``prefix`` key with the highest score ("" where no such key is present;
     ties go to the first key in sorted order)."""
     topic_keys = sorted(k for k in columns if prefix and k.startswith(prefix))
@@ -598,7 +598,7 @@ class MixShuffleStage:
             at = np.flatnonzero(found)
             checked = at[(n[rows[at]] == 0) & ~by_stats[rows[at]]]  # lines not copied: only their id is checked
             checked = checked[~io.starts_with_id([batch.lines[i] for i in checked], ids[rows[checked]])]
-            line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)  # the rest parsed for it
+            line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)  # failed the byte check
             off = line_ids != ids[rows[checked]]
             for i, line_id in zip(checked[off], line_ids[off]):
                 number = batch.numbers[i]
