@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from dolma.io import Rejected, write_lines, write_parquet
@@ -48,18 +50,20 @@ class ShardSummary(msgspec.Struct):
             self.metrics[k] = self.metrics.get(k, 0) + v
 
 
+# file, outcome, then per document: lines, ids, reasons, details (a single string stands for every document)
+_Chunk = tuple[str, str, Sequence[int], Sequence[str | None], str | Sequence[str], str | Sequence[str]]
+
+
 class ShardLedger:
-    """Collects one shard's outcomes; ``read`` is counted by the reader, outcomes by the stage."""
+    """Collects one shard's outcomes; ``read`` is counted by the reader, outcomes by the stage. Outcomes are kept
+    as the chunks the stage reported them in (one file, one outcome each), so a batch costs one call, not one
+    per document, and the table is built once, at the end."""
 
     def __init__(self) -> None:
         self.read = 0
         self.metrics: Counter[str] = Counter()
-        self._file: list[str] = []
-        self._line: list[int] = []
-        self._id: list[str | None] = []
-        self._outcome: list[str] = []
-        self._reason: list[str] = []
-        self._detail: list[str] = []
+        self._chunks: list[_Chunk] = []
+        self._counts: Counter[tuple[str, str]] = Counter()
         self.quarantine: list[QuarantineRecord] = []
 
     def _add(
@@ -71,13 +75,14 @@ class ShardLedger:
         reasons: str | Sequence[str],
         details: str | Sequence[str],
     ) -> None:
-        n = len(lines)
-        self._file += [file] * n
-        self._line += lines
-        self._id += ids
-        self._outcome += [outcome] * n
-        self._reason += [reasons] * n if isinstance(reasons, str) else reasons
-        self._detail += [details] * n if isinstance(details, str) else details
+        if not len(lines):
+            return
+        self._chunks.append((file, outcome, lines, ids, reasons, details))
+        if isinstance(reasons, str):
+            self._counts[(outcome, reasons)] += len(lines)
+        else:
+            for reason, n in Counter(reasons).items():
+                self._counts[(outcome, reason)] += n
 
     def kept(self, file: str, lines: Sequence[int], ids: Sequence[str]) -> None:
         self._add(file, lines, ids, KEPT, "", "")
@@ -100,24 +105,37 @@ class ShardLedger:
             )
 
     def summary(self) -> ShardSummary:
-        counts: Counter[tuple[str, str]] = Counter(zip(self._outcome, self._reason))
         return ShardSummary(
             read=self.read,
-            kept=counts[(KEPT, "")],
-            dropped={r: n for (o, r), n in sorted(counts.items()) if o == DROPPED},
-            quarantined={r: n for (o, r), n in sorted(counts.items()) if o == QUARANTINED},
+            kept=self._counts[(KEPT, "")],
+            dropped={r: n for (o, r), n in sorted(self._counts.items()) if o == DROPPED},
+            quarantined={r: n for (o, r), n in sorted(self._counts.items()) if o == QUARANTINED},
             metrics=dict(sorted(self.metrics.items())),
         )
 
     def write(self, ledger_url: str, quarantine_url: str) -> None:
+        sizes = np.array([len(c[2]) for c in self._chunks], np.int64)
+
+        def runs(values: list[str]) -> pa.DictionaryArray:  # one value per chunk, repeated over its rows
+            names = sorted(set(values))
+            index = np.repeat(np.array([names.index(v) for v in values], np.int32), sizes)
+            return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), pa.array(names, pa.string()))
+
+        def rows(k: int) -> list:
+            return list(
+                chain.from_iterable([c[k]] * len(c[2]) if isinstance(c[k], str) else c[k] for c in self._chunks)
+            )
+
         table = pa.table(
             {
-                "file": pa.array(self._file, pa.string()).dictionary_encode(),
-                "line": pa.array(self._line, pa.int64()),
-                "id": pa.array(self._id, pa.string()),
-                "outcome": pa.array(self._outcome, pa.string()).dictionary_encode(),
-                "reason": pa.array(self._reason, pa.string()).dictionary_encode(),
-                "detail": pa.array(self._detail, pa.string()),
+                "file": runs([c[0] for c in self._chunks]),
+                "line": pa.array(
+                    np.concatenate([np.asarray(c[2], np.int64) for c in self._chunks] or [[]]), pa.int64()
+                ),
+                "id": pa.array(rows(3), pa.string()),
+                "outcome": runs([c[1] for c in self._chunks]),
+                "reason": pa.array(rows(4), pa.string()).dictionary_encode(),
+                "detail": pa.array(rows(5), pa.string()),
             }
         )
         write_parquet(ledger_url, table)
