@@ -56,8 +56,9 @@ _Chunk = tuple[str, str, Sequence[int], Sequence[str | None], str | Sequence[str
 
 class ShardLedger:
     """Collects one shard's outcomes; ``read`` is counted by the reader, outcomes by the stage. Outcomes are kept
-    as the chunks the stage reported them in (one file, one outcome each), so a batch costs one call, not one
-    per document, and the table is built once, at the end."""
+    as the chunks the stage reported them in (one file, one outcome each; the sequences are kept, not copied, so
+    pass ones that do not change afterwards), so a batch costs one call, not one per document, and the table is
+    built once, at the end."""
 
     def __init__(self) -> None:
         self.read = 0
