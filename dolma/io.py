@@ -68,7 +68,6 @@ class DocBatch:
     """Documents read from one file, with their 1-based line numbers, and the lines that were rejected."""
 
     docs: list[Document] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)  # filled by read_aligned
     lines: list[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     nbytes: int = 0
@@ -418,33 +417,37 @@ def _struct_decoder(names: frozenset[str]) -> tuple[list[str], msgspec.json.Deco
 
 def _decode_columns(lines: list[bytes], select: KeySelection) -> tuple[list[str | None], dict[str, list], dict]:
     """(id per line, None where unusable; spans per selected key and line, None where absent; error per
-    unusable line index)."""
-    ids: list[str | None] = []
-    errors: dict[int, str] = {}
+    unusable line index). Named keys come back as struct fields, transposed into columns in one go; a prefix
+    needs a dict per line, since its keys are known only once read."""
     if select.prefix:
-        decode, rows = _decoder_for(select), []
-        for i, line in enumerate(lines):
-            try:
-                got = decode(line)
-            except (msgspec.DecodeError, UnicodeDecodeError) as e:
-                errors[i], got = str(e), AttributeLine("", {})
-            ids.append(got.id if i not in errors else None)
-            rows.append(got.attributes)
-        return ids, {k: [r.get(k) for r in rows] for k in sorted(set().union(*rows))}, errors
-    names, decoder = _struct_decoder(select.names)
-    blank = tuple(None for _ in names)
-    values = []
+        decode_prefixed = _decoder_for(select)
+
+        def decode(line: bytes) -> tuple[str, dict | tuple]:
+            got = decode_prefixed(line)
+            return got.id, got.attributes
+
+        blank: dict | tuple = {}
+    else:
+        names, decoder = _struct_decoder(select.names)
+
+        def decode(line: bytes) -> tuple[str, dict | tuple]:
+            got = decoder.decode(line)
+            return got.id, msgspec.structs.astuple(got.attributes)
+
+        blank = tuple(None for _ in names)
+    ids: list[str | None] = []
+    rows: list = []
+    errors: dict[int, str] = {}
     for i, line in enumerate(lines):
         try:
-            got = decoder.decode(line)
+            id, row = decode(line)
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            errors[i] = str(e)
-            ids.append(None)
-            values.append(blank)
-            continue
-        ids.append(got.id)
-        values.append(msgspec.structs.astuple(got.attributes))
-    columns = [list(c) for c in zip(*values)] if values else [[] for _ in names]
+            errors[i], id, row = str(e), None, blank
+        ids.append(id)
+        rows.append(row)
+    if select.prefix:
+        return ids, {k: [r.get(k) for r in rows] for k in sorted(set().union(*rows))}, errors
+    columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in names]
     return ids, dict(zip(names, columns)), errors
 
 
@@ -517,7 +520,6 @@ def read_aligned(
                 joined.rejected.append(Rejected(number, "attributes_out_of_step", problem, id=doc.id))
             else:
                 joined.docs.append(doc)
-                joined.ids.append(doc.id)
                 joined.lines.append(number)
                 joined.attributes.append(found)
         yield joined

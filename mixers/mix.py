@@ -235,7 +235,7 @@ def _stats_batches(p: MixParams, stream: Stream, url: str):
     sources = {name: io.attributes_url(url, name) for name in stream.attributes}
     if stream.reads_text():
         batches = (
-            (io.AttributeColumns(b.lines, b.ids, io.joined_columns(b), b.rejected, b.nbytes), b.docs)
+            (io.AttributeColumns(b.lines, [d.id for d in b.docs], io.joined_columns(b), b.rejected, b.nbytes), b.docs)
             for b in io.read_aligned(url, sources, p.batch_size, select)
         )
     else:
