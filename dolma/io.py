@@ -695,16 +695,30 @@ def write_json(url: str, obj) -> None:
         w.write(msgspec.json.format(ENCODER.encode(obj), indent=2) + b"\n")
 
 
-def write_parquet(url: str, table: pa.Table, transient_bytes: bool = False) -> None:
+def write_parquet(url: str, table: pa.Table) -> None:
     """Write a table as one Parquet file, atomically: zstd, with dictionary pages for the columns the table
     holds dictionary-encoded (the caller marks its repetitive columns that way; dictionaries of unique values
-    only cost time and space). ``transient_bytes`` for a table of mostly unique byte strings written once and
-    read once (the mixer's shuffled documents): LZ4, where zstd's smaller file is not worth twice the time."""
+    only cost time and space)."""
     dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
     with AtomicWriter(url) as w:
-        pq.write_table(
-            table, w._file, compression="lz4" if transient_bytes else "zstd", use_dictionary=dictionary or False
-        )
+        pq.write_table(table, w._file, compression="zstd", use_dictionary=dictionary or False)
+
+
+def write_arrow(url: str, table: pa.Table, compression: str | None = "lz4") -> None:
+    """Write a table as one Arrow IPC file, atomically: for a transient table written once and read once whole
+    (the mixer's shuffled documents), where Parquet's page encoding and statistics only cost time. Each
+    column is compressed as one buffer (``compression``: "lz4", "zstd" or None)."""
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with AtomicWriter(url) as w, pa.ipc.new_file(w._file, table.schema, options=options) as out:
+        out.write_table(table)
+
+
+def read_arrow(url: str) -> pa.Table:
+    if is_remote(url):
+        with smart_open.open(url, "rb") as f:
+            return pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
+    with pa.OSFile(url) as f:
+        return pa.ipc.open_file(f).read_all()
 
 
 def read_parquet(url: str) -> pa.Table:

@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import xxhash
 
 from dolma import io
@@ -651,23 +652,22 @@ class MixShuffleStage:
         ledger.metrics["copies"] += len(row)
         ledger.metrics[f"tokens:{stream.name}"] += int(tokens[row].sum())
         key = shuffle_keys(h[row], copy)
-        table = pl.DataFrame(
+        part = key % np.uint64(plan.partitions)
+        order = np.argsort(part, kind="stable")
+        table = pa.table(
             {
-                "key": pl.Series(key, dtype=pl.UInt64),
-                "origin": pl.Series(h[row], dtype=pl.UInt64),  # the same for every copy of a document
-                "tokens": pl.Series(tokens[row], dtype=pl.Int64),
-                "id": pl.Series(_copy_ids(ids[row], copy), dtype=pl.String),
-                "doc": pl.Series(payload, dtype=pl.Binary),
+                "key": pa.array(key, pa.uint64()),
+                "origin": pa.array(h[row], pa.uint64()),  # the same for every copy of a document
+                "tokens": pa.array(tokens[row], pa.int64()),
+                "id": pa.array(_copy_ids(ids[row], copy), pa.string()),
+                "doc": pa.array(payload, pa.large_binary()),  # JSON lines, each with its newline
             }
-        )
-        parts = table.with_columns(part=pl.col("key") % plan.partitions).partition_by(
-            "part", as_dict=True, include_key=False
-        )
-        for part in range(plan.partitions):
-            _write_parquet(
-                io.join(p.work, "shuffle", f"part={part:05d}", task.key + ".parquet"),
-                parts.get((part,), table.clear()),
-                transient_bytes=True,
+        ).take(order)
+        bounds = np.searchsorted(part[order], np.arange(plan.partitions + 1, dtype=np.uint64))
+        for k in range(plan.partitions):
+            io.write_arrow(
+                io.join(p.work, "shuffle", f"part={k:05d}", task.key + ".arrow"),
+                table.slice(bounds[k], bounds[k + 1] - bounds[k]),
             )
 
 
@@ -700,14 +700,14 @@ def _rows_of(lines: np.ndarray, wanted: list[int]) -> tuple[np.ndarray, np.ndarr
 
 
 def _encoded_copies(doc: LazyDocument, n: int, stream: Stream, cuts: pl.Series | None) -> list[bytes]:
-    """``n`` JSON lines: the document (span edits applied, the stream's name as a missing source), then copies
-    whose id gets ``#k``; the rest of the line is shared bytes, encoded once."""
+    """``n`` JSON lines, each with its newline: the document (span edits applied, the stream's name as a missing
+    source), then copies whose id gets ``#k``; the rest of the line is shared bytes, encoded once."""
     if not doc.source:
         doc = msgspec.structs.replace(doc, source=stream.name)
     if cuts is not None and len(cuts):
         text = _edited(msgspec.json.decode(doc.text, type=str), cuts.to_list(), stream.spans)
         doc = msgspec.structs.replace(doc, text=msgspec.Raw(ENCODER.encode(text)))
-    line = ENCODER.encode(doc)
+    line = ENCODER.encode(doc) + b"\n"
     rest = line[len(ID_HEAD) + len(ENCODER.encode(doc.id)) :]
     return [line] + [ID_HEAD + ENCODER.encode(f"{doc.id}#{k}") + rest for k in range(1, n)]
 
@@ -736,20 +736,25 @@ class MixWriteStage:
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
         part = task.key.removeprefix("part-")
-        files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.parquet"))
+        files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.arrow"))
         if not files:
             return
-        table = pl.concat([_read_parquet(f) for f in files]).sort("key")
-        table = table[spread(table["origin"].to_numpy())]
-        ledger.read += len(table)
-        ledger.kept(f"part={part}", list(range(1, len(table) + 1)), table["id"].to_list())
-        docs = table["doc"].to_list()
-        bound = np.r_[0, np.cumsum(table["tokens"].to_numpy())]
+        table = pa.concat_tables([io.read_arrow(f) for f in files]).combine_chunks()
+        order = np.argsort(table["key"].to_numpy(), kind="stable")
+        order = order[spread(table["origin"].to_numpy()[order])]
+        ledger.read += len(order)
+        if not len(order):
+            return
+        ledger.kept(f"part={part}", np.arange(1, len(order) + 1), table["id"].take(order).to_pylist())
+        docs = table["doc"].chunk(0).take(order)  # one buffer of newline-ended lines, in their final order
+        ends = np.frombuffer(docs.buffers()[1], np.int64)[: len(docs) + 1]
+        lines = memoryview(docs.buffers()[2])
+        bound = np.r_[0, np.cumsum(table["tokens"].to_numpy()[order])]
         start, n_file = 0, 0
         while start < len(docs):  # greedy: a file takes documents while it stays within max_tokens_per_file
             end = max(int(np.searchsorted(bound, bound[start] + p.max_tokens_per_file, side="right")) - 1, start + 1)
             with io.AtomicWriter(io.join(p.output, f"{task.key}-{n_file:04d}.jsonl.zst")) as w:
-                w.write(b"\n".join(docs[start:end]) + b"\n")
+                w.write(lines[ends[start] : ends[end]])
             start, n_file = end, n_file + 1
 
 
@@ -792,8 +797,8 @@ def _next_other(o: np.ndarray, start: int, value) -> int:
     return -1
 
 
-def _write_parquet(url: str, df: pl.DataFrame, transient_bytes: bool = False) -> None:
-    io.write_parquet(url, df.to_arrow(), transient_bytes)
+def _write_parquet(url: str, df: pl.DataFrame) -> None:
+    io.write_parquet(url, df.to_arrow())
 
 
 def _read_parquet(url: str) -> pl.DataFrame:
