@@ -489,7 +489,9 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
         for a in map(orjson.loads, gzip.open(f))
         if a["attributes"]["t__gopher_quality_v1__pass"][0][2] == 1
     )
-    rule = "$.attributes[?(@.t__gopher_quality_v1__pass[0][2] == 0)]"
+    # ``< 0.5``, not ``== 0``: allenai's JSONPath finds the float score 0.0 unequal to the integer 0, so that
+    # rule would drop nothing there; both tools must drop the same documents.
+    rule = "$.attributes[?(@.t__gopher_quality_v1__pass[0][2] < 0.5)]"
 
     def ours(n: int) -> float:
         pool = pools[n]
@@ -548,6 +550,12 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
     }
     secs = rounds({f"{k} x{n}": partial(fn, n) for k, fn in names.items() for n in pools}, n_rounds)
     slope = {k: secs[f"{k} x3"] - secs[f"{k} x1"] for k in names}
+    written = {  # the filter must drop the same documents in both tools, or the comparison is not like for like
+        tool: sum(_count_lines(f) for f in (pools[1] / tool).rglob(pattern))
+        for tool, pattern in (("ours", "*.jsonl.zst"), ("allenai", "*.json.gz"))
+    }
+    if written["ours"] != written["allenai"]:
+        raise RuntimeError(f"the tools kept different numbers of documents: {written}")
     return as_rates(
         slope,
         2 * mb,
@@ -556,8 +564,20 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
             "end to end on one pool (MB/s)": {k: round(mb / secs[f"{k} x1"], 1) for k in names},
             "fixed cost (CPU s)": {k: round(secs[f"{k} x1"] - slope[k] / 2, 2) for k in names},
             "pool MB": round(mb, 1),
+            "documents kept (each tool)": written["ours"],
         },
     )
+
+
+def _count_lines(path: Path) -> int:
+    import zstandard
+
+    data = path.read_bytes()
+    if path.suffix == ".zst":
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    elif path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.count(b"\n")
 
 
 def head_of_warc(src: Path, dst: Path, records: int) -> None:
