@@ -584,62 +584,67 @@ class MixShuffleStage:
         lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
         seen = np.zeros(len(stats), bool)
         rows_out, payload = [], []
-        for batch in io.read_lines(url, p.batch_size):
-            ledger.read += len(batch.lines) + len(batch.rejected)
-            ledger.quarantined(url, batch.rejected)
-            found, rows = _rows_of(lines, [r.line for r in batch.rejected])
-            seen[rows[found]] = True
-            numbers = np.asarray(batch.numbers, np.int64)
-            found, rows = _rows_of(lines, batch.numbers)
-            if not found.all():
-                problem = f"{lead} ends before line {numbers[~found][0]}"
-                if stream.misaligned == "error":
-                    raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
-                ledger.quarantined(url, [Rejected(int(k), "attributes_out_of_step", problem) for k in numbers[~found]])
-            at = np.flatnonzero(found)
-            checked = at[(n[rows[at]] == 0) & ~by_stats[rows[at]]]  # lines not copied: only their id is checked
-            checked = checked[~io.starts_with_id([batch.lines[i] for i in checked], ids[rows[checked]])]
-            line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)  # failed the byte check
-            off = line_ids != ids[rows[checked]]
-            for i, line_id in zip(checked[off], line_ids[off]):
-                number = batch.numbers[i]
-                if line_id is None:
-                    bad = Rejected(number, "invalid_json", "no JSON object with a string id", raw=batch.lines[i][:4096])
-                else:
-                    problem = f"{lead} line {number} has id {ids[rows[i]]!r}, the document has {line_id!r}"
+        with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
+            for batch in io.read_lines(url, p.batch_size):
+                ledger.read += len(batch.lines) + len(batch.rejected)
+                ledger.quarantined(url, batch.rejected)
+                found, rows = _rows_of(lines, [r.line for r in batch.rejected])
+                seen[rows[found]] = True
+                numbers = np.asarray(batch.numbers, np.int64)
+                found, rows = _rows_of(lines, batch.numbers)
+                if not found.all():
+                    problem = f"{lead} ends before line {numbers[~found][0]}"
                     if stream.misaligned == "error":
                         raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
-                    bad = Rejected(number, "attributes_out_of_step", problem, id=line_id)
-                ledger.quarantined(url, [bad])
-            seen[rows[checked[off]]] = True
-            at = np.setdiff1d(at, checked[off])
-            r = rows[at]
-            seen[r] = True
-            dropped = reasons.gather(r).is_not_null().to_numpy()
-            zero = ~dropped & (n[r] == 0)
-            why = reasons.gather(r[dropped]).to_list()
-            ledger.dropped(url, numbers[at[dropped]].tolist(), ids[r[dropped]].tolist(), why)
-            ledger.dropped(url, numbers[at[zero]].tolist(), ids[r[zero]].tolist(), ZERO_COPIES)
-            kept_numbers, kept_ids = [], []
-            for i in at[n[r] > 0]:  # only the lines the plan copies are parsed
-                row, number = int(rows[i]), batch.numbers[i]
-                try:
-                    doc = io.parse_line(number, batch.lines[i], lazy=True)
-                except io.RejectedLine as e:
-                    ledger.quarantined(url, [e.rejected])
-                    continue
-                if doc.id != ids[row]:
-                    problem = f"{lead} line {number} has id {ids[row]!r}, the document has {doc.id!r}"
-                    if stream.misaligned == "error":
-                        raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
-                    ledger.quarantined(url, [Rejected(number, "attributes_out_of_step", problem, id=doc.id)])
-                    continue
-                kept_numbers.append(number)
-                kept_ids.append(doc.id)
-                payload += _encoded_copies(doc, int(n[row]), stream, cuts[row])
-                rows_out.append(row)
-            ledger.kept(url, kept_numbers, kept_ids)
-            report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
+                    ledger.quarantined(
+                        url, [Rejected(int(k), "attributes_out_of_step", problem) for k in numbers[~found]]
+                    )
+                at = np.flatnonzero(found)
+                checked = at[(n[rows[at]] == 0) & ~by_stats[rows[at]]]  # lines not copied: only their id is checked
+                checked = checked[~io.starts_with_id([batch.lines[i] for i in checked], ids[rows[checked]])]
+                line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)  # failed the byte check
+                off = line_ids != ids[rows[checked]]
+                for i, line_id in zip(checked[off], line_ids[off]):
+                    number = batch.numbers[i]
+                    if line_id is None:
+                        bad = Rejected(
+                            number, "invalid_json", "no JSON object with a string id", raw=batch.lines[i][:4096]
+                        )
+                    else:
+                        problem = f"{lead} line {number} has id {ids[rows[i]]!r}, the document has {line_id!r}"
+                        if stream.misaligned == "error":
+                            raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                        bad = Rejected(number, "attributes_out_of_step", problem, id=line_id)
+                    ledger.quarantined(url, [bad])
+                seen[rows[checked[off]]] = True
+                at = np.setdiff1d(at, checked[off])
+                r = rows[at]
+                seen[r] = True
+                dropped = reasons.gather(r).is_not_null().to_numpy()
+                zero = ~dropped & (n[r] == 0)
+                why = reasons.gather(r[dropped]).to_list()
+                ledger.dropped(url, numbers[at[dropped]].tolist(), ids[r[dropped]].tolist(), why)
+                ledger.dropped(url, numbers[at[zero]].tolist(), ids[r[zero]].tolist(), ZERO_COPIES)
+                kept_numbers, kept_ids = [], []
+                for i in at[n[r] > 0]:  # only the lines the plan copies are parsed
+                    row, number = int(rows[i]), batch.numbers[i]
+                    try:
+                        doc = io.parse_line(number, batch.lines[i], lazy=True)
+                    except io.RejectedLine as e:
+                        ledger.quarantined(url, [e.rejected])
+                        continue
+                    if doc.id != ids[row]:
+                        problem = f"{lead} line {number} has id {ids[row]!r}, the document has {doc.id!r}"
+                        if stream.misaligned == "error":
+                            raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                        ledger.quarantined(url, [Rejected(number, "attributes_out_of_step", problem, id=doc.id)])
+                        continue
+                    kept_numbers.append(number)
+                    kept_ids.append(doc.id)
+                    payload += _encoded_copies(doc, int(n[row]), stream, cuts[row])
+                    rows_out.append(row)
+                ledger.kept(url, kept_numbers, kept_ids)
+                report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
         missing = np.flatnonzero(~seen & ~by_stats)
         if len(missing):
             problem = f"{url} ends before line {lines[missing[0]]}, which {lead} describes"
