@@ -38,8 +38,9 @@ def normalised(name: str, data: bytes, roots: list[str]) -> bytes:
         data = zstandard.ZstdDecompressor().stream_reader(data).read()
     elif name.endswith(".gz"):
         data = gzip.decompress(data)
-    elif name.endswith(".parquet"):
-        rows = pq.read_table(pa.BufferReader(data)).to_pylist()
+    elif name.endswith((".parquet", ".arrow")):
+        table = pq.read_table if name.endswith(".parquet") else lambda b: pa.ipc.open_file(b).read_all()
+        rows = table(pa.BufferReader(data)).to_pylist()
         cells = [{k: cleaned(v, roots) if isinstance(v, (str, bytes)) else v for k, v in r.items()} for r in rows]
         return repr(cells).encode()
     return cleaned(data, roots)
