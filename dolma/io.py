@@ -707,7 +707,7 @@ def write_parquet(url: str, table: pa.Table) -> None:
 def write_arrow(url: str, table: pa.Table, compression: str | None = "lz4") -> None:
     """Write a table as one Arrow IPC file, atomically: for a transient table written once and read once whole
     (the mixer's shuffled documents), where Parquet's page encoding and statistics only cost time. Each
-    column is compressed as one buffer (``compression``: "lz4", "zstd" or None)."""
+    column's buffers are compressed whole (``compression``: "lz4", "zstd" or None)."""
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with AtomicWriter(url) as w, pa.ipc.new_file(w._file, table.schema, options=options) as out:
         out.write_table(table)
