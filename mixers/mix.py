@@ -79,6 +79,11 @@ class Stream:
         named = {k for k in (self.quality, self.tokens) if k} | {e.attribute for e in self.spans}
         return {k for r in include + exclude for k in r.keys} | named
 
+    def out_of_step(self, problem: str) -> None:
+        """Stop on a line whose attributes are out of step with its document, unless the stream quarantines them."""
+        if self.misaligned == "error":
+            raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+
     def reads_text(self) -> bool:
         """Whether the stats step reads the documents: token counts need the text when no attribute holds
         them or span edits change them; otherwise the attribute sets alone are read."""
@@ -243,8 +248,8 @@ def _stats_batches(p: MixParams, stream: Stream, url: str):
         batches = ((b, None) for b in io.read_attribute_columns(sources, select, p.batch_size))
     for batch, docs in batches:
         off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
-        if off is not None and stream.misaligned == "error":
-            raise io.UserError(f"{url} line {off.line}: {off.error} (set misaligned: quarantine to skip such lines)")
+        if off is not None:
+            stream.out_of_step(f"{url} line {off.line}: {off.error}")
         n = len(batch.ids)
         spans = {k: batch.columns.get(k, [None] * n) for k in keys}
         frame = pl.DataFrame(
@@ -594,8 +599,7 @@ class MixShuffleStage:
                 found, rows = _rows_of(lines, batch.numbers)
                 if not found.all():
                     problem = f"{lead} ends before line {numbers[~found][0]}"
-                    if stream.misaligned == "error":
-                        raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                    stream.out_of_step(problem)
                     ledger.quarantined(
                         url, [Rejected(int(k), "attributes_out_of_step", problem) for k in numbers[~found]]
                     )
@@ -612,8 +616,7 @@ class MixShuffleStage:
                         )
                     else:
                         problem = f"{lead} line {number} has id {ids[rows[i]]!r}, the document has {line_id!r}"
-                        if stream.misaligned == "error":
-                            raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                        stream.out_of_step(problem)
                         bad = Rejected(number, "attributes_out_of_step", problem, id=line_id)
                     ledger.quarantined(url, [bad])
                 seen[rows[checked[off]]] = True
@@ -635,8 +638,7 @@ class MixShuffleStage:
                         continue
                     if doc.id != ids[row]:
                         problem = f"{lead} line {number} has id {ids[row]!r}, the document has {doc.id!r}"
-                        if stream.misaligned == "error":
-                            raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+                        stream.out_of_step(problem)
                         ledger.quarantined(url, [Rejected(number, "attributes_out_of_step", problem, id=doc.id)])
                         continue
                     kept_numbers.append(number)
@@ -648,8 +650,7 @@ class MixShuffleStage:
         missing = np.flatnonzero(~seen & ~by_stats)
         if len(missing):
             problem = f"{url} ends before line {lines[missing[0]]}, which {lead} describes"
-            if stream.misaligned == "error":
-                raise io.UserError(f"{problem} (set misaligned: quarantine to skip such lines)")
+            stream.out_of_step(problem)
             ledger.read += len(missing)  # the stats step's rows stand in for the lines the file lacks
             ledger.quarantined(url, [Rejected(int(lines[i]), "documents_missing", problem, id=ids[i]) for i in missing])
         row = np.repeat(np.asarray(rows_out, np.int64), n[rows_out])
