@@ -18,6 +18,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from io import BytesIO
 from typing import BinaryIO
 
 import msgspec
@@ -194,11 +195,48 @@ def attributes_url(doc_url: str, name: str) -> str:
     return f"{head}/attributes/{name}/{rel}"
 
 
+_BLOCK = 1 << 20  # decompressed bytes per read: one read and one split per block instead of a call per line
+
+
+def _line_blocks(url: str) -> Iterator[list[bytes]]:
+    """The raw lines of a file (each with its newline; the last may lack one), a block at a time. Where the
+    stream breaks, the whole lines before the break are recovered by re-reading the file line by line and
+    yielded, then the error is raised, as a line-by-line reader would."""
+    done = 0
+    try:
+        with smart_open.open(url, "rb") as f:
+            head: list[bytes] = []  # the start of a line longer than the blocks read so far
+            while block := f.read(_BLOCK):
+                if b"\n" not in block:
+                    head.append(block)
+                    continue
+                lines = BytesIO(b"".join([*head, block]) if head else block).readlines()
+                head = [] if lines[-1].endswith(b"\n") else [lines.pop()]
+                done += len(lines)
+                yield lines
+            if head:
+                yield [b"".join(head)]
+    except STREAM_ERRORS:
+        rest: list[bytes] = []
+        with smart_open.open(url, "rb") as f:
+            try:
+                for number, line in enumerate(f):
+                    if number >= done:
+                        rest.append(line)
+            except STREAM_ERRORS:  # raised again, after the lines it left readable
+                if rest:
+                    yield rest
+                raise
+        if rest:
+            yield rest
+
+
 def _read_lines(url: str) -> Iterator[tuple[int, bytes]]:
     """Yield (1-based line number, raw line); decompression errors propagate to the caller."""
-    with smart_open.open(url, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            yield number, line
+    first = 1
+    for lines in _line_blocks(url):
+        yield from zip(range(first, first + len(lines)), lines)
+        first += len(lines)
 
 
 def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
@@ -231,13 +269,17 @@ def read_lines(url: str, batch_size: int = 4096) -> Iterator[LineBatch]:
     batch = LineBatch()
     number = 0
     try:
-        for number, line in _read_lines(url):
-            batch.nbytes += len(line)
-            batch.numbers.append(number)
-            batch.lines.append(line)
-            if len(batch.lines) >= batch_size:
-                yield batch
-                batch = LineBatch()
+        for lines in _line_blocks(url):
+            at = 0
+            while at < len(lines):
+                part = lines[at : at + batch_size - len(batch.lines)]
+                batch.numbers.extend(range(number + 1, number + 1 + len(part)))
+                batch.lines.extend(part)
+                batch.nbytes += sum(map(len, part))
+                at, number = at + len(part), number + len(part)
+                if len(batch.lines) >= batch_size:
+                    yield batch
+                    batch = LineBatch()
     except STREAM_ERRORS as e:
         batch.rejected.append(
             Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}; the rest of the file is unreadable")

@@ -1,5 +1,6 @@
 """Document and attribute I/O: formats, batching, metadata fidelity."""
 
+import gzip
 import json
 
 import pytest
@@ -26,6 +27,33 @@ def test_reading_is_batched_and_numbers_lines(tmp_path):
     batches = list(io.read_documents(str(src), batch_size=30))
     assert [len(b.docs) for b in batches] == [30, 30, 30, 10]
     assert [line for b in batches for line in b.lines] == list(range(1, 101))
+
+
+def test_lines_read_in_blocks_match_the_file_line_for_line_even_where_it_is_cut(tmp_path, monkeypatch):
+    """Lines are read a block at a time; a line longer than a block, a last line without a newline, and a
+    stream cut inside a block must come out as a line-by-line reader gives them."""
+    monkeypatch.setattr(io, "_BLOCK", 256)  # many blocks, and lines longer than one
+    docs = sample_docs("python-docs", 40)
+    body = b"".join(ENCODER.encode(d) + b"\n" for d in docs)[:-1]  # no newline after the last line
+    src = tmp_path / "in.jsonl.gz"
+    src.write_bytes(gzip.compress(body))
+    batches = list(io.read_lines(str(src), batch_size=7))
+    assert [len(b.lines) for b in batches] == [7] * 5 + [5]
+    assert b"".join(line for b in batches for line in b.lines) == body
+    assert [n for b in batches for n in b.numbers] == list(range(1, 41))
+
+    monkeypatch.undo()  # the cut stream fails in its first block: the lines before the break are re-read
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(src.read_bytes()[: len(src.read_bytes()) * 2 // 3])
+    with gzip.open(cut, "rb") as f:
+        readable = []
+        with pytest.raises(EOFError):
+            readable.extend(f)
+    got = list(io.read_lines(str(cut), batch_size=7))
+    lines = [line for b in got for line in b.lines]
+    assert 10 < len(lines) < 40 and lines == readable[: len(lines)]
+    assert [r.reason for b in got for r in b.rejected] == ["corrupt_stream"]
+    assert got[-1].rejected[0].line == len(lines) + 1
 
 
 def test_a_killed_writer_leaves_no_file_under_the_final_name(tmp_path):
