@@ -584,7 +584,8 @@ class MixShuffleStage:
         stats = _read_parquet(io.join(p.work, "stats", task.key + ".parquet"))
         n = planned_copies(stats, plan, stream.name)
         lines, ids, h, tokens = (stats[c].to_numpy() for c in ("line", "id", "hash", "tokens"))
-        reasons, cuts = stats["drop_reason"], stats["cuts"]
+        reasons = stats["drop_reason"]
+        cuts = stats["cuts"].to_list() if stream.spans else [None] * len(stats)
         by_stats = reasons.str.starts_with(QUARANTINED_BY_STATS).fill_null(False).to_numpy()
         lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
         seen = np.zeros(len(stats), bool)
@@ -705,13 +706,13 @@ def _rows_of(lines: np.ndarray, wanted: list[int]) -> tuple[np.ndarray, np.ndarr
     return lines[rows] == np.asarray(wanted, np.int64), rows
 
 
-def _encoded_copies(doc: LazyDocument, n: int, stream: Stream, cuts: pl.Series | None) -> list[bytes]:
+def _encoded_copies(doc: LazyDocument, n: int, stream: Stream, cuts: list[list[int]] | None) -> list[bytes]:
     """``n`` JSON lines, each with its newline: the document (span edits applied, the stream's name as a missing
     source), then copies whose id gets ``#k``; the rest of the line is shared bytes, encoded once."""
     if not doc.source:
         doc = msgspec.structs.replace(doc, source=stream.name)
-    if cuts is not None and len(cuts):
-        text = _edited(msgspec.json.decode(doc.text, type=str), cuts.to_list(), stream.spans)
+    if cuts:
+        text = _edited(msgspec.json.decode(doc.text, type=str), cuts, stream.spans)
         doc = msgspec.structs.replace(doc, text=msgspec.Raw(ENCODER.encode(text)))
     line = ENCODER.encode(doc) + b"\n"
     rest = line[len(ID_HEAD) + len(ENCODER.encode(doc.id)) :]
