@@ -32,7 +32,7 @@ def test_reading_is_batched_and_numbers_lines(tmp_path):
 def test_lines_read_in_blocks_match_the_file_line_for_line_even_where_it_is_cut(tmp_path, monkeypatch):
     """Lines are read a block at a time; a line longer than a block, a last line without a newline, and a
     stream cut inside a block must come out as a line-by-line reader gives them."""
-    monkeypatch.setattr(io, "_BLOCK", 256)  # many blocks, and lines longer than one
+    monkeypatch.setattr(io, "_BLOCK", 4096)  # blocks of one or two lines, and lines over many blocks
     docs = sample_docs("python-docs", 40)
     body = b"".join(ENCODER.encode(d) + b"\n" for d in docs)[:-1]  # no newline after the last line
     src = tmp_path / "in.jsonl.gz"
