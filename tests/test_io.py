@@ -141,3 +141,17 @@ def test_id_check_without_parsing_accepts_only_the_right_id_at_the_head_of_a_who
     assert io.starts_with_id(lines, ids).tolist() == [True, True, False, False, False, False]
     # what the byte check leaves undecided, the parse decides: the other key order is the right id
     assert io.line_id(other_order) == docs[2]["id"] and io.line_id(lines[3]) is None
+
+
+@pytest.mark.parametrize("chosen", [None, "mimalloc"])
+def test_arrow_buffers_come_from_the_c_allocator_unless_the_user_chose_a_pool(chosen):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    code = "import dolma.io, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (chosen or "system")
