@@ -585,6 +585,7 @@ class MixShuffleStage:
         n = planned_copies(stats, plan, stream.name)
         lines, ids, h, tokens = (stats[c].to_numpy() for c in ("line", "id", "hash", "tokens"))
         reasons = stats["drop_reason"]
+        has_reason = reasons.is_not_null().to_numpy()
         cuts = stats["cuts"].to_list() if stream.spans else [None] * len(stats)
         by_stats = reasons.str.starts_with(QUARANTINED_BY_STATS).fill_null(False).to_numpy()
         lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
@@ -624,7 +625,7 @@ class MixShuffleStage:
                 at = np.setdiff1d(at, checked[off])
                 r = rows[at]
                 seen[r] = True
-                dropped = reasons.gather(r).is_not_null().to_numpy()
+                dropped = has_reason[r]
                 zero = ~dropped & (n[r] == 0)
                 why = reasons.gather(r[dropped]).to_list()
                 ledger.dropped(url, numbers[at[dropped]].tolist(), ids[r[dropped]].tolist(), why)
@@ -660,16 +661,17 @@ class MixShuffleStage:
         ledger.metrics[f"tokens:{stream.name}"] += int(tokens[row].sum())
         key = shuffle_keys(h[row], copy)
         part = key % np.uint64(plan.partitions)
-        order = np.argsort(part, kind="stable")
+        order = np.argsort(part, kind="stable")  # the columns are built in this order: no copy to reorder them
+        row, copy, key = row[order], copy[order], key[order]
         table = pa.table(
             {
                 "key": pa.array(key, pa.uint64()),
                 "origin": pa.array(h[row], pa.uint64()),  # the same for every copy of a document
                 "tokens": pa.array(tokens[row], pa.int64()),
                 "id": pa.array(_copy_ids(ids[row], copy), pa.string()),
-                "doc": pa.array(payload, pa.large_binary()),  # JSON lines, each with its newline
+                "doc": pa.array([payload[i] for i in order.tolist()], pa.large_binary()),  # lines, newline-ended
             }
-        ).take(order)
+        )
         bounds = np.searchsorted(part[order], np.arange(plan.partitions + 1, dtype=np.uint64))
         for k in range(plan.partitions):
             io.write_arrow(
