@@ -2,6 +2,9 @@
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import sample_docs, write_jsonl_gz
@@ -145,10 +148,6 @@ def test_id_check_without_parsing_accepts_only_the_right_id_at_the_head_of_a_who
 
 @pytest.mark.parametrize("chosen", [None, "mimalloc"])
 def test_arrow_buffers_come_from_the_c_allocator_unless_the_user_chose_a_pool(chosen):
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
