@@ -41,7 +41,6 @@ class PdfMetadata(msgspec.Struct, omit_defaults=True):
     bytes: int
     pages: int
     pages_ocr: int
-    extraction_seconds: float
     tokens: int
     length_bucket: str
     language: str
@@ -112,7 +111,7 @@ class PdfStage:
             ledger.metrics["pages"] += len(r.pages)
             ledger.metrics["pages_ocr"] += pages_ocr
             meta = PdfMetadata(
-                url, answer.size, len(r.pages), pages_ocr, r.seconds, n_tokens, length_bucket(n_tokens),
+                url, answer.size, len(r.pages), pages_ocr, n_tokens, length_bucket(n_tokens),
                 label[0], r.running_lines_removed, r.title, sum(p.method == "error" for p in r.pages),
             )  # fmt: skip
             docs.append(Document(answer.sha1, r.text, self.source, None, None, msgspec.Raw(ENCODER.encode(meta))))
