@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.dedup import shingle_hashes
+from dolma.dedup.minhash import shingle_hashes
 
 
 def _sets(texts: dict[str, str], n: int = 5) -> dict[str, np.ndarray]:

@@ -90,9 +90,10 @@ def subset(src: Path, dst: Path, limit: int) -> Path:
 
 # ------------------------------------------------------------------------------------------------ tasks
 def bench_tokenize(corpora: Path, work: Path, n_rounds: int) -> dict:
-    from dolma.executor import Task
-    from dolma.ledger import ShardLedger
-    from dolma.tokenize import DEFAULT_TOKENIZER, TokenizeStage, load_tokenizer
+    from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+    from dolma.runtime.ledger import ShardLedger
+    from dolma.runtime.stage import Shard, Task
+    from dolma.tokenize.stage import TokenizeStage
 
     shard = subset(corpora / "docs" / "shard-00000.jsonl.gz", work / "tok" / "documents" / "a.jsonl.gz", 1500)
     texts = [orjson.loads(line)["text"] for line in gzip.open(shard)]
@@ -103,7 +104,7 @@ def bench_tokenize(corpora: Path, work: Path, n_rounds: int) -> dict:
         out = work / "tok" / "ours"
         shutil.rmtree(out, ignore_errors=True)
         stage = TokenizeStage(input=str(shard), output=str(out))
-        return cpu_seconds(lambda: stage.run(Task("a", (str(shard),)), ShardLedger()))
+        return cpu_seconds(lambda: stage.run(Task("a", Shard(str(shard))), ShardLedger()))
 
     def raw() -> float:
         return cpu_seconds(lambda: tok.encode_batch_fast(texts, add_special_tokens=False))
@@ -152,8 +153,8 @@ def bench_tokenize(corpora: Path, work: Path, n_rounds: int) -> dict:
 
 def bench_heuristics(corpora: Path, work: Path, n_rounds: int) -> dict:
     from bench.heuristics import agreement
-    from dolma.executor import Task
-    from dolma.ledger import ShardLedger
+    from dolma.runtime.ledger import ShardLedger
+    from dolma.runtime.stage import Shard, Task
     from taggers.stage import TagStage
 
     n = 1000
@@ -163,7 +164,7 @@ def bench_heuristics(corpora: Path, work: Path, n_rounds: int) -> dict:
 
     def ours() -> float:
         stage = TagStage(input=str(docs_dir / "*.jsonl.gz"), taggers=rule_sets, experiment="ours")
-        return cpu_seconds(lambda: stage.run(Task("a", (str(shard),)), ShardLedger()))
+        return cpu_seconds(lambda: stage.run(Task("a", Shard(str(shard))), ShardLedger()))
 
     def datatrove() -> float:
         out = work / "heur" / "dt.json"
@@ -251,9 +252,9 @@ def bench_lid(corpora: Path, work: Path, n_rounds: int) -> dict:
 
 
 def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
-    from dolma.executor import Task
-    from dolma.importer import ImportStage
-    from dolma.ledger import ShardLedger
+    from dolma.ingest.importer import ImportStage
+    from dolma.runtime.ledger import ShardLedger
+    from dolma.runtime.stage import Shard, Task
 
     src = corpora / "docs" / "shard-00000.jsonl.gz"
     mb = len(gzip.open(src).read()) / 1e6
@@ -262,7 +263,7 @@ def bench_import(corpora: Path, work: Path, n_rounds: int) -> dict:
         out = work / "import"
         shutil.rmtree(out, ignore_errors=True)
         stage = ImportStage(input=str(src), output=str(out))
-        return cpu_seconds(lambda: stage.run(Task("a", (str(src),)), ShardLedger()))
+        return cpu_seconds(lambda: stage.run(Task("a", Shard(str(src))), ShardLedger()))
 
     def ceiling() -> float:
         return cpu_seconds(lambda: [orjson.loads(line) for line in gzip.open(src)])
@@ -309,7 +310,7 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
             [
                 sys.executable,
                 "-m",
-                "dolma.cli",
+                "dolma",
                 "dedup",
                 "--documents",
                 str(folder / "*.jsonl.gz"),
@@ -415,7 +416,7 @@ def bench_dedup(corpora: Path, work: Path, n_rounds: int) -> dict:
     runs = (("1x corpus", local, 1), ("3x corpus, same shard size and duplicate rate, 3 key ranges", triple, 3))
     for label, folder, parts in runs:  # the pairs step's key ranges grow with the corpus, as the README advises
         code = (
-            f"import resource,subprocess,sys;subprocess.run([sys.executable,'-m','dolma.cli','dedup','--documents',"
+            f"import resource,subprocess,sys;subprocess.run([sys.executable,'-m','dolma','dedup','--documents',"
             f"'{folder}/*.jsonl.gz','--work','{work}/dedup/mem-{len(peak)}','--name','m{len(peak)}','--workers','1',"
             f"'--pair-partitions','{parts}'],check=True,capture_output=True);"
             f"print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
@@ -452,8 +453,9 @@ def bench_mix(corpora: Path, work: Path, n_rounds: int) -> dict:
     copies are distinct documents). The per-core rate is the slope, two pools' MB over t(three) - t(one), so
     each tool's fixed cost cancels out (allenai's interpreter start-up, about 1.1 s of CPU, as much as our plan,
     its plot and the markers); end-to-end rates on one pool are reported beside it."""
-    from dolma.executor import LocalExecutor, run_stage
-    from dolma.recipe import build_stage
+    from dolma.app.recipe import build_stage
+    from dolma.runtime.executors import LocalExecutor
+    from dolma.runtime.run import run_stage
 
     root = work / "mix"
     tagged = root / "tagged"
@@ -591,8 +593,8 @@ def head_of_warc(src: Path, dst: Path, records: int) -> None:
 
 def bench_web(corpora: Path, work: Path, n_rounds: int) -> dict:
     from bench.web import evaluate
-    from dolma.ledger import ShardLedger
-    from dolma.web import WebStage
+    from dolma.ingest.web import WebStage
+    from dolma.runtime.ledger import ShardLedger
 
     warcs = work / "web" / "in"
     warcs.mkdir(parents=True, exist_ok=True)
@@ -633,8 +635,8 @@ def bench_web(corpora: Path, work: Path, n_rounds: int) -> dict:
 
 
 def bench_paragraphs(corpora: Path, work: Path, n_rounds: int) -> dict:
-    from dolma.bloom import ParagraphDedupStage
-    from dolma.ledger import ShardLedger
+    from dolma.dedup.paragraphs import ParagraphDedupStage
+    from dolma.runtime.ledger import ShardLedger
 
     docs = work / "para" / "documents"
     docs.mkdir(parents=True, exist_ok=True)

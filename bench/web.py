@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trafilatura
 
-from dolma.web import decode
+from dolma.ingest.web import decode
 
 SETTINGS = {
     "ours (favor_precision, no comments, tables)": dict(

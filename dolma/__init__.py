@@ -1,20 +1,25 @@
-"""dolma-curator: Dolma-format pretraining-data curation with a per-document ledger."""
+"""dolma-curator: Dolma-format pretraining-data curation with a per-document ledger.
 
-__all__ = ["ImportStage", "load_recipe", "run_stages"]
+``from dolma import pipeline`` is the Python API (:mod:`dolma.app.pipeline`); the package's floors are
+``core`` → ``io`` → ``runtime`` → the stages (``ingest``, ``dedup``, ``tokenize``, and the top-level
+``taggers``, ``mixers``, ``pdf_extract``) → ``app``; each imports only the floors below it.
+"""
+
+__all__ = ["load_recipe", "pipeline", "run_stages"]
 
 
 def __getattr__(name: str):
-    """The public API, imported on first use (so ``python -m dolma.cli`` does not import the CLI twice)."""
+    """The public API, imported on first use (so ``python -m dolma`` does not import the CLI twice)."""
+    if name == "pipeline":
+        from dolma.app import pipeline
+
+        return pipeline
     if name == "run_stages":
-        from dolma.cli import run_stages
+        from dolma.runtime.run import run_stages
 
         return run_stages
-    if name == "ImportStage":
-        from dolma.importer import ImportStage
-
-        return ImportStage
     if name == "load_recipe":
-        from dolma.recipe import load_recipe
+        from dolma.app.recipe import load_recipe
 
         return load_recipe
     raise AttributeError(name)

@@ -12,31 +12,32 @@ from dataclasses import dataclass
 import numpy as np
 
 from dolma import io
-from dolma.executor import Task, report_progress
-from dolma.ledger import ShardLedger
+from dolma.core.config import param
+from dolma.core.errors import UserError
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.shards import read_shard
+from dolma.runtime.stage import Stage, Task, shard_tasks
 
 
 @dataclass
-class CarveStage:
-    input: str
-    output: str
-    attributes: str  # the attribute set holding the classifier's output
-    labels: list[str]
-    threshold: float = 0.5
-    tagger: str = "fasttext_classifier_v1"
-    name: str = "carve"
+class CarveStage(Stage):
+    input: str = param(help="glob of document files under a 'documents/' folder")
+    output: str = param(help="output folder for the subset")
+    attributes: str = param(help="the attribute set holding the classifier's scores")
+    labels: list[str] = param(help="labels to keep")
+    threshold: float = param(0.5, "minimum probability of one of the labels")
+    tagger: str = param("fasttext_classifier_v1", "the tagger whose <label> keys hold the scores")
+    name: str = param("carve", "the stage's name in the ledger (unique in a recipe)")
 
     def tasks(self) -> list[Task]:
-        return [Task(io.strip_suffix(io.relative_to_root(f, self.input)), (f,)) for f in io.document_files(self.input)]
+        return shard_tasks(self.input)
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        src = task.inputs[0]
+        src = task.payload.url
         prefix = f"{self.attributes}__{self.tagger}__"
         reason = "not_" + "_or_".join(self.labels)
         with io.DocumentWriter(io.join(self.output, task.key + ".jsonl.zst")) as out:
-            for batch in io.read_aligned(src, {self.attributes: io.attributes_url(src, self.attributes)}):
-                ledger.read += len(batch.docs) + len(batch.rejected)
-                ledger.quarantined(src, batch.rejected)
+            for batch in read_shard(src, ledger, 4096, reader=self._read):
                 scores = [
                     {
                         k.removeprefix(prefix): v[0][2]
@@ -46,7 +47,7 @@ class CarveStage:
                     for a in batch.attributes
                 ]
                 if scores and not any(label in scores[0] for label in self.labels):
-                    raise io.UserError(
+                    raise UserError(
                         f"{src}: attribute set {self.attributes!r} has no {prefix}<label> keys for "
                         f"labels {self.labels}; found {sorted(scores[0])}"
                     )
@@ -63,4 +64,6 @@ class CarveStage:
                 ledger.kept(src, [n for n, k in zip(batch.lines, keep) if k], [d.id for d in docs])
                 dropped = [(n, d.id) for n, d, k in zip(batch.lines, batch.docs, keep) if not k]
                 ledger.dropped(src, [n for n, _ in dropped], [i for _, i in dropped], reason)
-                report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+
+    def _read(self, url: str, batch_size: int):
+        return io.read_aligned(url, {self.attributes: io.attributes_url(url, self.attributes)}, batch_size)

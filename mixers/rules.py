@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from dolma.io import UserError
+from dolma.core.errors import UserError
 
 OPS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 TOKEN = re.compile(

@@ -18,10 +18,15 @@ import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.document import ENCODER, AttributeLine, Document
-from dolma.executor import Task, report_progress
-from dolma.ledger import ShardLedger
-from dolma.tokenize import DEFAULT_TOKENIZER, load_tokenizer
+from dolma.core.config import param
+from dolma.core.document import ENCODER, AttributeLine, Document
+from dolma.core.errors import UserError
+from dolma.core.fasttext import default_lid_model, load_fasttext, one_line, predict
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from dolma.runtime.executors import report_progress
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.report import Section
+from dolma.runtime.stage import Files, Stage, Task
 from pdf_extract.extract import Options
 from pdf_extract.worker import Answer, PdfWorker
 
@@ -50,43 +55,42 @@ class PdfMetadata(msgspec.Struct, omit_defaults=True):
 
 
 @dataclass
-class PdfStage:
-    input: str  # a glob or folder of .pdf files (local, s3://, gs://)
-    output: str  # must be a Dolma `documents/` folder, so the signals land in the parallel `attributes/` tree
-    source: str = "pdf"
-    files_per_shard: int = 64
-    timeout: float = 180.0  # seconds per PDF, OCR included
-    memory_mb: int = 3072  # address-space limit of each extraction process
-    ocr: bool = True
-    ocr_language: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
-    ocr_dpi: int = 200
-    min_page_chars: int = 20  # a page with less text than this and an image is OCRed
-    password: str = ""  # tried on encrypted PDFs; others are quarantined as `encrypted`
-    tokenizer: str = DEFAULT_TOKENIZER
-    attribute_set: str = "pdf"
-    lid_model: str = ""  # fastText language-ID model; default lid.176
-    name: str = "pdf"
+class PdfStage(Stage):
+    input: str = param(help="glob or folder of .pdf files (local, s3://, gs://)")
+    # a Dolma `documents/` folder, so the signals land in the parallel `attributes/` tree
+    output: str = param(help="output folder; must be a 'documents/' folder")
+    source: str = param("pdf", "the documents' source field")
+    files_per_shard: int = param(64, "PDFs per output shard")
+    timeout: float = param(180.0, "seconds allowed per PDF, OCR included")
+    memory_mb: int = param(3072, "address-space limit of each extraction process, in MiB")
+    ocr: bool = param(True, "OCR pages without a text layer with Tesseract")
+    ocr_language: str = param("eng", "Tesseract language(s), e.g. eng+deu")
+    ocr_dpi: int = param(200, "resolution pages are rendered at for OCR")
+    min_page_chars: int = param(20, "a page with less text than this and an image is OCRed")
+    password: str = param("", "tried on encrypted PDFs; others are quarantined as encrypted")
+    tokenizer: str = param(DEFAULT_TOKENIZER, "tokenizer that counts the tokens metadata (default: the bundled dolma2)")
+    attribute_set: str = param("pdf", "attribute set of the per-page signals")
+    lid_model: str = param("", "fastText language-ID model (default: lid.176)")
+    name: str = param("pdf", "the stage's name in the ledger (unique in a recipe)")
 
     def __post_init__(self) -> None:
         if "/documents" not in "/" + self.output:
-            raise io.UserError(f"pdf output {self.output!r} must be a 'documents/' folder (Dolma layout)")
+            raise UserError(f"pdf output {self.output!r} must be a 'documents/' folder (Dolma layout)")
         if self.files_per_shard < 1:
-            raise io.UserError("pdf: files_per_shard must be at least 1")
+            raise UserError("pdf: files_per_shard must be at least 1")
 
     def tasks(self) -> list[Task]:
         files = sorted(f for f in io.list_files(self.input) if f.lower().endswith(".pdf"))
         if not files:
-            raise io.UserError(f"no .pdf files match {self.input!r}")
+            raise UserError(f"no .pdf files match {self.input!r}")
         n = self.files_per_shard
-        return [Task(f"pdf-{i // n:05d}", tuple(files[i : i + n])) for i in range(0, len(files), n)]
+        return [Task(f"pdf-{i // n:05d}", Files(tuple(files[i : i + n]))) for i in range(0, len(files), n)]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        from taggers.langid import default_lid_model, load_fasttext, one_line, predict
-
         options = Options(self.ocr, self.ocr_language, self.ocr_dpi, self.min_page_chars, self.password)
         answers: list[tuple[str, Answer]] = []
         with PdfWorker(self.timeout, self.memory_mb) as worker:
-            for url in task.inputs:
+            for url in task.payload.urls:
                 answer = worker.extract(url, options)
                 ledger.read += 1
                 result = answer.result
@@ -121,6 +125,11 @@ class PdfStage:
             writer.write(docs)
         with io.AtomicWriter(io.attributes_url(out, self.attribute_set)) as writer:
             writer.write(ENCODER.encode_lines(attributes))
+
+    def report(self) -> list[Section]:
+        from pdf_extract.report import long_context_section
+
+        return long_context_section(self)
 
     def _signals(self, answer: Answer, tokens: int, language: str, probability: float) -> dict[str, list]:
         """Document-level signals as one span over the text; page-level ones as one span per page."""

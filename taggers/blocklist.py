@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from dolma.io import UserError
+from dolma.core.errors import UserError
 from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "resources", "blocklist-example")

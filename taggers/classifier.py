@@ -18,7 +18,8 @@ import polars as pl
 import xxhash
 
 from dolma import io
-from taggers.langid import load_fasttext, predict
+from dolma.core.errors import UserError
+from dolma.core.fasttext import load_fasttext, predict
 from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 
@@ -33,7 +34,7 @@ class _Text(msgspec.Struct):
 def read_texts(url: str):
     """(line, text) of every JSON line with a string ``text`` (training data need not carry Dolma ids)."""
     decoder = msgspec.json.Decoder(_Text)
-    with io.smart_open.open(url, "rb") as f:
+    with io.open_url(url, "rb") as f:
         for number, line in enumerate(f, start=1):
             try:
                 yield number, decoder.decode(line).text
@@ -76,11 +77,11 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
     import fasttext
 
     if len(labelled) < 2:
-        raise io.UserError("a classifier needs documents for at least two labels")
+        raise UserError("a classifier needs documents for at least two labels")
     rows: list[tuple[str, str, bool]] = []
     for label, patterns in labelled.items():
         if not label.replace("_", "").replace("-", "").isalnum():
-            raise io.UserError(f"label {label!r} must be letters, digits, '-' or '_'")
+            raise UserError(f"label {label!r} must be letters, digits, '-' or '_'")
         texts, ids = [], []
         for pattern in patterns:
             for url in io.document_files(pattern):
@@ -90,7 +91,7 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
                     if len(texts) >= params.max_docs_per_label:
                         break
         if not texts:
-            raise io.UserError(f"no documents for label {label!r} in {patterns}")
+            raise UserError(f"no documents for label {label!r} in {patterns}")
         held = [xxhash.xxh64_intdigest(f"{params.seed}:{i}".encode()) % 1000 < params.held_out * 1000 for i in ids]
         rows += [
             (label, t, h) for t, h in zip(normalise(pl.Series(texts[: params.max_docs_per_label])).to_list(), held)
@@ -160,7 +161,7 @@ class FastTextClassifier(Tagger):
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise io.UserError("fasttext_classifier_v1 needs model: a fastText .bin file")
+            raise UserError("fasttext_classifier_v1 needs model: a fastText .bin file")
 
     def tag(self, batch: TextBatch) -> TagResult:
         model = load_fasttext(self.model)

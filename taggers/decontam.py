@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from dolma import io
+from dolma.core.errors import UserError
 from taggers.registry import Tagger, TagResult, TextBatch, tagger
 
 WORD = r"\w+"
@@ -46,10 +47,10 @@ def eval_ngrams(files: tuple[str, ...], n: int) -> pl.Series:
             if url.endswith(io.DOC_SUFFIXES):
                 texts += [d.text for b in io.read_documents(url) for d in b.docs]
             else:
-                with io.smart_open.open(url, "rt", encoding="utf-8", errors="replace") as f:
+                with io.open_url(url, "rt", encoding="utf-8", errors="replace") as f:
                     texts += [line for line in f if line.strip()]
     if not texts:
-        raise io.UserError(f"no evaluation texts found in {list(files)}")
+        raise UserError(f"no evaluation texts found in {list(files)}")
     return _gram_hashes(_words(pl.Series(texts, dtype=pl.String)), n)["g"].unique()
 
 
@@ -62,7 +63,7 @@ class Decontamination(Tagger):
 
     def __post_init__(self) -> None:
         if not self.eval_files:
-            raise io.UserError("decontam_v1 needs eval_files: files of evaluation texts")
+            raise UserError("decontam_v1 needs eval_files: files of evaluation texts")
 
     def tag(self, batch: TextBatch) -> TagResult:
         bad = eval_ngrams(tuple(self.eval_files), self.ngram)

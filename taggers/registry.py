@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
-from dolma.io import UserError
+from dolma.core.errors import UserError
 
 Spans = list[list[list[float]]]
 TagResult = dict[str, "np.ndarray | pl.Series | Spans"]
@@ -79,7 +79,7 @@ def tagger(cls: type[Tagger]) -> type[Tagger]:
 
 
 def load_builtin() -> None:
-    from taggers import blocklist, classifier, decontam, heuristics, langid, pii, stats  # noqa: F401  (they register)
+    from taggers import blocklist, classifier, decontam, heuristics, langid, line_rules, pii, stats  # noqa: F401
 
 
 def load_modules(modules: list[str]) -> None:
@@ -108,6 +108,6 @@ def build_tagger(spec: str | dict[str, Any]) -> Tagger:
     name = params.pop("name", None)
     if name not in TAGGERS:
         raise UserError(f"unknown tagger {name!r}; `dolma list` shows the {len(TAGGERS)} known taggers")
-    from dolma.recipe import build_dataclass
+    from dolma.core.config import build_dataclass
 
     return build_dataclass(TAGGERS[name], params, f"tagger {name}")

@@ -6,32 +6,38 @@ Output is allenai dolma's attribute layout: documents at ``X/documents/<rel>`` g
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.document import ENCODER, AttributeLine
-from dolma.executor import Task, report_progress
-from dolma.ledger import ShardLedger
+from dolma.core.config import param
+from dolma.core.document import AttributeLine
+from dolma.core.errors import UserError
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.report import Section
+from dolma.runtime.shards import AlignedAttributes, read_shard
+from dolma.runtime.stage import Stage, Task, shard_tasks
 from taggers.registry import Tagger, TextBatch, build_tagger, load_builtin, load_modules
 
 
 @dataclass
-class TagStage:
-    input: str
-    taggers: list[str | dict[str, Any]]
-    experiment: str = "tags"
-    tagger_modules: list[str] = field(default_factory=list)
-    batch_size: int = 1024
-    name: str = "tag"
-    output: str = ""
+class TagStage(Stage):
+    input: str = param(help="glob of document files under a 'documents/' folder")
+    taggers: list[str | dict[str, Any]] = param(
+        help="tagger names, or YAML mappings with parameters: '{name: decontam_v1, eval_files: [x]}'"
+    )
+    experiment: str = param("tags", "attribute set name")
+    tagger_modules: list[str] = param(help="modules or .py files that register more taggers", factory=list)
+    batch_size: int = param(1024, "documents per batch")
+    name: str = param("tag", "the stage's name in the ledger (unique in a recipe)")
+    output: str = param("", "the attribute folder (default: attributes/<experiment> beside documents/)")
 
     def __post_init__(self) -> None:
         if "/documents/" not in self.input and not self.input.startswith("documents/"):
-            raise io.UserError(f"tag input {self.input!r} must lie under a 'documents/' folder (Dolma layout)")
+            raise UserError(f"tag input {self.input!r} must lie under a 'documents/' folder (Dolma layout)")
         if not self.output:
             head = self.input.rpartition("/documents/")[0]
             self.output = io.join(head, "attributes", self.experiment)
@@ -41,28 +47,27 @@ class TagStage:
         load_builtin()
         load_modules(self.tagger_modules)
         if not self.taggers:
-            raise io.UserError("tag: give at least one tagger (see `dolma list`)")
+            raise UserError("tag: give at least one tagger (see `dolma list`)")
         return [build_tagger(spec) for spec in self.taggers]
 
     def tasks(self) -> list[Task]:
-        return [Task(io.strip_suffix(io.relative_to_root(f, self.input)), (f,)) for f in io.document_files(self.input)]
+        return shard_tasks(self.input)
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         taggers = self.build()
-        src = task.inputs[0]
-        with io.AtomicWriter(io.attributes_url(src, self.experiment)) as out:
-            for batch in io.read_documents(src, self.batch_size):
-                ledger.read += len(batch.docs) + len(batch.rejected)
-                ledger.quarantined(src, batch.rejected)
-                ledger.kept(src, batch.lines, [d.id for d in batch.docs])
-                lines = tag_batch(taggers, self.experiment, batch)
-                out.write(ENCODER.encode_lines(lines))
-                report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+        src = task.payload.url
+        with AlignedAttributes(io.attributes_url(src, self.experiment)) as out:
+            for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
+                out.write(batch, tag_batch(taggers, self.experiment, batch))
+
+    def report(self) -> list[Section]:
+        from taggers.report import score_sections
+
+        return score_sections(self)
 
 
 def tag_batch(taggers: list[Tagger], experiment: str, batch: io.DocBatch) -> list[AttributeLine]:
-    """Attribute lines for every line of the batch, in file order; rejected lines get an empty line so the
-    attribute file stays aligned with the document file."""
+    """An attribute line for every document of the batch, keys ``<experiment>__<tagger>__<key>``."""
     texts = TextBatch(
         pl.Series("text", [d.text for d in batch.docs], dtype=pl.String), [bytes(d.metadata) for d in batch.docs]
     )
@@ -79,6 +84,4 @@ def tag_batch(taggers: list[Tagger], experiment: str, batch: io.DocBatch) -> lis
                 for attrs, spans in zip(per_doc, values):
                     if spans:
                         attrs[full] = spans
-    lines = [(line, AttributeLine(d.id, a)) for line, d, a in zip(batch.lines, batch.docs, per_doc)]
-    lines += [(r.line, AttributeLine(r.id or "", {})) for r in batch.rejected if r.reason != "corrupt_stream"]
-    return [a for _, a in sorted(lines, key=lambda x: x[0])]
+    return [AttributeLine(d.id, a) for d, a in zip(batch.docs, per_doc)]

@@ -16,7 +16,7 @@ class Stats(Tagger):
 
     def tag(self, batch: TextBatch) -> TagResult:
         texts = batch.texts
-        from dolma.tokenize import DEFAULT_TOKENIZER, load_tokenizer
+        from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 
         df = pl.DataFrame({"t": texts}).select(
             chars=pl.col("t").str.len_chars(),

@@ -125,10 +125,3 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
     complex_ = df.select("chunk", "doc", w=spaced.str.extract_all(r"\S+")).explode("w").drop_nulls("w")
     # a stable sort by chunk restores text order (the words of one chunk are already in order)
     return pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "w")
-
-
-def split_words(texts: pl.Series) -> pl.Series:
-    """A list of words per text, in order."""
-    words = split_words_long(texts).group_by("doc", maintain_order=True).agg("w")
-    full = pl.DataFrame({"doc": pl.int_range(len(texts), eager=True).cast(pl.UInt32)}).join(words, on="doc", how="left")
-    return full.sort("doc")["w"].fill_null(pl.lit([], pl.List(pl.String)))

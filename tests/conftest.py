@@ -34,7 +34,7 @@ def write_jsonl_gz(path: Path, docs: list[dict]) -> Path:
 
 def run_cli(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "dolma.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "dolma", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"dolma {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -10,7 +10,7 @@ from conftest import ROOT, SAMPLE, read_jsonl, run_cli
 sys.path.insert(0, str(ROOT))
 from bench.peers import run_allenai_dolma  # noqa: E402
 from dolma import io  # noqa: E402
-from dolma.document import AttributeLine  # noqa: E402
+from dolma.core.document import ENCODER, AttributeLine  # noqa: E402
 
 pytestmark = pytest.mark.peer
 
@@ -25,7 +25,7 @@ def test_allenai_dolma_reads_our_documents_and_attributes_and_we_read_its_output
         ours[shard] = docs
         with io.AtomicWriter(str(tmp_path / "attributes" / "ours" / f"{shard}.jsonl.zst")) as w:
             w.write(
-                io.ENCODER.encode_lines(
+                ENCODER.encode_lines(
                     [
                         AttributeLine(d["id"], {"ours__length__chars": [[0, len(d["text"]), len(d["text"])]]})
                         for d in docs

@@ -8,7 +8,9 @@ import polars as pl
 import pytest
 from conftest import read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
 
-from dolma.dedup import DedupParams, connected_components, s_curve
+from dolma.dedup.components import connected_components
+from dolma.dedup.minhash import s_curve
+from dolma.dedup.params import DedupParams
 
 
 def plant(tmp_path):

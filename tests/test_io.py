@@ -10,7 +10,8 @@ import pytest
 from conftest import sample_docs, write_jsonl_gz
 
 from dolma import io
-from dolma.document import ENCODER, AttributeLine
+from dolma.core.document import ENCODER, AttributeLine
+from dolma.core.errors import UserError
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet"])
@@ -35,7 +36,7 @@ def test_reading_is_batched_and_numbers_lines(tmp_path):
 def test_lines_read_in_blocks_match_the_file_line_for_line_even_where_it_is_cut(tmp_path, monkeypatch):
     """Lines are read a block at a time; a line longer than a block, a last line without a newline, and a
     stream cut inside a block must come out as a line-by-line reader gives them."""
-    monkeypatch.setattr(io, "_BLOCK", 4096)  # blocks of one or two lines, and lines over many blocks
+    monkeypatch.setattr(io.lines, "_BLOCK", 4096)  # blocks of one or two lines, and lines over many blocks
     docs = sample_docs("python-docs", 40)
     body = b"".join(ENCODER.encode(d) + b"\n" for d in docs)[:-1]  # no newline after the last line
     src = tmp_path / "in.jsonl.gz"
@@ -130,7 +131,7 @@ def test_listing_skips_ledgers_and_temporary_files(tmp_path):
         (tmp_path / rel).write_bytes(b"")
     found = io.document_files(str(tmp_path))
     assert [io.relative_to_root(f, str(tmp_path)) for f in found] == ["a.jsonl.gz", "sub/b.jsonl.gz"]
-    with pytest.raises(io.UserError, match="no document files"):
+    with pytest.raises(UserError, match="no document files"):
         io.document_files(str(tmp_path / "nothing-here"))
 
 
@@ -151,6 +152,6 @@ def test_arrow_buffers_come_from_the_c_allocator_unless_the_user_chose_a_pool(ch
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
-    code = "import dolma.io, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    code = "import dolma.io, pyarrow as pa; dolma.io.configure(); print(pa.default_memory_pool().backend_name)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (chosen or "system")

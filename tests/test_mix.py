@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 from conftest import ROOT, SHARED, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
 
-from dolma.io import UserError
-from mixers.mix import Plan, plan_from_description
+from dolma.core.errors import UserError
+from mixers.offline import plan_from_description
+from mixers.plan import Plan
 from mixers.rules import native, parse
 
 
@@ -193,7 +194,7 @@ def test_document_lines_broken_or_missing_after_tagging_are_quarantined_not_copi
 
 
 def test_copies_of_one_document_are_spread_apart():
-    from mixers.mix import spread
+    from mixers.shuffle import spread
 
     rng = np.random.default_rng(0)
     origin = np.sort(rng.integers(0, 40, 400))  # sorted: every copy next to its siblings
@@ -270,7 +271,7 @@ def test_the_dolma3_mix_recipe_on_a_real_tagged_pool_hits_its_target_and_shares(
 
 
 def test_topic_is_the_best_scoring_key_of_the_prefix_per_line():
-    from mixers.mix import _topics
+    from mixers.stats import _topics
 
     columns = {
         "t__topic__code": [[[0, 9, 0.7]], None, [[0, 9, 0.2]], None],

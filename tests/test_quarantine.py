@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import zstandard
 from conftest import read_jsonl, run_cli, sample_docs
 
-from dolma.document import ENCODER, AttributeLine
+from dolma.core.document import ENCODER, AttributeLine
 
 
 def _line(d) -> bytes:

@@ -30,7 +30,7 @@ def import_cmd(src, out, workers):
     return [
         sys.executable,
         "-m",
-        "dolma.cli",
+        "dolma",
         "import",
         "--input",
         str(src),

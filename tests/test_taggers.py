@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from conftest import ROOT, read_jsonl, run_cli, sample_docs, write_jsonl_gz
 
-from dolma.io import UserError
-from dolma.tokenize import DEFAULT_TOKENIZER, load_tokenizer
+from dolma.core.errors import UserError
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 from taggers.classifier import TrainParams, train_classifier
 from taggers.registry import TAGGERS, TextBatch, build_tagger, load_builtin
 

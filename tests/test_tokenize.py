@@ -5,8 +5,11 @@ import gzip
 import numpy as np
 from conftest import SAMPLE, run_cli, sample_docs, tree_bytes, write_jsonl_gz
 
-from dolma.executor import LocalExecutor, run_stage
-from dolma.tokenize import DEFAULT_TOKENIZER, TokenizeStage, TokenReader, load_tokenizer
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from dolma.runtime.executors import LocalExecutor
+from dolma.runtime.run import run_stage
+from dolma.tokenize.reader import TokenReader
+from dolma.tokenize.stage import TokenizeStage
 
 
 def test_every_document_decodes_back_to_its_text_with_the_dolma2_tokenizer(tmp_path):

@@ -1,11 +1,9 @@
-"""Stages, shard tasks and executors.
+"""Executors: map a picklable function over picklable tasks, on local processes or a Ray cluster.
 
-A stage lists its tasks (usually one per input shard) and runs one task at a time; the executor only maps
-``run_task`` over the tasks that have no completion marker yet. Everything that makes a rerun idempotent
-(atomic outputs, the marker written last, the ledger) lives in ``run_task``, so any executor that can call a
-picklable function on a picklable task (a local process pool, a Ray cluster) gets resume for free. A global
-step (dedup clustering, mix planning) is just a stage whose tasks are partitions or a single task; stages run
-one after another, so a later stage sees all of an earlier stage's outputs.
+An executor knows nothing of stages: :mod:`dolma.runtime.run` gives it ``run_task`` and the tasks that have no
+completion marker yet, so any executor that can call a function on a task gets resume for free. Stages report
+progress batch by batch through :func:`report_progress`; an executor whose workers cannot stream it says so
+(``streams_progress``) and the runner counts each finished task instead.
 """
 
 from __future__ import annotations
@@ -16,60 +14,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import Protocol, TypeVar
-
-import msgspec
-
-from dolma import io
-from dolma.ledger import ShardLedger, ShardSummary
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Task:
-    """One unit of work. ``key`` names it inside its stage (and its marker, ledger and quarantine files)."""
-
-    key: str
-    inputs: tuple[str, ...] = ()
-
-
-class Stage(Protocol):
-    """What an executor needs from a stage. Stages are plain picklable objects holding their parameters."""
-
-    name: str
-    output: str
-
-    def tasks(self) -> list[Task]: ...
-
-    def run(self, task: Task, ledger: ShardLedger) -> None: ...
-
-    # optional: ``finish(tasks)`` runs once after every task is done (e.g. to merge a manifest); it must be
-    # cheap and idempotent, since it runs again on every rerun
-
-
-def ledger_dir(stage: Stage) -> str:
-    return io.join(stage.output, "_ledger", stage.name)
-
-
-def marker_url(stage: Stage, task: Task) -> str:
-    return io.join(ledger_dir(stage), "done", task.key + ".json")
-
-
-def run_task(stage: Stage, task: Task) -> tuple[str, ShardSummary]:
-    """Run one task, then write its ledger, quarantine and (last) its completion marker."""
-    ledger = ShardLedger()
-    stage.run(task, ledger)
-    summary = ledger.summary()
-    if not summary.balanced():
-        raise RuntimeError(f"stage {stage.name} lost documents in {task.key}: {summary}")
-    base = ledger_dir(stage)
-    ledger.write(io.join(base, "documents", task.key + ".parquet"), io.join(base, "quarantine", task.key + ".jsonl.gz"))
-    io.write_json(marker_url(stage, task), summary)
-    return task.key, summary
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -105,12 +53,15 @@ def _threads_per_worker(threads: int) -> Iterator[None]:
 
 class Executor(Protocol):
     workers: int
+    streams_progress: bool  # whether report_progress calls in workers reach on_progress while tasks run
 
     def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]: ...
 
 
 class LocalExecutor:
     """Runs tasks in ``workers`` spawned processes (default: all cores); with one worker, in this process."""
+
+    streams_progress = True
 
     def __init__(self, workers: int | None = None):
         self.workers = max(1, workers or os.cpu_count() or 1)
@@ -162,6 +113,8 @@ class RayExecutor:
     Every node needs this package installed and the data at the same URLs (object storage, or a shared file
     system for local paths)."""
 
+    streams_progress = False  # Ray tasks report when they finish, not batch by batch
+
     def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = 3):
         self.address = address
         self.workers = max(1, workers or os.cpu_count() or 1)
@@ -189,30 +142,4 @@ class RayExecutor:
         pending = [remote.remote(fn, item) for item in items]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            result = ray.get(done[0])
-            if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], ShardSummary):
-                on_progress(result[1].read, 0)  # Ray tasks report when they finish, not batch by batch
-            yield result
-
-
-def run_stage(
-    stage: Stage,
-    executor: Executor,
-    on_progress: Callable[[int, int], None] = lambda d, b: None,
-    on_task: Callable[[str, ShardSummary], None] = lambda k, s: None,
-) -> ShardSummary:
-    """Run every task of ``stage`` that is not done yet; return the stage's merged summary over all tasks."""
-    tasks = stage.tasks()
-    keys = [t.key for t in tasks]
-    if len(set(keys)) != len(keys):
-        raise io.UserError(f"stage {stage.name}: two inputs map to the same output name; rename one")
-    pending = [t for t in tasks if not io.exists(marker_url(stage, t))]
-    for key, summary in executor.map(partial(run_task, stage), pending, on_progress):
-        on_task(key, summary)
-    total = ShardSummary()
-    for task in tasks:
-        total.merge(msgspec.convert(io.read_json(marker_url(stage, task)), ShardSummary))
-    if hasattr(stage, "finish"):
-        stage.finish(tasks)
-    io.write_json(io.join(ledger_dir(stage), "summary.json"), total)
-    return total
+            yield ray.get(done[0])

@@ -14,7 +14,6 @@ environment. Validation errors name the offending key (``stages[0].compression``
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 from typing import Any, Literal
@@ -22,18 +21,20 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
-from dolma.io import UserError
+from dolma.core.config import build_dataclass, explain
+from dolma.core.errors import UserError
+from dolma.runtime.stage import Stage, StageGroup, expand
 
 # stage kind -> "module:Class"; each class is a dataclass whose fields are the stage's parameters
 STAGE_KINDS: dict[str, str] = {
-    "import": "dolma.importer:ImportStage",
-    "web": "dolma.web:WebStage",
+    "import": "dolma.ingest.importer:ImportStage",
+    "web": "dolma.ingest.web:WebStage",
     "pdf": "pdf_extract.stage:PdfStage",
-    "tokenize": "dolma.tokenize:TokenizeStage",
+    "tokenize": "dolma.tokenize.stage:TokenizeStage",
     "tag": "taggers.stage:TagStage",
     "carve": "mixers.carve:CarveStage",
-    "dedup": "dolma.dedup:DedupStage",
-    "paragraph_dedup": "dolma.bloom:ParagraphDedupStage",
+    "dedup": "dolma.dedup.clusters:DedupStage",
+    "paragraph_dedup": "dolma.dedup.paragraphs:ParagraphDedupStage",
     "mix": "mixers.mix:MixStage",
 }
 
@@ -50,7 +51,7 @@ class ExecutorConfig(pydantic.BaseModel):
     max_retries: int = pydantic.Field(default=3, ge=0, description="ray only: retries of a task whose worker died")
 
     def build(self, workers: int | None = None):
-        from dolma.executor import LocalExecutor, RayExecutor
+        from dolma.runtime.executors import LocalExecutor, RayExecutor
 
         if self.kind == "ray":
             return RayExecutor(self.address, workers or self.workers, self.max_retries)
@@ -72,32 +73,9 @@ def stage_class(kind: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_stage(kind: str, params: dict[str, Any], where: str) -> Any:
+def build_stage(kind: str, params: dict[str, Any], where: str) -> Stage | StageGroup:
     """Validate ``params`` against the stage's dataclass fields; errors name ``where.key``."""
     return build_dataclass(stage_class(kind), params, where)
-
-
-def build_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
-    """Construct a stage or tagger dataclass from user parameters; an unknown or ill-typed one is a UserError
-    naming ``where.key`` and what was expected."""
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(known) or 'none'}")
-    try:
-        return pydantic.TypeAdapter(cls).validate_python(params)
-    except pydantic.ValidationError as e:
-        raise UserError(_explain(e, where)) from None
-
-
-def _explain(error: pydantic.ValidationError, where: str) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
-        parts.append(
-            f"{where}.{key}: {item['msg']}" + (f" (got {item['input']!r})" if item["type"] != "missing" else "")
-        )
-    return "; ".join(parts)
 
 
 def _expand(value: Any) -> Any:
@@ -110,7 +88,7 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def load_recipe(path: str) -> tuple[Recipe, list[Any]]:
+def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
     """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
     try:
         with open(path) as f:
@@ -124,15 +102,14 @@ def load_recipe(path: str) -> tuple[Recipe, list[Any]]:
     try:
         recipe = Recipe.model_validate(_expand(raw))
     except pydantic.ValidationError as e:
-        raise UserError(_explain(e, "recipe")) from None
+        raise UserError(explain(e, "recipe")) from None
     stages = []
     for i, entry in enumerate(recipe.stages):
         params = dict(entry)
         kind = params.pop("stage", None)
         if kind is None:
             raise UserError(f"stages[{i}]: missing key 'stage' (one of {', '.join(sorted(STAGE_KINDS))})")
-        stage = build_stage(kind, params, f"stages[{i}]")
-        stages += stage.stages() if hasattr(stage, "stages") else [stage]  # a group of steps, e.g. dedup
+        stages += expand([build_stage(kind, params, f"stages[{i}]")])  # a group (dedup, mix) runs as its steps
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise UserError(f"stage names must be unique (set 'name:' on repeated kinds): {names}")

@@ -22,9 +22,12 @@ import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.document import ENCODER, AttributeLine
-from dolma.executor import Task, report_progress
-from dolma.ledger import ShardLedger
+from dolma.core.config import param
+from dolma.core.document import ENCODER, AttributeLine
+from dolma.core.errors import UserError
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.shards import AlignedAttributes, read_shard
+from dolma.runtime.stage import Files, Stage, Task
 
 LINE = re.compile(r"[^\n]+")
 
@@ -70,7 +73,7 @@ class BloomFilter:
 
     @classmethod
     def load(cls, url: str) -> BloomFilter:
-        with io.smart_open.open(url, "rb") as f:
+        with io.open_url(url, "rb") as f:
             data = f.read()
         size = int.from_bytes(data[:4], "little")
         header = msgspec.json.decode(data[4 : 4 + size], type=BloomHeader)
@@ -78,22 +81,22 @@ class BloomFilter:
         bloom.header = header
         bloom.words = np.frombuffer(data[4 + size :], np.uint64).copy()
         if len(bloom.words) * 64 != header.bits:
-            raise io.UserError(f"bloom filter {url!r} is truncated")
+            raise UserError(f"bloom filter {url!r} is truncated")
         return bloom
 
 
 @dataclass
-class ParagraphDedupStage:
-    input: str
-    name: str = "paragraph_dedup"
-    ngram: int = 13
-    overlap_threshold: float = 0.5
-    expected_ngrams: int = 100_000_000
-    false_positive_rate: float = 1e-4
-    bloom_in: str | None = None
-    bloom_out: str | None = None
-    read_only: bool = False
-    batch_size: int = 2048
+class ParagraphDedupStage(Stage):
+    input: str = param(help="glob of document files under a 'documents/' folder")
+    name: str = param("paragraph_dedup", "attribute set name")
+    ngram: int = param(13, "n-gram length in words")
+    overlap_threshold: float = param(0.5, "share of a paragraph's n-grams already seen that makes it a duplicate")
+    expected_ngrams: int = param(100_000_000, "sizes the filter (with false_positive_rate)")
+    false_positive_rate: float = param(1e-4, "the filter's false-positive rate at expected_ngrams")
+    bloom_in: str | None = param(None, "start from this saved filter")
+    bloom_out: str | None = param(None, "save the filter here after the run")
+    read_only: bool = param(False, "check only; add nothing to the filter (needs bloom_in)")
+    batch_size: int = param(2048, "documents per batch")
 
     @property
     def output(self) -> str:
@@ -101,39 +104,31 @@ class ParagraphDedupStage:
         return io.join(head, "attributes", self.name)
 
     def tasks(self) -> list[Task]:
-        return [Task("all", tuple(io.document_files(self.input)))]
+        return [Task("all", Files(tuple(io.document_files(self.input))))]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         if self.read_only and not self.bloom_in:
-            raise io.UserError("read_only paragraph dedup needs bloom_in: the filter to check against")
+            raise UserError("read_only paragraph dedup needs bloom_in: the filter to check against")
         bloom = (
             BloomFilter.load(self.bloom_in)
             if self.bloom_in
             else BloomFilter(self.expected_ngrams, self.false_positive_rate)
         )
         key = f"{self.name}__paragraph_bloom__"
-        for url in task.inputs:
-            with io.AtomicWriter(io.attributes_url(url, self.name)) as out:
-                for batch in io.read_documents(url, self.batch_size):
-                    ledger.read += len(batch.docs) + len(batch.rejected)
-                    ledger.quarantined(url, batch.rejected)
-                    ledger.kept(url, batch.lines, [d.id for d in batch.docs])
+        for url in task.payload.urls:
+            with AlignedAttributes(io.attributes_url(url, self.name)) as out:
+                for batch in read_shard(url, ledger, self.batch_size, keep_all=True):
                     spans = self._duplicate_spans(bloom, [d.text for d in batch.docs], ledger)
                     lines = []
-                    for number, doc, doc_spans in zip(batch.lines, batch.docs, spans):
+                    for doc, doc_spans in zip(batch.docs, spans):
                         covered = sum(e - s for s, e, _ in doc_spans)
                         attrs = {
                             key + "duplicate_fraction": [[0, len(doc.text), round(covered / max(len(doc.text), 1), 6)]]
                         }
                         if doc_spans:
                             attrs[key + "duplicate_paragraph"] = doc_spans
-                        lines.append((number, AttributeLine(doc.id, attrs)))
-                    # a rejected line gets an empty attribute line in its place, so the file stays aligned
-                    lines += [
-                        (r.line, AttributeLine(r.id or "", {})) for r in batch.rejected if r.reason != "corrupt_stream"
-                    ]
-                    out.write(ENCODER.encode_lines([a for _, a in sorted(lines, key=lambda x: x[0])]))
-                    report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
+                        lines.append(AttributeLine(doc.id, attrs))
+                    out.write(batch, lines)
         if self.bloom_out and not self.read_only:
             bloom.save(self.bloom_out)
 

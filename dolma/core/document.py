@@ -7,8 +7,6 @@ Fields a stage needs from metadata are typed where that stage defines them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import msgspec
 
 EMPTY_METADATA = msgspec.Raw(b"{}")
@@ -40,15 +38,6 @@ class AttributeLine(msgspec.Struct):
 
     id: str
     attributes: dict[str, list[list[float | int | str | None]]] = {}
-
-
-def attribute_key(attribute_set: str, tagger: str, key: str) -> str:
-    return f"{attribute_set}__{tagger}__{key}"
-
-
-def now_iso() -> str:
-    """The ``added`` timestamp format allenai dolma writes (UTC, millisecond precision, ``Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 DOCUMENT_DECODER = msgspec.json.Decoder(Document)

@@ -9,15 +9,8 @@ tokens, so the output does not depend on the number of workers.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import hashlib
 import itertools
-import os
-from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
 
 import msgspec
 import numpy as np
@@ -25,103 +18,40 @@ import polars as pl
 import xxhash
 
 from dolma import io
-from dolma.executor import Task, report_progress
-from dolma.ledger import ShardLedger
-
-DEFAULT_TOKENIZER = os.path.join(os.path.dirname(__file__), "resources", "tokenizers", "allenai_dolma2.json")
-
-
-class TokenizerInfo(msgspec.Struct):
-    name: str
-    sha256: str
-    vocab_size: int
-    eos_token_id: int
-    bos_token_id: int | None
-    dtype: str
-
-
-class FileEntry(msgspec.Struct):
-    npy: str
-    csv: str
-    tokens: int
-    documents: int
-
-
-class PartManifest(msgspec.Struct):
-    files: list[FileEntry]
-    tokens_per_source: dict[str, int]
-    documents_per_source: dict[str, int]
-
-
-class Manifest(msgspec.Struct):
-    tokenizer: TokenizerInfo
-    files: list[FileEntry]
-    tokens: int
-    documents: int
-    tokens_per_source: dict[str, int]
-    documents_per_source: dict[str, int]
-
-
-@lru_cache(maxsize=4)
-def load_tokenizer(name_or_path: str):
-    """A Hugging Face ``tokenizers`` tokenizer from a ``tokenizer.json`` path, or a hub name (needs network)."""
-    from tokenizers import Tokenizer
-
-    if os.path.exists(name_or_path):
-        return Tokenizer.from_file(name_or_path)
-    if name_or_path.endswith(".json"):
-        raise io.UserError(f"tokenizer file {name_or_path!r} does not exist")
-    try:
-        return Tokenizer.from_pretrained(name_or_path)
-    except Exception as e:  # the hub client raises many kinds; all mean "cannot load"
-        raise io.UserError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
-
-
-@lru_cache(maxsize=4)
-def tokenizer_info(name_or_path: str, eos_token: str, bos_token: str | None) -> TokenizerInfo:
-    tok = load_tokenizer(name_or_path)
-    eos = tok.token_to_id(eos_token)
-    if eos is None:
-        raise io.UserError(f"tokenizer {name_or_path!r} has no EOS token {eos_token!r}")
-    bos = tok.token_to_id(bos_token) if bos_token else None
-    if bos_token and bos is None:
-        raise io.UserError(f"tokenizer {name_or_path!r} has no BOS token {bos_token!r}")
-    local = os.path.exists(name_or_path)
-    with open(name_or_path, "rb") if local else nullcontext(None) as f:
-        digest = hashlib.sha256(f.read() if f else tok.to_str().encode()).hexdigest()
-    vocab = tok.get_vocab_size()
-    name = os.path.basename(name_or_path).removesuffix(".json") if local else name_or_path
-    return TokenizerInfo(name, digest, vocab, eos, bos, "uint16" if vocab <= 2**16 else "uint32")
+from dolma.core.config import param
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, tokenizer_info
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.shards import read_shard
+from dolma.runtime.stage import Stage, Task, shard_tasks
+from dolma.tokenize.reader import FileEntry, Manifest, PartManifest
 
 
 @dataclass
-class TokenizeStage:
-    input: str
-    output: str
-    tokenizer: str = DEFAULT_TOKENIZER
-    eos_token: str = "<|endoftext|>"
-    bos_token: str | None = None
-    max_tokens_per_file: int = 2**28
-    seed: int = 0
-    batch_size: int = 2048
-    name: str = "tokenize"
+class TokenizeStage(Stage):
+    input: str = param(help="glob or folder of document files")
+    output: str = param(help="output folder; gets manifest.json")
+    tokenizer: str = param(DEFAULT_TOKENIZER, "tokenizer.json path or hub name (default: the bundled dolma2)")
+    eos_token: str = param("<|endoftext|>", "the token that ends every document")
+    bos_token: str | None = param(None, "also start each document with this token")
+    max_tokens_per_file: int = param(2**28, "tokens per .npy file at most")
+    seed: int = param(0, "seed of the per-shard document shuffle")
+    batch_size: int = param(2048, "documents per tokenizer batch")
+    name: str = param("tokenize", "the stage's name in the ledger (unique in a recipe)")
 
     def tasks(self) -> list[Task]:
-        return [Task(io.strip_suffix(io.relative_to_root(f, self.input)), (f,)) for f in io.document_files(self.input)]
+        return shard_tasks(self.input)
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         info = tokenizer_info(self.tokenizer, self.eos_token, self.bos_token)
         tok = load_tokenizer(self.tokenizer)
-        src = task.inputs[0]
+        src = task.payload.url
         dtype = np.dtype(info.dtype)
         chunks: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
         ids: list[str] = []
         sources: list[str] = []
         locs: list[int] = []
-        for batch in io.read_documents(src, self.batch_size):
-            ledger.read += len(batch.docs) + len(batch.rejected)
-            ledger.quarantined(src, batch.rejected)
+        for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
             encodings = tok.encode_batch_fast([d.text for d in batch.docs], add_special_tokens=False)
             extra = 1 + (info.bos_token_id is not None)
             n = np.fromiter((len(e) for e in encodings), np.int64, count=len(encodings)) + extra
@@ -141,8 +71,6 @@ class TokenizeStage:
             ids += [d.id for d in batch.docs]
             sources += [d.source for d in batch.docs]
             locs += batch.lines
-            ledger.kept(src, batch.lines, [d.id for d in batch.docs])
-            report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)
         part = self._write_files(task, src, chunks, lengths, ids, sources, locs)
         ledger.metrics["tokens"] += sum(f.tokens for f in part.files)
         io.write_json(io.join(self.output, "_parts", task.key + ".json"), part)
@@ -222,40 +150,3 @@ def _pack(n: np.ndarray, limit: int) -> np.ndarray:
         file_of[i] = current
         used += size
     return file_of
-
-
-# ------------------------------------------------------------------------------------------------- reading
-class TokenDocument(msgspec.Struct):
-    id: str
-    src: str
-    loc: int
-    tokens: np.ndarray
-
-
-class TokenReader:
-    """Reads a tokenized output the way OLMo-core does: ``np.memmap`` of each file with the manifest's dtype."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-        self.manifest = msgspec.convert(io.read_json(io.join(folder, "manifest.json")), Manifest)
-        self.dtype = np.dtype(self.manifest.tokenizer.dtype)
-
-    def memmap(self, entry: FileEntry) -> np.ndarray:
-        path = io.join(self.folder, entry.npy)
-        if os.path.getsize(path) == 0:
-            return np.empty(0, self.dtype)
-        return np.memmap(path, dtype=self.dtype, mode="r")
-
-    def rows(self, entry: FileEntry) -> list[tuple[int, int, str, str, int]]:
-        with gzip.open(io.join(self.folder, entry.csv), "rt", newline="") as f:
-            return [(int(s), int(e), i, src, int(loc)) for s, e, i, src, loc in csv.reader(f)]
-
-    def documents(self) -> Iterator[TokenDocument]:
-        for entry in self.manifest.files:
-            tokens = self.memmap(entry)
-            for start, end, doc_id, src, loc in self.rows(entry):
-                yield TokenDocument(doc_id, src, loc, tokens[start:end])
-
-    def eos_boundaries(self, entry: FileEntry) -> np.ndarray:
-        """Document ends found from EOS positions alone (what a trainer without the CSV sees)."""
-        return np.flatnonzero(self.memmap(entry) == self.manifest.tokenizer.eos_token_id) + 1

@@ -28,9 +28,12 @@ import msgspec
 import trafilatura
 
 from dolma import io
-from dolma.document import ENCODER, Document
-from dolma.executor import Task, report_progress
-from dolma.ledger import ShardLedger
+from dolma.core.config import param
+from dolma.core.document import ENCODER, Document
+from dolma.core.errors import UserError
+from dolma.runtime.executors import report_progress
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.stage import Files, Shard, Stage, Task
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz")
@@ -94,34 +97,35 @@ def _http_charset(content_type: str | None) -> str | None:
 
 
 @dataclass
-class WebStage:
-    input: str
-    output: str
-    source: str = "web"
-    timeout: float = 10.0  # seconds per page
-    favor_precision: bool = True
-    include_tables: bool = True
-    include_comments: bool = False
-    min_chars: int = 1  # extracted text shorter than this is dropped as "no_main_text"
-    name: str = "web"
+class WebStage(Stage):
+    input: str = param(help="glob or folder of .warc(.gz) and/or .html files")
+    output: str = param(help="output documents folder")
+    source: str = param("web", "the documents' source field")
+    timeout: float = param(10.0, "seconds allowed per page")
+    favor_precision: bool = param(True, "trafilatura's precision setting (less boilerplate, may lose text)")
+    include_tables: bool = param(True, "keep the text of tables")
+    include_comments: bool = param(False, "keep comment sections")
+    min_chars: int = param(1, "extracted text shorter than this is dropped as no_main_text")
+    name: str = param("web", "the stage's name in the ledger (unique in a recipe)")
 
     def tasks(self) -> list[Task]:
         files = [f for f in io.list_files(self.input) if f.endswith(WARC_SUFFIXES + HTML_SUFFIXES)]
         if not files:
-            raise io.UserError(f"no WARC or HTML files match {self.input!r}")
-        warcs = [Task(_key(f, self.input), (f,)) for f in files if f.endswith(WARC_SUFFIXES)]
+            raise UserError(f"no WARC or HTML files match {self.input!r}")
+        warcs = [Task(_key(f, self.input), Shard(f)) for f in files if f.endswith(WARC_SUFFIXES)]
         folders: dict[str, list[str]] = {}
         for f in files:  # loose HTML: one task per folder
             if f.endswith(HTML_SUFFIXES):
                 folders.setdefault(os.path.dirname(io.relative_to_root(f, self.input)) or "html", []).append(f)
-        return warcs + [Task(folder.replace("/", "_") + "-html", tuple(fs)) for folder, fs in sorted(folders.items())]
+        html = [Task(folder.replace("/", "_") + "-html", Files(tuple(fs))) for folder, fs in sorted(folders.items())]
+        return warcs + html
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         with io.DocumentWriter(io.join(self.output, task.key + ".jsonl.zst")) as out:
-            if task.inputs[0].endswith(WARC_SUFFIXES):
-                records = self._warc_records(task.inputs[0], ledger)
+            if isinstance(task.payload, Shard):
+                records = self._warc_records(task.payload.url, ledger)
             else:
-                records = self._html_records(task.inputs, ledger)
+                records = self._html_records(task.payload.urls, ledger)
             batch: list[Document] = []
             for number, record_id, body, meta, created in records:
                 doc = self._document(number, record_id, body, meta, created, ledger)
@@ -214,7 +218,7 @@ class WebStage:
     def _html_records(self, files: tuple[str, ...], ledger: ShardLedger):
         for path in files:
             ledger.read += 1
-            with io.smart_open.open(path, "rb") as f:
+            with io.open_url(path, "rb") as f:
                 body = f.read()
             url = "file://" + os.path.abspath(path) if not io.is_remote(path) else path
             record_id = io.strip_suffix(os.path.basename(path)).removesuffix(".html").removesuffix(".htm")
@@ -232,7 +236,7 @@ def _records(url: str):
     what can be read; the rest of the file is reported as one error."""
     from fastwarc.warc import ArchiveIterator
 
-    with io.smart_open.open(url, "rb", compression="disable") as f:
+    with io.open_url(url, "rb", compression="disable") as f:
         if not url.endswith(".gz"):
             offset = 0
             try:

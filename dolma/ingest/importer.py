@@ -9,59 +9,64 @@ reason. Later stages can then rely on every line being a valid document.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 from dolma import io
-from dolma.document import ENCODER, AttributeLine
-from dolma.executor import Task, report_progress
+from dolma.core.config import param
+from dolma.core.document import AttributeLine
+from dolma.core.errors import UserError
 from dolma.io import Rejected
-from dolma.ledger import ShardLedger
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.shards import AlignedAttributes, read_shard
+from dolma.runtime.stage import Stage, Task, shard_tasks
 
 SUFFIXES = {"jsonl": ".jsonl", "gz": ".jsonl.gz", "zst": ".jsonl.zst", "parquet": ".parquet"}
 
 
 @dataclass
-class ImportStage:
-    input: str
-    output: str
-    compression: str = "zst"
-    attributes: list[str] = field(default_factory=list)
-    batch_size: int = 4096
-    name: str = "import"
+class ImportStage(Stage):
+    input: str = param(help="glob or folder of document files, e.g. 'data/documents/*.jsonl.gz'")
+    output: str = param(help="output folder (a 'documents/' folder when attributes are carried along)")
+    compression: Literal["zst", "gz", "jsonl", "parquet"] = param("zst", "output format")
+    attributes: list[str] = param(help="attribute sets to carry along, realigned with the kept documents", factory=list)
+    batch_size: int = param(4096, "documents per batch (bounds memory)")
+    name: str = param("import", "the stage's name in the ledger (unique in a recipe)")
 
     def __post_init__(self) -> None:
         if self.compression not in SUFFIXES:
-            raise io.UserError(f"compression must be one of {sorted(SUFFIXES)}, not {self.compression!r}")
+            raise UserError(f"compression must be one of {sorted(SUFFIXES)}, not {self.compression!r}")
         if self.attributes and self.compression == "parquet":
-            raise io.UserError("attribute trees are JSONL; use compression zst, gz or jsonl with attributes")
+            raise UserError("attribute trees are JSONL; use compression zst, gz or jsonl with attributes")
 
     def tasks(self) -> list[Task]:
-        return [Task(io.strip_suffix(io.relative_to_root(f, self.input)), (f,)) for f in io.document_files(self.input)]
+        return shard_tasks(self.input)
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        src = task.inputs[0]
+        src = task.payload.url
         out = io.join(self.output, task.key + SUFFIXES[self.compression])
         sources = {name: io.attributes_url(src, name) for name in self.attributes}
         seen: dict[str, int] = {}
+
+        def aligned(url: str, batch_size: int):
+            return io.read_aligned(url, sources, batch_size)
+
         with ExitStack() as stack:
             docs_out = stack.enter_context(io.DocumentWriter(out))
-            attrs_out = {n: stack.enter_context(io.AtomicWriter(io.attributes_url(out, n))) for n in sources}
-            for batch in io.read_aligned(src, sources, self.batch_size):
-                ledger.read += len(batch.docs) + len(batch.rejected)
-                keep = []
+            attrs_out = {n: stack.enter_context(AlignedAttributes(io.attributes_url(out, n))) for n in sources}
+            for batch in read_shard(src, ledger, self.batch_size, reader=aligned):
+                keep, duplicates = [], []
                 for i, (doc, number) in enumerate(zip(batch.docs, batch.lines)):
                     first = seen.setdefault(doc.id, number)
                     if first == number:
                         keep.append(i)
                     else:
                         reason = f"id {doc.id!r} already at line {first}"
-                        batch.rejected.append(Rejected(number, "duplicate_id", reason, id=doc.id))
+                        duplicates.append(Rejected(number, "duplicate_id", reason, id=doc.id))
                 docs = [batch.docs[i] for i in keep]
-                ledger.quarantined(src, batch.rejected)
+                ledger.quarantined(src, duplicates)
                 ledger.kept(src, [batch.lines[i] for i in keep], [d.id for d in docs])
                 docs_out.write(docs)
                 for name, writer in attrs_out.items():
-                    lines = [AttributeLine(batch.docs[i].id, batch.attributes[i][name]) for i in keep]
-                    writer.write(ENCODER.encode_lines(lines))
+                    writer.write_lines([AttributeLine(batch.docs[i].id, batch.attributes[i][name]) for i in keep])
                 ledger.metrics["bytes"] += batch.nbytes
-                report_progress(len(batch.docs) + len(batch.rejected), batch.nbytes)

@@ -1,0 +1,247 @@
+"""The ``dolma`` command line: a subcommand per stage (generated from the stage's dataclass), ``run`` for
+whole recipes, and the commands that look at or plan data without running a stage.
+
+Every error a user can cause is a :class:`UserError`: one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+from rich.console import Console
+from rich.table import Table
+
+from dolma.app.commands import STAGE_COMMANDS, StageCommand
+from dolma.app.options import add_options, given
+from dolma.app.progress import RichProgress, print_summary, print_table
+from dolma.app.recipe import build_stage, load_recipe, stage_class
+from dolma.core.errors import UserError
+from dolma.runtime.executors import LocalExecutor
+from dolma.runtime.run import run_stages
+from dolma.runtime.stage import expand
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from dolma.app.report import write_report
+
+    recipe, stages = load_recipe(args.recipe)
+    print_summary(run_stages(stages, recipe.executor.build(args.workers), RichProgress()))
+    for stage in stages:
+        for table in stage.result_tables():
+            print_table(table)
+    print("outputs: " + ", ".join(sorted({s.output for s in stages if not s.intermediate})))
+    print(f"report: {write_report(stages, args.recipe)}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from dolma.app.report import write_report
+
+    _, stages = load_recipe(args.recipe)
+    print(f"report: {write_report(stages, args.recipe, args.output)}")
+
+
+def cmd_stage(command: StageCommand, args: argparse.Namespace) -> None:
+    stage = build_stage(command.kind, given(args, stage_class(command.kind)), command.kind)
+    if command.before:
+        command.before(stage)
+    results = run_stages(expand([stage]), LocalExecutor(args.workers), RichProgress())
+    print_summary(results)
+    if command.after:
+        command.after(stage, results)
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from dolma.tokenize.reader import TokenReader
+
+    try:
+        reader = TokenReader(args.folder)
+    except FileNotFoundError:
+        raise UserError(f"{args.folder!r} has no manifest.json; is it a tokenize output?") from None
+    m = reader.manifest
+    table = Table(title=f"{args.folder}: {m.tokens:,} tokens, {m.documents:,} documents, {len(m.files)} files")
+    for col in ("source", "documents", "tokens", "share"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for source, tokens in m.tokens_per_source.items():
+        table.add_row(source, f"{m.documents_per_source[source]:,}", f"{tokens:,}", f"{tokens / max(m.tokens, 1):.1%}")
+    Console().print(table)
+    for entry in m.files:
+        rows = reader.rows(entry)
+        ends_csv = [end for _, end, *_ in rows]
+        if ends_csv != reader.eos_boundaries(entry).tolist() or (rows and rows[-1][1] != entry.tokens):
+            raise UserError(f"{entry.npy}: document boundaries in {entry.csv} do not match its EOS tokens")
+    print(
+        f"tokenizer {m.tokenizer.name} (sha256 {m.tokenizer.sha256[:12]}…, vocab {m.tokenizer.vocab_size:,}, "
+        f"{m.tokenizer.dtype}); every file's CSV boundaries match its EOS positions"
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from taggers.registry import TAGGERS, load_builtin, load_modules
+
+    load_builtin()
+    load_modules(args.tagger_modules or [])
+    table = Table(title="Taggers")
+    table.add_column("name")
+    table.add_column("description")
+    for name in sorted(TAGGERS):
+        table.add_row(name, TAGGERS[name].description)
+    Console().print(table)
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> None:
+    from taggers.classifier import TrainParams, train_classifier
+
+    labelled: dict[str, list[str]] = {}
+    for item in args.label:
+        label, sep, pattern = item.partition("=")
+        if not sep:
+            raise UserError(f"--label takes LABEL=GLOB, got {item!r}")
+        labelled.setdefault(label, []).append(pattern)
+    keys = ("epoch", "lr", "word_ngrams", "dim", "held_out", "seed")
+    params = TrainParams(**{k: getattr(args, k) for k in keys}, balance=not args.no_balance)
+    report = train_classifier(labelled, args.model, params)
+    table = Table(title=f"{args.model}: held-out accuracy {report.accuracy:.3f}")
+    for col in ("label", "train", "held out", "precision", "recall", "F1"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for r in report.labels:
+        table.add_row(r.label, str(r.train), str(r.held_out), f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}")
+    Console().print(table)
+
+
+def cmd_mix_plan(args: argparse.Namespace) -> None:
+    from dolma import io
+    from mixers.offline import plan_from_description
+    from mixers.plan import plan_result, write_plan_plot
+
+    started = time.perf_counter()
+    plan = plan_from_description(args.pool)
+    print_table(plan_result(plan))
+    if args.output:
+        io.write_json(args.output + ".json", plan)
+        write_plan_plot(plan, args.output + ".png")
+        print(f"plan: {args.output}.json, curves: {args.output}.png")
+    print(f"planned in {time.perf_counter() - started:.2f} s")
+
+
+def _command(sub, name: str, summary: str, detail: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand whose help starts with what it does and ends with an example."""
+    return sub.add_parser(
+        name,
+        help=summary[0].lower() + summary[1:].rstrip("."),
+        description=f"{summary} {detail}".strip(),
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_workers(parser: argparse.ArgumentParser, default: str = "all cores") -> None:
+    parser.add_argument("--workers", type=int, help=f"worker processes (default: {default})")
+
+
+def _package_version() -> str:
+    try:
+        return version("dolma-curator")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _tool_commands(sub) -> None:
+    p = _command(
+        sub, "run", "Run every stage of a YAML recipe, in order.",
+        "Finished shards are skipped, so rerunning after a crash resumes. Ends with a summary table, the mix "
+        "plans, the output folders and an HTML report (see `dolma report`).",
+        "dolma run configs/quickstart.yaml --workers 2",
+    )  # fmt: skip
+    p.add_argument("recipe", help="path to the recipe YAML")
+    _add_workers(p, "the recipe's, else all cores")
+    p.set_defaults(fn=cmd_run)
+
+    p = _command(
+        sub, "report", "Write the HTML report of a recipe's run.",
+        "A self-contained page (plots inlined, no network needed) of what the run left behind: the funnel of "
+        "every stage with what each filter removed, language and quality score distributions, duplicate cluster "
+        "sizes, each mix's repetition curves and realised vs target shares, and the token lengths of the PDF "
+        "(long-context) pool. `dolma run` writes it at the end of every run.",
+        "dolma report configs/quickstart.yaml --output /tmp/report.html",
+    )  # fmt: skip
+    p.add_argument("recipe", help="path to the recipe YAML that was run")
+    p.add_argument("--output", help="where to write it (default: report.html in the common output folder)")
+    p.set_defaults(fn=cmd_report)
+
+    p = _command(sub, "list", "List the registered taggers.", "", "dolma list --tagger-modules my_taggers.py")
+    p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
+    p.set_defaults(fn=cmd_list)
+
+    p = _command(
+        sub, "train-classifier", "Train a fastText quality or domain classifier from labelled documents.",
+        "DCLM-style (lower-cased text, word bigrams); reports held-out precision and recall per label and saves "
+        "MODEL (+ MODEL.report.json). Use it with the fasttext_classifier_v1 tagger.",
+        "dolma train-classifier --label hq='wiki/*.gz' --label lq='crawl/*.gz' --model quality.bin",
+    )  # fmt: skip
+    p.add_argument("--label", action="append", required=True, help="LABEL=GLOB of documents (repeat)")
+    p.add_argument("--model", required=True, help="where to save the model (.bin)")
+    p.add_argument("--epoch", type=int, default=20, help="training epochs (default 20)")
+    p.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
+    p.add_argument("--word-ngrams", type=int, default=2, help="word n-grams (default 2)")
+    p.add_argument("--dim", type=int, default=100, help="vector size (default 100)")
+    p.add_argument("--held-out", type=float, default=0.1, help="share of documents held out for the report")
+    p.add_argument("--no-balance", action="store_true", help="keep every document (default: downsample labels)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the downsampling")
+    p.set_defaults(fn=cmd_train_classifier)
+
+    p = _command(
+        sub, "mix-plan", "Plan a mix from a written description of a pool, with no documents.",
+        "Solves the value-weighted repetition plan from statistics only (see configs/mix/dolma3-300T-to-6T.yaml) "
+        "and prints it.",
+        "dolma mix-plan configs/mix/dolma3-300T-to-6T.yaml --output /tmp/plan",
+    )  # fmt: skip
+    p.add_argument("pool", help="pool description YAML: target_tokens, shares, groups with bucket_tokens")
+    p.add_argument("--output", help="write OUTPUT.json and OUTPUT.png")
+    p.set_defaults(fn=cmd_mix_plan)
+
+    p = _command(
+        sub, "stats", "Summarise a tokenize output and check its document boundaries.",
+        "Prints tokens and documents per source and checks that every file's CSV boundaries match its EOS tokens.",
+        "dolma stats out/quickstart/tokens/pretrain",
+    )  # fmt: skip
+    p.add_argument("folder", help="a tokenize output folder (with manifest.json)")
+    p.set_defaults(fn=cmd_stats)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dolma",
+        description="Curate pretraining data in the Dolma format: import, tag, dedup, mix and tokenize shards, "
+        "with a ledger that accounts for every document (see README.md).",
+        epilog="example:\n  dolma run configs/quickstart.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _tool_commands(sub)
+    for command in STAGE_COMMANDS:
+        p = _command(sub, command.command, command.summary, command.detail, command.example)
+        add_options(p, stage_class(command.kind), command.names)
+        _add_workers(p)
+        p.set_defaults(fn=lambda args, command=command: cmd_stage(command, args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the finished shards", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The stage subcommands of ``dolma``: one entry each, its options generated from the stage's dataclass.
+
+An entry says which stage kind it runs, what it does (one sentence, then detail), an example, how its options
+are named where that differs from the recipe key (``--documents`` for ``input``), and what it prints after
+the run besides the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from dolma.runtime.run import StageResult
+
+if TYPE_CHECKING:
+    from dolma.dedup.clusters import DedupStage
+    from dolma.dedup.paragraphs import ParagraphDedupStage
+    from dolma.tokenize.stage import TokenizeStage
+    from mixers.carve import CarveStage
+
+
+def after_dedup(stage: DedupStage, results: list[StageResult]) -> None:
+    metrics = {k: v for r in results for k, v in r.summary.metrics.items()}
+    print(
+        f"{metrics.get('clusters', 0):,.0f} clusters, {metrics.get('duplicates', 0):,.0f} duplicates "
+        f"({metrics.get('candidate_edges', 0):,.0f} candidate pairs, {metrics.get('verified_edges', 0):,.0f} kept "
+        f"after verification); attributes: {stage.name} set beside the documents"
+    )
+
+
+def after_paragraphs(stage: ParagraphDedupStage, results: list[StageResult]) -> None:
+    m = results[0].summary.metrics
+    print(
+        f"{m.get('duplicate_paragraphs', 0):,.0f} of {m.get('paragraphs', 0):,.0f} paragraphs are duplicates; "
+        f"spans in the {stage.name!r} attribute set"
+        + (f"; filter saved to {stage.bloom_out}" if stage.bloom_out else "")
+    )
+
+
+def after_carve(stage: CarveStage, results: list[StageResult]) -> None:
+    metrics = results[0].summary.metrics
+    table = Table(title="Top label of every document read")
+    for col in ("label", "documents", "characters"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for key in sorted(k for k in metrics if k.startswith("top_label_documents/")):
+        label = key.split("/", 1)[1]
+        table.add_row(label or "(none)", f"{metrics[key]:,.0f}", f"{metrics['top_label_chars/' + label]:,.0f}")
+    Console().print(table)
+
+
+def after_tokenize(stage: TokenizeStage, results: list[StageResult]) -> None:
+    from dolma.app.cli import cmd_stats
+
+    cmd_stats(argparse.Namespace(folder=stage.output))
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    command: str
+    kind: str
+    summary: str  # one sentence: what it does
+    detail: str
+    example: str
+    names: dict[str, str] = field(default_factory=dict)  # field -> option name
+    before: Callable[[Any], None] | None = None  # given the built stage, before it runs
+    after: Callable[[Any, list[StageResult]], None] | None = None  # given the stage and its results
+
+
+def describe_dedup(stage: DedupStage) -> None:
+    from dolma.dedup.minhash import describe
+
+    print(describe(stage))
+
+
+STAGE_COMMANDS = [
+    StageCommand(
+        "import", "import", "Validate documents into a clean tree, quarantining bad lines.",
+        "Read Dolma documents (.jsonl, .jsonl.gz, .jsonl.zst, .parquet; local, s3:// or gs://), check every line, "
+        "and write the usable ones to OUTPUT with the same relative paths. Unusable lines go to "
+        "OUTPUT/_ledger/import/quarantine with file, line and reason.",
+        "dolma import --input 'data/documents/*.jsonl.gz' --output out/documents --compression zst",
+    ),
+    StageCommand(
+        "web", "web", "Turn WARC files or loose HTML pages into documents with trafilatura.",
+        "Extract the main text of HTTP 200 HTML responses in WARC files (and of loose .html files) with "
+        "trafilatura, favouring precision. Every other record is counted as dropped with its reason; malformed "
+        "records and pages whose extraction exceeds --timeout are quarantined.",
+        "dolma web --input dolma/sample/web --output out/web/documents --source crawl",
+    ),
+    StageCommand(
+        "pdf", "pdf", "Turn PDF files into documents (PyMuPDF, Tesseract OCR for pages without text).",
+        "Extract PDFs in isolated worker processes with a time and memory limit each: two-column pages read "
+        "column by column, running headers/footers and page numbers removed, hyphenation rejoined, pages "
+        "without a text layer OCRed with Tesseract. Writes documents (id = SHA-1 of the PDF; metadata: pages, "
+        "pages OCRed, tokens, length bucket, language) and per-page quality signals under attributes/pdf/. "
+        "Encrypted, broken, hanging or oversized PDFs are quarantined with their reason.",
+        "dolma pdf --input dolma/sample/pdf --output out/pdf/documents --ocr-language eng+deu",
+    ),
+    StageCommand(
+        "tokenize", "tokenize", "Tokenize documents into token-id shards (.npy + .csv.gz) for training.",
+        "Tokenize documents with a Hugging Face tokenizer into raw memmap .npy files plus .csv.gz document "
+        "indexes (start,end,id,src,loc), the format OLMo-core reads. EOS ends every document. Default "
+        "tokenizer: allenai dolma2 (cl100k-based, vocab 100,278), bundled. Ends with `dolma stats` of the output.",
+        "dolma tokenize --input 'out/mix/*.jsonl.zst' --output out/tokens",
+        after=after_tokenize,
+    ),
+    StageCommand(
+        "tag", "tag", "Run taggers over documents into an attribute set.",
+        "Run taggers (see `dolma list`) over documents under a documents/ folder; attributes go to the "
+        "parallel attributes/EXPERIMENT/ tree, one line per document, as allenai dolma writes them.",
+        "dolma tag --documents 'out/documents/*.jsonl.zst' --taggers gopher_quality_v1 c4_v1 --experiment quality",
+        names={"input": "documents"},
+    ),
+    StageCommand(
+        "carve", "carve", "Carve a domain subset from classifier attributes, with a table of every domain.",
+        "Keep the documents whose probability for one of --labels reaches --threshold (the rest are dropped "
+        "with reason not_<labels>), and print how many documents and characters had each label on top.",
+        "dolma carve --documents 'out/documents/*.zst' --attributes domain --labels law --output out/law",
+        names={"input": "documents"},
+        after=after_carve,
+    ),
+    StageCommand(
+        "dedup", "dedup", "Find exact or MinHash-LSH duplicate documents and write duplicate attributes.",
+        "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in five restartable "
+        "steps: signatures per shard, candidate pairs per band, Jaccard verification per pair of shards, clusters "
+        "and attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve. A "
+        "preset fills only the options you leave out.",
+        "dolma dedup --documents 'out/documents/*.jsonl.zst' --work out/dedup --bands 20 --rows 5",
+        names={"input": "documents"},
+        after=after_dedup,
+        before=describe_dedup,
+    ),
+    StageCommand(
+        "dedup-paragraphs", "paragraph_dedup", "Mark duplicate paragraphs with a Bloom filter, as spans.",
+        "Mark paragraphs (lines) whose word n-grams were mostly seen before, in this corpus or in a saved Bloom "
+        "filter, as allenai dolma's paragraph dedupe does. Save the filter with --bloom-out to dedup a later "
+        "dataset against this one; use --bloom-in with --read-only to check against a reference set.",
+        "dolma dedup-paragraphs --documents 'out/documents/*.jsonl.zst' --bloom-out out/paragraphs.bloom",
+        names={"input": "documents"},
+        after=after_paragraphs,
+    ),
+]  # fmt: skip

@@ -1,0 +1,105 @@
+"""A self-contained HTML report of a recipe's run: what each stage kept and removed, and what the mix became.
+
+Every plot is a matplotlib PNG inlined as base64, so the file opens anywhere with no network. The report reads
+only what the run left behind: the funnel comes from every stage's ledger summary, and each stage adds its own
+sections through its ``report()`` hook (score distributions from a bounded sample of attributes, dedup
+cluster sizes, mix plans and realised token counts, the PDF pool's token lengths).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import Counter
+
+import numpy as np
+
+from dolma import io
+from dolma.runtime.ledger import ShardSummary
+from dolma.runtime.report import COLORS, Section, figure, png
+from dolma.runtime.run import read_summary
+from dolma.runtime.stage import Stage
+
+
+def _summaries(stages: list[Stage]) -> list[tuple[str, ShardSummary]]:
+    return [(stage.name, summary) for stage in stages if (summary := read_summary(stage)) is not None]
+
+
+def funnel(stages: list[Stage]) -> Section:
+    summaries = [(n, s) for n, s in _summaries(stages) if s.read]
+    fig, ax = figure(9, 0.42 * len(summaries) + 1.2)
+    names = [n for n, _ in summaries][::-1]
+    kept = np.array([s.kept for _, s in summaries][::-1])
+    dropped = np.array([sum(s.dropped.values()) for _, s in summaries][::-1])
+    quarantined = np.array([sum(s.quarantined.values()) for _, s in summaries][::-1])
+    ax.barh(names, kept, color=COLORS["kept"], label="kept")
+    ax.barh(names, dropped, left=kept, color=COLORS["dropped"], label="dropped")
+    ax.barh(names, quarantined, left=kept + dropped, color=COLORS["quarantined"], label="quarantined")
+    ax.set_xlabel("documents read")
+    ax.legend(loc="lower right")
+    ax.set_title("Every stage: documents kept, dropped and quarantined")
+    table = [["stage", "read", "kept", "removed by (top reasons)"]]
+    for name, s in summaries:
+        reasons = Counter({**s.dropped, **{f"quarantined: {k}": v for k, v in s.quarantined.items()}})
+        top = "; ".join(f"{html.escape(k[:70])} ({v:,})" for k, v in reasons.most_common(4))
+        table.append([name, f"{s.read:,}", f"{s.kept:,}", top or "—"])
+    return Section("Funnel", "Each stage accounts for every document it read.", [png(fig)], table)
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
+h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }}
+img {{ max-width: 100%; display: block; margin: 1em 0; }}
+table {{ border-collapse: collapse; font-size: .85em; }} td, th {{ border: 1px solid #ddd; padding: .25em .5em; }}
+th {{ background: #f3f3f3; }} .note {{ color: #555; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="note">Recipe <code>{recipe}</code>. <span id="status">plots loading…</span></p>
+{body}
+<script>
+window.addEventListener("load", () => {{
+  const images = Array.from(document.images);
+  const ok = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  const line = "plots rendered: " + ok + "/" + images.length;
+  document.getElementById("status").textContent = line;
+  document.title = line;
+}});
+</script>
+</body></html>
+"""
+
+
+def render(sections: list[Section], recipe: str) -> str:
+    parts = []
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2><p class='note'>{html.escape(s.note)}</p>")
+        parts += [f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,{png}">' for png in s.images]
+        if s.table:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in s.table[0])
+            rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in s.table[1:])
+            parts.append(f"<table><tr>{head}</tr>{rows}</table>")
+    return PAGE.format(title="Curation report", recipe=html.escape(recipe), body="\n".join(parts))
+
+
+def default_path(stages: list[Stage]) -> str:
+    """``report.html`` in the deepest folder (or object-store prefix) that holds every stage's output."""
+    outputs = [s.output if io.is_remote(s.output) else os.path.abspath(s.output) for s in stages]
+    parts = [o.rstrip("/").split("/") for o in outputs]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    root = "/".join(common)
+    return io.join(root if root.strip("/") and not root.endswith(":") else ".", "report.html")
+
+
+def write_report(stages: list[Stage], recipe: str, path: str | None = None) -> str:
+    """Write the report of the stages' last run (each stage adds its own sections); returns its path."""
+    sections = [funnel(stages)] + [section for stage in stages for section in stage.report()]
+    path = path or default_path(stages)
+    with io.AtomicWriter(path) as out:
+        out.write(render(sections, recipe).encode())
+    return path

@@ -1,0 +1,183 @@
+"""The last two dedup steps: clusters with a keeper each, then attributes per shard; and the group of all five.
+
+See :mod:`dolma.dedup.steps` for the whole pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from dolma import io
+from dolma.core.document import AttributeLine
+from dolma.core.errors import UserError
+from dolma.dedup.components import connected_components
+from dolma.dedup.params import DedupParams
+from dolma.dedup.steps import PairsStage, SignatureStage, VerifyStage
+from dolma.runtime.executors import report_progress
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.report import Section, figure, png
+from dolma.runtime.shards import AlignedAttributes, placeholder
+from dolma.runtime.stage import Stage, StageGroup, Task, shard_tasks
+
+
+@dataclass
+class ClusterStage(Stage):
+    """Connected components over the verified edges and a keeper per component (one task: its memory is the
+    edge list and the rows of the documents in some cluster)."""
+
+    params: DedupParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-clusters"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "clusters")
+
+    def tasks(self) -> list[Task]:
+        return [Task("all")]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        p = self.params
+        files = io.list_files(io.join(p.work, "verified", "*.parquet"))
+        edges = (
+            pl.concat([io.read_frame(f) for f in files])
+            if files
+            else pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
+        )
+        nodes, labels = connected_components(edges["a"].to_numpy(), edges["b"].to_numpy())
+        clusters = pl.DataFrame({"doc": nodes, "component": labels}, schema={"doc": pl.UInt64, "component": pl.UInt64})
+        # only the documents of some cluster are loaded: memory follows the edges, not the corpus
+        docs = pl.concat(
+            [
+                io.read_frame(f).join(clusters.select("doc"), on="doc", how="semi")
+                for f in io.list_files(io.join(p.work, "docs", "**", "*.parquet"))
+            ]
+        )
+        clusters = clusters.join(docs, on="doc", how="left")
+        order, descending = [], []
+        for rule in p.keeper:
+            column, desc = {
+                "quality": ("quality", True),
+                "newest": ("created", True),
+                "longest": ("length", True),
+                "lowest_id": ("id", False),
+            }[rule]
+            order.append(column)
+            descending.append(desc)
+        keepers = (
+            clusters.sort([*order, "doc"], descending=[*descending, False])
+            .group_by("component")
+            .agg(keeper=pl.col("doc").first(), keeper_id=pl.col("id").first(), size=pl.len())
+        )
+        clusters = clusters.join(keepers, on="component").select(
+            "doc", "keeper", "keeper_id", "size", duplicate=pl.col("doc") != pl.col("keeper")
+        )
+        ledger.metrics["clusters"] += len(keepers)
+        ledger.metrics["duplicates"] += int(clusters["duplicate"].sum())
+        io.write_frame(io.join(p.work, "clusters.parquet"), clusters.sort("doc"))
+
+    def report(self) -> list[Section]:
+        """Cluster sizes and how many documents were flagged as duplicates of their cluster's keeper."""
+        url = io.join(self.params.work, "clusters.parquet")
+        if not io.exists(url):
+            return []
+        clusters = io.read_frame(url)
+        sizes = clusters.group_by("keeper").agg(pl.col("size").first())["size"].to_numpy()
+        fig, ax = figure()
+        values, counts = np.unique(sizes, return_counts=True)
+        ax.bar([str(v) for v in values], counts, color="#455a64")
+        if len(counts) and counts.max() > 50:
+            ax.set_yscale("log")
+        ax.set_xlabel("documents per duplicate cluster")
+        ax.set_ylabel("clusters")
+        ax.set_title("Near-duplicate cluster sizes")
+        removed = int(clusters["duplicate"].sum()) if len(sizes) else 0
+        note = f"{len(sizes):,} clusters; {removed:,} documents flagged as duplicates of their cluster's keeper."
+        return [Section("Duplicates", note, [png(fig)])]
+
+
+@dataclass
+class DedupAttributeStage(Stage):
+    params: DedupParams
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-attributes"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "attributes")
+
+    def tasks(self) -> list[Task]:
+        return shard_tasks(self.params.input)
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        p = self.params
+        url, number = task.payload.url, task.payload.number
+        lo, hi = np.uint64(number) << np.uint64(32), np.uint64(number + 1) << np.uint64(32)
+        clusters = (
+            pl.scan_parquet(io.join(p.work, "clusters.parquet"))
+            .filter((pl.col("doc") >= lo) & (pl.col("doc") < hi))
+            .collect()
+        )
+        docs = io.read_frame(io.join(p.work, "docs", task.key + ".parquet")).join(clusters, on="doc", how="left")
+        docs = docs.with_columns(
+            line=(pl.col("doc") & 0xFFFFFFFF).cast(pl.Int64),
+            duplicate=pl.col("duplicate").fill_null(False),
+            size=pl.col("size").fill_null(1).cast(pl.Float64),
+            keeper=pl.col("keeper").fill_null(pl.col("doc")).cast(pl.Float64),
+        ).sort("line")
+        known = docs["line"].to_numpy()
+        ids, length, dup, size, keeper, keeper_id = (
+            docs[c].to_list() for c in ("id", "length", "duplicate", "size", "keeper", "keeper_id")
+        )
+        prefix = f"{p.name}__{p.method}__"
+        with AlignedAttributes(io.attributes_url(url, p.name)) as out:
+            for batch in io.read_lines(url, p.batch_size):  # only line numbers: ids and lengths come from docs/
+                ledger.read += len(batch.lines) + len(batch.rejected)
+                ledger.quarantined(url, batch.rejected)
+                rows = np.searchsorted(known, batch.numbers)
+                lines, kept, dropped = [], [], []
+                for number, line, row in zip(batch.numbers, batch.lines, rows.tolist()):
+                    if row >= len(known) or known[row] != number:  # the signatures step rejected this line
+                        try:
+                            io.parse_line(number, line)
+                        except io.RejectedLine as e:
+                            ledger.quarantined(url, [e.rejected])
+                            lines.append(placeholder(e.rejected))
+                            continue
+                        raise UserError(f"{url} line {number} changed since the signatures step: rerun dedup")
+                    n = length[row]
+                    attrs = {
+                        prefix + "duplicate": [[0, n, 1.0 if dup[row] else 0.0]],
+                        prefix + "cluster_size": [[0, n, size[row]]],
+                        prefix + "cluster": [[0, n, keeper[row]]],
+                    }
+                    lines.append(AttributeLine(ids[row], attrs))
+                    (dropped if dup[row] else kept).append((number, row))
+                ledger.kept(url, [k for k, _ in kept], [ids[r] for _, r in kept])
+                ledger.dropped(
+                    url,
+                    [k for k, _ in dropped],
+                    [ids[r] for _, r in dropped],
+                    "duplicate",
+                    [f"duplicate of {keeper_id[r]}" for _, r in dropped],
+                )
+                out.write_lines(lines)
+                report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
+
+
+@dataclass
+class DedupStage(DedupParams, StageGroup):
+    """The recipe entry ``stage: dedup``: the five steps, in order."""
+
+    def stages(self) -> list[Stage]:
+        return [
+            SignatureStage(self), PairsStage(self), VerifyStage(self), ClusterStage(self), DedupAttributeStage(self),
+        ]  # fmt: skip

@@ -1,0 +1,81 @@
+"""Parameters shared by the five dedup steps, and the presets they start from.
+
+A preset (``dolma3``: 5-grams, 26 bands × 11 rows, candidates verified at Jaccard 0.8; ``fineweb``: 5-grams,
+14 × 8, no verification) fills only the fields a user left unset, so ``{preset: dolma3, bands: 20, rows: 5}``
+runs with 20 × 5 and the preset's n-gram size and threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dolma import io
+from dolma.core.config import param
+from dolma.core.errors import UserError
+
+PRESETS = {
+    "fineweb": {"ngram": 5, "bands": 14, "rows": 8, "jaccard_threshold": "off"},
+    "dolma3": {"ngram": 5, "bands": 26, "rows": 11, "jaccard_threshold": 0.8},
+}
+KEEPER_RULES = ("quality", "newest", "longest", "lowest_id")
+
+
+@dataclass
+class DedupParams:
+    """Shared by the five steps; ``work`` holds the intermediates, ``name`` is the attribute set."""
+
+    input: str = param(help="glob of document files under a 'documents/' folder")
+    work: str = param(help="folder for intermediates (bands, edges, clusters, ledgers)")
+    name: str = param("dedup", "attribute set name")
+    method: Literal["minhash", "exact"] = param("minhash", "MinHash LSH near-duplicates, or exact normalised text")
+    preset: Literal["dolma3", "fineweb"] | None = param(
+        "dolma3", "dolma3: 5-grams, 26x11, Jaccard 0.8; fineweb: 5-grams, 14x8; it fills only the fields left unset"
+    )
+    ngram: int | None = param(None, "word n-gram size (unset: the preset's)")
+    bands: int | None = param(None, "LSH bands (unset: the preset's)")
+    rows: int | None = param(None, "hashes per band (unset: the preset's)")
+    seed: int = param(1, "seed of the hash permutations")
+    jaccard_threshold: float | Literal["off"] | None = param(
+        None, "verify candidates by true Jaccard at this threshold (unset: the preset's; off: no verification)"
+    )
+    keeper: list[str] = param(
+        help="keeper order within a cluster", factory=lambda: ["quality", "newest", "longest", "lowest_id"]
+    )
+    quality_attribute: str | None = param(
+        None, "SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq (higher is kept)"
+    )
+    batch_size: int = param(2048, "documents per batch")
+    # a pairs task holds 1/pair_partitions of one band's keys over the corpus (16 bytes a document)
+    pair_partitions: int = param(
+        1, "key ranges per band in the pairs step; raise it as the corpus grows (one per 50M documents)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.pair_partitions < 1:
+            raise UserError("pair_partitions must be at least 1")
+        if self.method not in ("minhash", "exact"):
+            raise UserError(f"dedup method must be minhash or exact, not {self.method!r}")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise UserError(f"unknown dedup preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+        for key, value in PRESETS[self.preset or "dolma3"].items():  # a preset fills only what is unset
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.jaccard_threshold == "off":
+            self.jaccard_threshold = None
+        for key in ("ngram", "bands", "rows"):
+            if getattr(self, key) < 1:
+                raise UserError(f"dedup {key} must be at least 1, not {getattr(self, key)}")
+        bad = [k for k in self.keeper if k not in KEEPER_RULES]
+        if bad:
+            raise UserError(f"unknown keeper rule {bad[0]!r}; rules: {', '.join(KEEPER_RULES)}")
+        if self.quality_attribute and "/" not in self.quality_attribute:
+            raise UserError("quality_attribute is '<attribute set>/<key>', e.g. 'quality/quality__x__hq'")
+
+    @property
+    def n_bands(self) -> int:
+        return 1 if self.method == "exact" else self.bands
+
+    def shards(self) -> dict[int, str]:
+        """The URL of every input file by its number in sorted order (how documents are referred to)."""
+        return dict(enumerate(io.document_files(self.input)))

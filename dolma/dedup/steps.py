@@ -1,0 +1,256 @@
+"""Document deduplication as separate, restartable steps: exact (normalised-text hash) and MinHash LSH.
+
+1. ``signatures`` (one task per shard): normalise text (lower case, punctuation to spaces, digits to 0,
+   whitespace collapsed), hash word n-grams, compute MinHash signatures in numpy, and write one key per band to
+   ``<work>/bands/band=<b>/<shard>.parquet`` (exact mode: one "band" whose key is the 128-bit xxhash of the
+   normalised text), plus ``<work>/docs/<shard>.parquet`` (id, length, created, quality) for the keeper rule.
+2. ``pairs`` (one task per band and key range): a polars group-by on the band key; each group of two or more
+   documents becomes edges from its smallest member to the others (``<work>/edges/band=<b>[-keys=<k>].parquet``).
+   With ``pair_partitions`` P, a task reads only the keys with ``key mod P == k``, so its memory is 1/P of a
+   band over the corpus.
+3. ``verify`` (one task per shard): optional verification of every edge by the true Jaccard similarity of
+   the two documents' n-gram sets; a task holds the sets of its shard's documents in edges and of one partner
+   shard's at a time, so memory follows the shard size (``<work>/verified/<shard>.parquet``).
+4. ``clusters`` (one task): connected components over the verified edges by iterative min-label propagation in
+   numpy (memory grows with the edges, not with documents × hashes), and a keeper per component by a
+   configurable order.
+5. ``attributes`` (one task per shard): ``<name>__<method>__{duplicate,cluster_size,cluster}`` for every
+   document, aligned with the documents, so the mixer can drop duplicates. The ledger records each duplicate
+   as dropped with "duplicate of <keeper id>".
+
+A document is referred to by ``shard number << 32 | line``, so every step is independent of the worker count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import xxhash
+
+from dolma import io
+from dolma.core.document import AttributeLine
+from dolma.dedup.minhash import minhash, normalise, shingle_hashes
+from dolma.dedup.params import DedupParams
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.shards import read_shard
+from dolma.runtime.stage import Stage, Task, shard_tasks
+
+
+@dataclass
+class SignatureStage(Stage):
+    params: DedupParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-signatures"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "signatures")
+
+    def tasks(self) -> list[Task]:
+        return shard_tasks(self.params.input)
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        p = self.params
+        url, number = task.payload.url, task.payload.number
+        quality = _quality_reader(p, url)
+        refs, ids, lengths, created, scores, band_keys = [], [], [], [], [], []
+        for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
+            texts = pl.Series([d.text for d in batch.docs], dtype=pl.String)
+            refs.append((np.uint64(number) << np.uint64(32)) | np.asarray(batch.lines, np.uint64))
+            ids += [d.id for d in batch.docs]
+            lengths += texts.str.len_chars().to_list()
+            created += [d.created or "" for d in batch.docs]
+            scores += [quality(line) for line in batch.lines] if quality else [0.0] * len(batch.docs)
+            band_keys.append(self._band_keys(texts, refs[-1]))
+        ref = np.concatenate(refs) if refs else np.empty(0, np.uint64)
+        width = 2 if p.method == "exact" else p.n_bands
+        keys = np.concatenate(band_keys) if band_keys else np.empty((0, width), np.uint64)
+        io.write_frame(
+            io.join(p.work, "docs", task.key + ".parquet"),
+            pl.DataFrame(
+                {"doc": ref, "id": ids, "length": lengths, "created": created, "quality": scores},
+                schema_overrides={"doc": pl.UInt64, "length": pl.Int64, "quality": pl.Float64},
+            ),
+        )
+        for band in range(p.n_bands):
+            key = keys[:, 2 * band : 2 * band + 2] if p.method == "exact" else keys[:, band : band + 1]
+            io.write_frame(
+                io.join(p.work, "bands", f"band={band:03d}", task.key + ".parquet"),
+                pl.DataFrame(
+                    {
+                        "key": key[:, 0],
+                        "key2": key[:, 1] if key.shape[1] > 1 else np.zeros(len(ref), np.uint64),
+                        "doc": ref,
+                    },
+                    schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64},
+                ),
+            )
+
+    def _band_keys(self, texts: pl.Series, refs: np.ndarray) -> np.ndarray:
+        p = self.params
+        if p.method == "exact":  # the 128-bit hash as two 64-bit columns
+            digests = b"".join(xxhash.xxh3_128_digest(t.encode()) for t in normalise(texts).to_list())
+            return np.frombuffer(digests, np.uint64).reshape(-1, 2)
+        doc, shingles = shingle_hashes(texts, p.ngram)
+        sig = minhash(doc, shingles, len(texts), p.bands * p.rows, p.seed)
+        # a band's key folds its rows into 64 bits (equal rows give equal keys; unequal ones collide ~2^-64)
+        keys = np.zeros((len(texts), p.bands), np.uint64)
+        with np.errstate(over="ignore"):
+            for r in range(p.rows):
+                keys = keys * np.uint64(0x9E3779B97F4A7C15) + sig[:, r :: p.rows][:, : p.bands].astype(np.uint64)
+        # documents without any word share no band with anything: their keys come from their unique refs
+        empty = np.bincount(doc, minlength=len(texts)) == 0
+        keys[empty] = refs[empty][:, None] ^ np.uint64(0xA5A5A5A5A5A5A5A5)
+        return keys
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """A pairs task: one band, and the keys with ``key mod pair_partitions == part``."""
+
+    band: int
+    part: int
+
+
+@dataclass
+class PairsStage(Stage):
+    params: DedupParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-pairs"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "pairs")
+
+    def tasks(self) -> list[Task]:
+        parts = self.params.pair_partitions
+        return [
+            Task(f"band={b:03d}" + (f"-keys={k:03d}" if parts > 1 else ""), KeyRange(b, k))
+            for b in range(self.params.n_bands)
+            for k in range(parts)
+        ]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """The band's keys in this task's key range (key mod pair_partitions), from every shard's band file."""
+        p = self.params
+        band, part = task.payload.band, task.payload.part
+        files = io.list_files(io.join(p.work, "bands", f"band={band:03d}", "**", "*.parquet"))
+        in_range = (pl.col("key") % p.pair_partitions) == part
+        bands = (
+            pl.concat([io.read_frame(f).filter(in_range) for f in files])
+            if files
+            else pl.DataFrame(schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64})
+        )
+        groups = bands.group_by("key", "key2").agg(pl.col("doc").sort()).filter(pl.col("doc").list.len() > 1)
+        edges = (
+            groups.select(a=pl.col("doc").list.first(), b=pl.col("doc").list.slice(1))
+            .explode("b")
+            .unique()
+            .sort("a", "b")
+        )
+        ledger.metrics["edges"] += len(edges)
+        io.write_frame(io.join(self.params.work, "edges", task.key + ".parquet"), edges)
+
+
+@dataclass
+class VerifyStage(Stage):
+    """Candidate edges checked by true Jaccard similarity, one task per shard holding the edges' smaller
+    documents. A task holds the n-gram sets of its own shard's documents in edges and of one partner shard at a
+    time, so memory follows the shard size, not the corpus. Without a Jaccard threshold (or for exact dedup)
+    every candidate edge passes as it is."""
+
+    params: DedupParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-verify"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "verified")
+
+    def _edges(self, shard: int | None = None) -> pl.DataFrame:
+        """The candidate edges of every band (only those whose first document is in ``shard``, if given)."""
+        keep = pl.lit(True) if shard is None else (pl.col("a") // 2**32) == shard
+        files = io.list_files(io.join(self.params.work, "edges", "*.parquet"))
+        if not files:
+            return pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
+        return pl.concat([io.read_frame(f).filter(keep) for f in files]).unique()
+
+    def tasks(self) -> list[Task]:
+        shards = self._edges().select(pl.col("a") // 2**32).unique().sort("a")["a"].to_list()
+        return [Task(f"{a:05d}", a) for a in shards] or [Task("none")]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Edges whose first document is in this task's shard; the other shards are visited one at a time."""
+        p = self.params
+        edges = self._edges(task.payload) if task.payload is not None else self._edges().clear()
+        ledger.metrics["candidate_edges"] += len(edges)
+        if p.method == "minhash" and p.jaccard_threshold is not None and len(edges):
+            urls = p.shards()
+            shard = task.payload
+            edges = edges.with_columns(sb=pl.col("b") // 2**32)
+            inside = edges.filter(pl.col("sb") == shard)["b"].to_numpy()
+            own = self._sets(urls, shard, np.concatenate([edges["a"].to_numpy(), inside]))
+            kept = []
+            for (sb,), group in edges.group_by("sb", maintain_order=True):
+                other = own if sb == shard else self._sets(urls, sb, group["b"].to_numpy())
+                similarity = self._jaccard(group, own, other)
+                kept.append(group.filter(pl.Series(similarity >= p.jaccard_threshold)))
+            edges = pl.concat(kept).drop("sb")
+        ledger.metrics["verified_edges"] += len(edges)
+        io.write_frame(io.join(self.output, task.key + ".parquet"), edges.sort("a", "b"))
+
+    def _sets(self, urls: dict[int, str], shard: int, docs: np.ndarray) -> dict[int, np.ndarray]:
+        """The n-gram sets of the given documents of one shard (only their lines are parsed)."""
+        p = self.params
+        lines = set(np.unique(docs & np.uint64(0xFFFFFFFF)).tolist())
+        sets: dict[int, np.ndarray] = {}
+        chunk: list[tuple[int, str]] = []
+
+        def add(chunk: list[tuple[int, str]]) -> None:  # texts are held one batch at a time, only sets stay
+            doc, shingles = shingle_hashes(pl.Series([t for _, t in chunk], dtype=pl.String), p.ngram)
+            bounds = np.searchsorted(doc, np.arange(len(chunk) + 1))
+            for i, (line, _) in enumerate(chunk):
+                sets[(shard << 32) | line] = np.unique(shingles[bounds[i] : bounds[i + 1]])
+
+        for line, d in io.read_selected(urls[shard], lines):
+            chunk.append((line, d.text))
+            if len(chunk) == p.batch_size:
+                add(chunk)
+                chunk = []
+        if chunk:
+            add(chunk)
+        return sets
+
+    @staticmethod
+    def _jaccard(edges: pl.DataFrame, left: dict[int, np.ndarray], right: dict[int, np.ndarray]) -> np.ndarray:
+        """True Jaccard similarity of each edge's two n-gram sets."""
+        out = np.zeros(len(edges))
+        for i, (a, b) in enumerate(zip(edges["a"].to_list(), edges["b"].to_list())):
+            x, y = left.get(a), right.get(b)
+            if x is not None and y is not None and (len(x) or len(y)):
+                inter = len(np.intersect1d(x, y, assume_unique=True))
+                out[i] = inter / (len(x) + len(y) - inter)
+        return out
+
+
+def _quality_reader(p: DedupParams, url: str):
+    """line → quality score from the configured attribute set (0 where absent), or None."""
+    if not p.quality_attribute:
+        return None
+    name, _, key = p.quality_attribute.partition("/")
+    scores = {}
+    for number, attr in io.read_attributes(io.attributes_url(url, name)):
+        if isinstance(attr, AttributeLine) and attr.attributes.get(key):
+            scores[number] = float(attr.attributes[key][0][2])
+    return lambda line: scores.get(line, 0.0)

@@ -1,0 +1,67 @@
+"""Streaming I/O for Dolma shards through URLs (local paths, ``s3://``, ``gs://``): the second floor.
+
+It builds on :mod:`dolma.core` only. ``urls`` finds shards and names them, ``lines`` reads document lines in
+batches (every unusable line a :class:`Rejected`), ``attributes`` joins attribute files line by line with their
+documents, ``writers`` writes atomically, and ``setup`` holds the process-wide set-up (:func:`configure`). The
+names below are the floor's public API: ``from dolma import io`` then ``io.read_documents(...)``.
+"""
+
+from dolma.io.attributes import (
+    AttributeColumns,
+    AttributeJoin,
+    KeySelection,
+    joined_columns,
+    out_of_step,
+    read_aligned,
+    read_attribute_columns,
+    read_attributes,
+)
+from dolma.io.lines import (
+    STREAM_ERRORS,
+    DocBatch,
+    LineBatch,
+    Rejected,
+    RejectedLine,
+    gc_paused,
+    line_id,
+    parse_line,
+    read_documents,
+    read_lines,
+    read_selected,
+    starts_with_id,
+)
+from dolma.io.setup import configure
+from dolma.io.urls import (
+    DOC_SUFFIXES,
+    attributes_url,
+    document_files,
+    exists,
+    is_remote,
+    join,
+    list_files,
+    open_url,
+    relative_to_root,
+    strip_suffix,
+)
+from dolma.io.writers import (
+    AtomicWriter,
+    DocumentWriter,
+    read_arrow,
+    read_frame,
+    read_json,
+    read_parquet,
+    write_arrow,
+    write_frame,
+    write_json,
+    write_lines,
+    write_parquet,
+)
+
+__all__ = [
+    "DOC_SUFFIXES", "STREAM_ERRORS", "AtomicWriter", "AttributeColumns", "AttributeJoin", "DocBatch",
+    "DocumentWriter", "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url", "configure",
+    "document_files", "exists", "gc_paused", "is_remote", "join", "joined_columns", "line_id", "list_files", "open_url",
+    "out_of_step", "parse_line", "read_aligned", "read_arrow", "read_attribute_columns", "read_attributes",
+    "read_documents", "read_frame", "read_json", "read_lines", "read_parquet", "read_selected", "relative_to_root",
+    "starts_with_id", "strip_suffix", "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
+]  # fmt: skip

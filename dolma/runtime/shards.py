@@ -1,0 +1,62 @@
+"""The loops every per-shard stage shares, written once.
+
+:func:`read_shard` reads a shard in batches and does the bookkeeping around each one: it counts what was
+read, quarantines the unusable lines, records the documents as kept when the stage keeps all of them, and
+reports progress after the stage has handled the batch. :class:`AlignedAttributes` writes an attribute file
+that stays aligned line by line with its document file: a line the reader rejected gets an empty attribute
+line in its place (the unreadable tail of a corrupt stream has no lines, so it gets none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from dolma import io
+from dolma.core.document import ENCODER, AttributeLine
+from dolma.runtime.executors import report_progress
+from dolma.runtime.ledger import ShardLedger
+
+Reader = Callable[[str, int], Iterator[io.DocBatch]]
+
+
+def read_shard(
+    url: str, ledger: ShardLedger, batch_size: int, *, keep_all: bool = False, reader: Reader = io.read_documents
+) -> Iterator[io.DocBatch]:
+    """The batches of one shard, counted and their rejected lines quarantined; ``keep_all`` records every
+    document as kept (stages that drop nothing). Progress is reported once the caller has handled a batch."""
+    for batch in reader(url, batch_size):
+        n = len(batch.docs) + len(batch.rejected)
+        ledger.read += n
+        ledger.quarantined(url, batch.rejected)
+        if keep_all:
+            ledger.kept(url, batch.lines, [d.id for d in batch.docs])
+        yield batch
+        report_progress(n, batch.nbytes)
+
+
+def placeholder(rejected: io.Rejected) -> AttributeLine:
+    """The attribute line that stands in for a rejected document line."""
+    return AttributeLine(rejected.id or "", {})
+
+
+class AlignedAttributes:
+    """An attribute file written batch by batch, aligned with its document file, atomically."""
+
+    def __init__(self, url: str):
+        self._writer = io.AtomicWriter(url)
+
+    def write(self, batch: io.DocBatch, lines: list[AttributeLine]) -> None:
+        """``lines``: one per document of ``batch``; rejected lines get placeholders, all in file order."""
+        numbered = list(zip(batch.lines, lines))
+        numbered += [(r.line, placeholder(r)) for r in batch.rejected if r.reason != "corrupt_stream"]
+        self._writer.write(ENCODER.encode_lines([a for _, a in sorted(numbered, key=lambda x: x[0])]))
+
+    def write_lines(self, lines: list[AttributeLine]) -> None:
+        """Lines already in file order."""
+        self._writer.write(ENCODER.encode_lines(lines))
+
+    def __enter__(self) -> AlignedAttributes:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._writer.__exit__(exc_type, exc, tb)

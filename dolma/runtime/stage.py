@@ -1,0 +1,105 @@
+"""The stage contract: what every stage declares, so executors, the CLI and the report ask instead of guess.
+
+A stage is a picklable dataclass holding its parameters. It lists its tasks (usually one per input shard,
+each with a typed payload) and runs one task at a time into a :class:`~dolma.runtime.ledger.ShardLedger`; the
+runtime does everything that makes a rerun idempotent. Optional hooks have defaults here, so a stage overrides
+only what it has: ``finish`` (cheap and idempotent, after every task is done), ``report`` (sections of the
+HTML report), ``result_tables`` (tables printed after a run) and ``intermediate`` (its output is scratch,
+not a product). A :class:`StageGroup` is one recipe entry that runs as several steps (dedup, mix); every
+runner accepts stages and groups alike (:func:`expand`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dolma import io
+
+if TYPE_CHECKING:
+    from dolma.runtime.ledger import ShardLedger
+    from dolma.runtime.report import ResultTable, Section
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work. ``key`` names it inside its stage (its marker, ledger and quarantine files);
+    ``payload`` is the stage's own typed description of the work (e.g. a :class:`Shard`)."""
+
+    key: str
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input document file and its number in the stage's sorted list of input files."""
+
+    url: str
+    number: int = 0
+
+
+@dataclass(frozen=True)
+class Files:
+    """Several input files handled by one task, in order (e.g. PDFs, loose HTML pages)."""
+
+    urls: tuple[str, ...]
+
+
+def shard_tasks(pattern: str) -> list[Task]:
+    """One task per document file matching ``pattern``, keyed by its path below the pattern's root."""
+    return [
+        Task(io.strip_suffix(io.relative_to_root(url, pattern)), Shard(url, number))
+        for number, url in enumerate(io.document_files(pattern))
+    ]
+
+
+class Stage(abc.ABC):
+    """What the runtime needs from a stage: ``name`` (unique in a run), ``output`` (its ledger lives at
+    ``<output>/_ledger/<name>``), ``tasks()`` and ``run(task, ledger)``; the hooks are optional."""
+
+    name: str
+    output: str
+    intermediate: ClassVar[bool] = False  # the output is a step's scratch, not something a user reads
+
+    @abc.abstractmethod
+    def tasks(self) -> list[Task]:
+        """The stage's tasks; their keys must be unique."""
+
+    @abc.abstractmethod
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Run one task: write its outputs atomically and account for every document it read in ``ledger``."""
+
+    def finish(self, tasks: list[Task]) -> None:  # noqa: B027  (an optional hook: most stages have nothing to do)
+        """Runs once after every task is done (e.g. to merge a manifest): cheap and idempotent."""
+
+    def report(self) -> list[Section]:
+        """Sections this stage adds to the HTML report, from what its run left behind."""
+        return []
+
+    def result_tables(self) -> list[ResultTable]:
+        """Tables printed after a run that included this stage (e.g. a mix plan)."""
+        return []
+
+
+class StageGroup(abc.ABC):
+    """One recipe entry that runs as several stages, in order (each sees all of the previous one's output)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def stages(self) -> list[Stage]:
+        """The steps, in the order they run."""
+
+
+def expand(items: list[Stage | StageGroup]) -> list[Stage]:
+    """Stages and groups as the flat list of stages that run."""
+    out: list[Stage] = []
+    for item in items:
+        if isinstance(item, StageGroup):
+            out += item.stages()
+        elif isinstance(item, Stage):
+            out.append(item)
+        else:
+            raise TypeError(f"{item!r} is neither a Stage nor a StageGroup")
+    return out

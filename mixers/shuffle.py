@@ -1,0 +1,293 @@
+"""The mix's last two steps: copies of every planned document into shuffle partitions, then the mix's shards.
+
+See :mod:`mixers.mix` for the four steps together.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from dolma import io
+from dolma.core.document import ENCODER, LazyDocument
+from dolma.io import Rejected
+from dolma.runtime.executors import report_progress
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.stage import Stage, Task
+from mixers.config import MixParams, Stream
+from mixers.plan import (
+    Plan,
+    planned_copies,
+    shuffle_keys,
+)
+from mixers.stats import QUARANTINED_BY_STATS, StreamFile, _edited
+
+
+# ----------------------------------------------------------------------------------------------- step 3
+@dataclass
+class MixShuffleStage(Stage):
+    params: MixParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return self.params.name + "-shuffle"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "shuffle")
+
+    def tasks(self) -> list[Task]:
+        return [Task(key, StreamFile(stream, url)) for stream, key, url in self.params.files()]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Each document line is matched with its stats row by line number; only the lines the plan copies are
+        parsed (their id checked against the row's) and re-encoded, their text left raw JSON unless a span edit
+        applies. A line the plan drops is accounted for with the stats step's reason, unparsed."""
+        p = self.params
+        plan = msgspec.convert(io.read_json(io.join(p.work, "plan.json")), Plan)
+        stream = p.stream(task.payload.stream)
+        stats = io.read_frame(io.join(p.work, "stats", task.key + ".parquet"))
+        shard = _ShardCopies(task.payload.url, stream, stats, planned_copies(stats, plan, stream.name), ledger)
+        with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
+            for batch in io.read_lines(shard.url, p.batch_size):
+                shard.add(batch)
+                report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
+        shard.account_missing()
+        table, part = shard.table(plan.partitions)
+        bounds = np.searchsorted(part, np.arange(plan.partitions + 1, dtype=np.uint64))
+        for k in range(plan.partitions):
+            io.write_arrow(
+                io.join(p.work, "shuffle", f"part={k:05d}", task.key + ".arrow"),
+                table.slice(bounds[k], bounds[k + 1] - bounds[k]),
+            )
+
+
+class _ShardCopies:
+    """One shuffle task's state: the shard's stats rows, which of them were seen in the document file, and the
+    encoded copies of the documents the plan copies."""
+
+    def __init__(self, url: str, stream: Stream, stats: pl.DataFrame, n: np.ndarray, ledger: ShardLedger):
+        self.url, self.stream, self.n, self.ledger = url, stream, n, ledger
+        self.lines, self.ids, self.h, self.tokens = (stats[c].to_numpy() for c in ("line", "id", "hash", "tokens"))
+        self.reasons = stats["drop_reason"]
+        self.has_reason = self.reasons.is_not_null().to_numpy()
+        self.cuts = stats["cuts"].to_list() if stream.spans else [None] * len(stats)
+        self.by_stats = self.reasons.str.starts_with(QUARANTINED_BY_STATS).fill_null(False).to_numpy()
+        self.lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
+        self.seen = np.zeros(len(stats), bool)
+        self.rows_out: list[int] = []
+        self.payload: list[bytes] = []
+
+    def _off_step(self, number: int, found: str | None, expected: str) -> Rejected:
+        problem = io.out_of_step(self.lead, number, expected, found)
+        self.stream.out_of_step(problem)
+        return Rejected(number, "attributes_out_of_step", problem, id=found)
+
+    def add(self, batch: io.LineBatch) -> None:
+        """Account for every line of the batch and encode the copies of the lines the plan copies."""
+        url, ledger = self.url, self.ledger
+        ledger.read += len(batch.lines) + len(batch.rejected)
+        ledger.quarantined(url, batch.rejected)
+        found, rows = _rows_of(self.lines, [r.line for r in batch.rejected])
+        self.seen[rows[found]] = True
+        numbers = np.asarray(batch.numbers, np.int64)
+        found, rows = _rows_of(self.lines, batch.numbers)
+        if not found.all():
+            problem = f"{self.lead} ends before line {numbers[~found][0]}"
+            self.stream.out_of_step(problem)
+            ledger.quarantined(url, [Rejected(int(k), "attributes_out_of_step", problem) for k in numbers[~found]])
+        at = np.setdiff1d(np.flatnonzero(found), self._check_unparsed(batch, np.flatnonzero(found), rows))
+        r = rows[at]
+        self.seen[r] = True
+        dropped = self.has_reason[r]
+        zero = ~dropped & (self.n[r] == 0)
+        why = self.reasons.gather(r[dropped]).to_list()
+        ledger.dropped(url, numbers[at[dropped]].tolist(), self.ids[r[dropped]].tolist(), why)
+        ledger.dropped(url, numbers[at[zero]].tolist(), self.ids[r[zero]].tolist(), ZERO_COPIES)
+        self._copy(batch, at[self.n[r] > 0], rows)
+
+    def _check_unparsed(self, batch: io.LineBatch, at: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The lines not copied are only checked to carry their row's id (bytes first, a parse where that
+        fails); returns the ones quarantined."""
+        ids = self.ids
+        checked = at[(self.n[rows[at]] == 0) & ~self.by_stats[rows[at]]]
+        checked = checked[~io.starts_with_id([batch.lines[i] for i in checked], ids[rows[checked]])]
+        line_ids = np.array([io.line_id(batch.lines[i]) for i in checked], object)  # failed the byte check
+        off = line_ids != ids[rows[checked]]
+        for i, line_id in zip(checked[off], line_ids[off]):
+            number = batch.numbers[i]
+            if line_id is None:
+                bad = Rejected(number, "invalid_json", "no JSON object with a string id", raw=batch.lines[i][:4096])
+            else:
+                bad = self._off_step(number, line_id, ids[rows[i]])
+            self.ledger.quarantined(self.url, [bad])
+        self.seen[rows[checked[off]]] = True
+        return checked[off]
+
+    def _copy(self, batch: io.LineBatch, copied: np.ndarray, rows: np.ndarray) -> None:
+        """Parse the lines the plan copies, check their ids, and encode their copies."""
+        kept_numbers, kept_ids = [], []
+        for i in copied:
+            row, number = int(rows[i]), batch.numbers[i]
+            try:
+                doc = io.parse_line(number, batch.lines[i], lazy=True)
+            except io.RejectedLine as e:
+                self.ledger.quarantined(self.url, [e.rejected])
+                continue
+            if doc.id != self.ids[row]:
+                self.ledger.quarantined(self.url, [self._off_step(number, doc.id, self.ids[row])])
+                continue
+            kept_numbers.append(number)
+            kept_ids.append(doc.id)
+            self.payload += _encoded_copies(doc, int(self.n[row]), self.stream, self.cuts[row])
+            self.rows_out.append(row)
+        self.ledger.kept(self.url, kept_numbers, kept_ids)
+
+    def account_missing(self) -> None:
+        """Stats rows whose lines the document file lacks (it ended early) are quarantined."""
+        missing = np.flatnonzero(~self.seen & ~self.by_stats)
+        if len(missing):
+            problem = f"{self.url} ends before line {self.lines[missing[0]]}, which {self.lead} describes"
+            self.stream.out_of_step(problem)
+            self.ledger.read += len(missing)  # the stats step's rows stand in for the lines the file lacks
+            self.ledger.quarantined(
+                self.url, [Rejected(int(self.lines[i]), "documents_missing", problem, id=self.ids[i]) for i in missing]
+            )
+
+    def table(self, partitions: int) -> tuple[pa.Table, np.ndarray]:
+        """Every copy with its shuffle key, ordered by partition, and the partition of each row."""
+        n, rows_out = self.n, self.rows_out
+        row = np.repeat(np.asarray(rows_out, np.int64), n[rows_out])
+        copy = np.arange(len(row)) - np.repeat(np.cumsum(n[rows_out]) - n[rows_out], n[rows_out])
+        self.ledger.metrics["copies"] += len(row)
+        self.ledger.metrics[f"tokens:{self.stream.name}"] += int(self.tokens[row].sum())
+        key = shuffle_keys(self.h[row], copy)
+        part = key % np.uint64(partitions)
+        order = np.argsort(part, kind="stable")  # the columns are built in this order: no copy to reorder them
+        row, copy, key = row[order], copy[order], key[order]
+        table = pa.table(
+            {
+                "key": pa.array(key, pa.uint64()),
+                "origin": pa.array(self.h[row], pa.uint64()),  # the same for every copy of a document
+                "tokens": pa.array(self.tokens[row], pa.int64()),
+                "id": pa.array(_copy_ids(self.ids[row], copy), pa.string()),
+                "doc": pa.array([self.payload[i] for i in order.tolist()], pa.large_binary()),  # newline-ended
+            }
+        )
+        return table, part[order]
+
+
+ZERO_COPIES = "repetition factor 0 (below the throwaway quantile or a rounded-down fraction)"
+ID_HEAD = b'{"id":'  # how every encoded document line starts (the id is the first field)
+
+
+def _rows_of(lines: np.ndarray, wanted: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(found, row) of each wanted line number in the sorted ``lines``."""
+    rows = np.minimum(np.searchsorted(lines, np.asarray(wanted, np.int64)), max(len(lines) - 1, 0))
+    if not len(lines):
+        return np.zeros(len(wanted), bool), rows
+    return lines[rows] == np.asarray(wanted, np.int64), rows
+
+
+def _encoded_copies(doc: LazyDocument, n: int, stream: Stream, cuts: list[list[int]] | None) -> list[bytes]:
+    """``n`` JSON lines, each with its newline: the document (span edits applied, the stream's name as a missing
+    source), then copies whose id gets ``#k``; the rest of the line is shared bytes, encoded once."""
+    if not doc.source:
+        doc = msgspec.structs.replace(doc, source=stream.name)
+    if cuts:
+        text = _edited(msgspec.json.decode(doc.text, type=str), cuts, stream.spans)
+        doc = msgspec.structs.replace(doc, text=msgspec.Raw(ENCODER.encode(text)))
+    line = ENCODER.encode(doc) + b"\n"
+    rest = line[len(ID_HEAD) + len(ENCODER.encode(doc.id)) :]
+    return [line] + [ID_HEAD + ENCODER.encode(f"{doc.id}#{k}") + rest for k in range(1, n)]
+
+
+def _copy_ids(ids: np.ndarray, copy: np.ndarray) -> list[str]:
+    return [i if k == 0 else f"{i}#{k}" for i, k in zip(ids.tolist(), copy.tolist())]
+
+
+# ----------------------------------------------------------------------------------------------- step 4
+@dataclass
+class MixWriteStage(Stage):
+    params: MixParams
+
+    @property
+    def name(self) -> str:
+        return self.params.name + "-write"
+
+    @property
+    def output(self) -> str:
+        return self.params.output
+
+    def tasks(self) -> list[Task]:
+        plan = msgspec.convert(io.read_json(io.join(self.params.work, "plan.json")), Plan)
+        return [Task(f"part-{k:05d}") for k in range(plan.partitions)]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        p = self.params
+        part = task.key.removeprefix("part-")
+        files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.arrow"))
+        if not files:
+            return
+        table = pa.concat_tables([io.read_arrow(f) for f in files]).combine_chunks()
+        order = np.argsort(table["key"].to_numpy(), kind="stable")
+        order = order[spread(table["origin"].to_numpy()[order])]
+        ledger.read += len(order)
+        if not len(order):
+            return
+        ledger.kept(f"part={part}", np.arange(1, len(order) + 1), table["id"].take(order).to_pylist())
+        docs = table["doc"].chunk(0).take(order)  # one buffer of newline-ended lines, in their final order
+        ends = np.frombuffer(docs.buffers()[1], np.int64)[: len(docs) + 1]
+        lines = memoryview(docs.buffers()[2])
+        bound = np.r_[0, np.cumsum(table["tokens"].to_numpy()[order])]
+        start, n_file = 0, 0
+        while start < len(docs):  # greedy: a file takes documents while it stays within max_tokens_per_file
+            end = max(int(np.searchsorted(bound, bound[start] + p.max_tokens_per_file, side="right")) - 1, start + 1)
+            with io.AtomicWriter(io.join(p.output, f"{task.key}-{n_file:04d}.jsonl.zst")) as w:
+                w.write(lines[ends[start] : ends[end]])
+            start, n_file = end, n_file + 1
+
+
+def spread(origin: np.ndarray) -> np.ndarray:
+    """An order of the rows in which no two neighbours are copies of one document, wherever the rows allow it.
+
+    Scanning left to right, a row that repeats its predecessor's origin swaps with the nearest later row that
+    does not (at the end, where none is left, it moves back into a gap between two other documents); only the
+    positions a move touched are looked at again, so the cost follows the collisions (rare after the random
+    sort), not the rows."""
+    order, o = np.arange(len(origin)), origin.copy()
+    todo = (np.flatnonzero(o[1:] == o[:-1]) + 1).tolist()  # ascending: already a heap
+    while todo:
+        i = heapq.heappop(todo)
+        if i >= len(o) or o[i] != o[i - 1]:
+            continue
+        j = _next_other(o, i + 1, o[i - 1])
+        if j >= 0:
+            o[[i, j]], order[[i, j]] = o[[j, i]], order[[j, i]]
+            for k in (i + 1, j, j + 1):
+                heapq.heappush(todo, k)
+            continue
+        # every later row is a copy of the same document: move this one back between two other documents
+        gaps = np.flatnonzero((o[: i - 1] != o[i]) & (o[1:i] != o[i])) + 1
+        if len(gaps):
+            g = int(gaps[-1])
+            o[g : i + 1], order[g : i + 1] = np.roll(o[g : i + 1], 1), np.roll(order[g : i + 1], 1)
+            heapq.heappush(todo, i + 1)
+    return order
+
+
+def _next_other(o: np.ndarray, start: int, value) -> int:
+    """The first index >= start whose value differs from ``value`` (-1 if none), in growing windows."""
+    width = 64
+    while start < len(o):
+        hit = np.flatnonzero(o[start : start + width] != value)
+        if len(hit):
+            return start + int(hit[0])
+        start, width = start + width, width * 2
+    return -1

@@ -1,0 +1,274 @@
+"""The mix's first two steps: a statistics row per document line, then the plan from those rows alone.
+
+See :mod:`mixers.mix` for the four steps together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from dolma import io
+from dolma.core.errors import UserError
+from dolma.runtime.executors import report_progress
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.report import ResultTable, Section
+from dolma.runtime.stage import Stage, Task
+from mixers.config import MixParams, SpanEdit, Stream
+from mixers.plan import (
+    Plan,
+    bucket_of,
+    draws,
+    hashes,
+    plan_from_histograms,
+    plan_result,
+    realiser,
+    write_plan_plot,
+)
+
+
+@dataclass(frozen=True)
+class StreamFile:
+    """A stats or shuffle task: one document file of one stream."""
+
+    stream: str
+    url: str
+
+
+# ----------------------------------------------------------------------------------------------- step 1
+@dataclass
+class MixStatsStage(Stage):
+    params: MixParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return self.params.name + "-stats"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "stats")
+
+    def tasks(self) -> list[Task]:
+        return [Task(key, StreamFile(stream, url)) for stream, key, url in self.params.files()]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        stream = self.params.stream(task.payload.stream)
+        url = task.payload.url
+        frames = []
+        with io.gc_paused():
+            for batch, frame in _stats_batches(self.params, stream, url):
+                ledger.read += len(batch.ids) + len(batch.rejected)
+                ledger.quarantined(url, batch.rejected)
+                is_kept = pl.col("drop_reason").is_null()
+                kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
+                ledger.kept(url, kept["line"].to_list(), kept["id"].to_list())
+                ledger.dropped(
+                    url, dropped["line"].to_list(), dropped["id"].to_list(), dropped["drop_reason"].to_list()
+                )
+                ledger.metrics["tokens_kept"] += int(kept["tokens"].sum())
+                frames.append(frame)
+                if batch.rejected:
+                    frames.append(
+                        pl.DataFrame(
+                            {
+                                "line": [r.line for r in batch.rejected],
+                                "id": [r.id for r in batch.rejected],
+                                "drop_reason": [QUARANTINED_BY_STATS + r.reason for r in batch.rejected],
+                            },
+                            schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
+                        )
+                    )
+                report_progress(len(batch.ids) + len(batch.rejected), batch.nbytes)
+        table = pl.concat(frames, how="diagonal_relaxed").sort("line") if frames else pl.DataFrame()
+        io.write_frame(
+            io.join(self.params.work, "stats", task.key + ".parquet"),
+            table.select(
+                pl.col(k).cast(t) if k in table.columns else pl.lit(None, t).alias(k) for k, t in STATS_SCHEMA.items()
+            ),
+        )
+
+
+QUARANTINED_BY_STATS = "quarantined by the stats step: "
+STATS_SCHEMA = {  # one row per line of the document file; the plan uses the rows without a drop reason
+    "line": pl.Int64,
+    "id": pl.String,
+    "drop_reason": pl.String,
+    "source": pl.String,
+    "topic": pl.String,
+    "quality": pl.Float64,
+    "tokens": pl.Int64,
+    "hash": pl.UInt64,
+    "cuts": pl.List(pl.List(pl.Int64)),  # span edits to apply: [start, end, index into the stream's spans]
+}
+
+
+def _stats_batches(p: MixParams, stream: Stream, url: str):
+    """(batch, frame) per batch: a row per joined line with its drop reason and what the plan needs.
+
+    The documents themselves are read only when their text is needed (tokens counted by the tokenizer, or
+    span edits changing the count); otherwise the attribute sets alone give ids, scores and token counts,
+    decoded a batch at a time into columns."""
+    include, exclude = stream.rules()
+    keys = sorted(stream.keys())
+    select = io.KeySelection(frozenset(keys), stream.topic or "")
+    sources = {name: io.attributes_url(url, name) for name in stream.attributes}
+    if stream.reads_text():
+        batches = (
+            (io.AttributeColumns(b.lines, [d.id for d in b.docs], io.joined_columns(b), b.rejected, b.nbytes), b.docs)
+            for b in io.read_aligned(url, sources, p.batch_size, select)
+        )
+    else:
+        batches = ((b, None) for b in io.read_attribute_columns(sources, select, p.batch_size))
+    for batch, docs in batches:
+        off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
+        if off is not None:
+            stream.out_of_step(f"{url} line {off.line}: {off.error}")
+        n = len(batch.ids)
+        spans = {k: batch.columns.get(k, [None] * n) for k in keys}
+        frame = pl.DataFrame(
+            {
+                "line": pl.Series(batch.lines, dtype=pl.Int64),
+                "id": pl.Series(batch.ids, dtype=pl.String),
+                **{k: pl.Series(_first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
+            }
+        )
+        reason = pl.lit(None, pl.String)
+        for rule in reversed(include):  # the first failing rule names the reason
+            present = pl.all_horizontal([pl.col(k).is_not_null() for k in rule.keys])
+            if rule.missing == "error":
+                missing = frame.select(~present).to_series()
+                if missing.any():
+                    i = int(missing.arg_true()[0])
+                    raise UserError(f"{url} line {batch.lines[i]}: attribute missing for rule '{rule.text}'")
+            ok = rule.expr.fill_null(rule.missing == "keep") if rule.missing != "error" else rule.expr
+            reason = pl.when(~ok.fill_null(False)).then(pl.lit(f"include: {rule.text}")).otherwise(reason)
+        for rule in reversed(exclude):
+            hit = rule.expr.fill_null(rule.missing == "drop") if rule.missing != "error" else rule.expr
+            reason = pl.when(hit.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
+        cuts = _cuts([spans[e.attribute] for e in stream.spans], stream.spans) if stream.spans else None
+        if docs is not None:
+            texts = [_edited(d.text, c, stream.spans) for d, c in zip(docs, cuts or [None] * n)]
+            tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
+        else:
+            tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
+        out = frame.select(
+            "line",
+            "id",
+            drop_reason=reason,
+            source=pl.lit(stream.name),
+            topic=pl.Series(_topics(batch.columns, stream.topic, n), dtype=pl.String),
+            quality=frame[stream.quality].fill_null(0.0) if stream.quality else pl.lit(0.0),
+            tokens=tokens,
+            hash=pl.Series(hashes(p.seed, batch.ids), dtype=pl.UInt64),
+            cuts=pl.Series(cuts, dtype=STATS_SCHEMA["cuts"]) if cuts else pl.lit(None, STATS_SCHEMA["cuts"]),
+        )
+        yield batch, out
+
+
+def _first_scores(spans: list) -> list:
+    """The score of each line's first span (None where the line lacks the attribute): what rules compare."""
+    return [v[0][2] if v else None for v in spans]
+
+
+def _topics(columns: dict[str, list], prefix: str | None, n: int) -> list[str]:
+    """Per line, the suffix of the ``prefix`` key with the highest score ("" where no such key is present;
+    ties go to the first key in sorted order)."""
+    topic_keys = sorted(k for k in columns if prefix and k.startswith(prefix))
+    if not topic_keys:
+        return [""] * n
+    scores = np.array([_first_scores(columns[k]) for k in topic_keys], dtype=np.float64)  # None -> nan
+    present = ~np.isnan(scores)
+    best = np.argmax(np.where(present, scores, -np.inf), axis=0)
+    names = np.array([k[len(prefix) :] for k in topic_keys], dtype=object)
+    return np.where(present.any(axis=0), names[best], "").tolist()
+
+
+def _cuts(spans: list[list], edits: list[SpanEdit]) -> list[list[list[int]]]:
+    """Per line, the spans to edit, sorted: [start, end, index of the edit] for each span at or over its
+    threshold (``spans``: the spans of each edit's attribute, per line)."""
+    return [
+        sorted(
+            [int(s), int(e), i]
+            for i, (edit, line_spans) in enumerate(zip(edits, per_line))
+            for s, e, score in line_spans or []
+            if score >= edit.threshold
+        )
+        for per_line in zip(*spans)
+    ]
+
+
+def _edited(text: str, cuts: list[list[int]] | None, edits: list[SpanEdit]) -> str:
+    if not cuts:
+        return text
+    out, cursor = [], 0
+    for s, e, i in cuts:
+        if s < cursor:  # overlapping spans: extend the current one
+            if e > cursor:
+                cursor = e
+            continue
+        out += [text[cursor:s], edits[i].replacement]
+        cursor = e
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+def _count_tokens(tokenizer: str, texts: list[str]) -> list[int]:
+    from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+
+    tok = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
+    return [len(e) for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+# ----------------------------------------------------------------------------------------------- step 2
+
+
+@dataclass
+class MixPlanStage(Stage):
+    params: MixParams
+    intermediate = True
+
+    @property
+    def name(self) -> str:
+        return self.params.name + "-plan"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, "plan")
+
+    def tasks(self) -> list[Task]:
+        return [Task("plan")]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        p = self.params
+        columns = ["source", "topic", "quality", "tokens", "hash"]
+        stats = pl.concat(
+            [
+                io.read_frame(f).filter(pl.col("drop_reason").is_null()).select(columns)
+                for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))
+            ]
+        )
+        groups, realisers = {}, {}
+        for (source, topic), g in stats.group_by("source", "topic", maintain_order=True):
+            edges = [float(v) for v in np.quantile(g["quality"].to_numpy(), np.linspace(0, 1, p.quantiles + 1))]
+            bucket = bucket_of(g["quality"].to_numpy(), edges)
+            tokens = np.bincount(bucket, weights=g["tokens"].to_numpy(), minlength=p.quantiles)
+            groups[(source, topic)] = (edges, tokens)
+            if p.calibrate:
+                realisers[(source, topic)] = realiser(bucket, g["tokens"].to_numpy(), draws(g["hash"].to_numpy()))
+        plan = plan_from_histograms(p, groups, realisers)
+        ledger.metrics["planned_tokens"] += plan.planned_tokens
+        io.write_json(io.join(p.work, "plan.json"), plan)
+        write_plan_plot(plan, io.join(p.work, "plan.png"))
+
+    def report(self) -> list[Section]:
+        from mixers.report import mix_sections
+
+        return mix_sections(self.params)
+
+    def result_tables(self) -> list[ResultTable]:
+        url = io.join(self.params.work, "plan.json")
+        return [plan_result(msgspec.convert(io.read_json(url), Plan))] if io.exists(url) else []
