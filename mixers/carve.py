@@ -29,8 +29,17 @@ class CarveStage(Stage):
     tagger: str = param("fasttext_classifier_v1", "the tagger whose <label> keys hold the scores")
     name: str = param("carve", "the stage's name in the ledger (unique in a recipe)")
 
+    def __post_init__(self) -> None:
+        io.refuse_output_in_input(self.input, self.output, self.name)
+
     def tasks(self) -> list[Task]:
-        return shard_tasks(self.input)
+        tasks = shard_tasks(self.input)
+        for task in tasks:
+            io.require_attributes(task.payload.url, [self.attributes], self.name)
+        return tasks
+
+    def inputs(self, task: Task) -> list[str]:
+        return [task.payload.url, io.attributes_url(task.payload.url, self.attributes)]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         src = task.payload.url

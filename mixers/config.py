@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dolma import io
+from dolma.core.config import param, unknown_key
 from dolma.core.errors import UserError
 from mixers.rules import Rule, native, parse
+
+NATIVE_KEYS = ("attribute", "op", "value", "missing")
 
 
 @dataclass
@@ -42,7 +45,16 @@ class Stream:
 
     def rules(self) -> tuple[list[Rule], list[Rule]]:
         def build(spec: Any) -> Rule:
-            return parse(spec) if isinstance(spec, str) else native(**spec)
+            if isinstance(spec, str):
+                return parse(spec)
+            if not isinstance(spec, dict):
+                raise UserError(f"stream {self.name!r}: a rule is a filter string or a mapping, not {spec!r}")
+            for key in spec:
+                if key not in NATIVE_KEYS:
+                    raise unknown_key(f"stream {self.name!r} rule", key, list(NATIVE_KEYS))
+            if not {"attribute", "op", "value"} <= set(spec):
+                raise UserError(f"stream {self.name!r}: a rule mapping needs attribute, op and value: {spec!r}")
+            return native(**spec)
 
         return [build(r) for r in self.include], [build(r) for r in self.exclude]
 
@@ -65,22 +77,23 @@ class Stream:
 
 @dataclass
 class MixParams:
-    streams: list[Stream]
-    work: str
-    output: str
-    target_tokens: int
-    quantiles: int = 20
-    throwaway: float = 0.4
-    max_repetition: float = 7.0
-    curve_p: float = 1.5
-    curve_lambda: float = 1.0
-    calibrate: bool = True
-    seed: int = 0
-    partition_tokens: int = 500_000_000  # tokens per shuffle partition (bounds the write step's memory)
-    max_tokens_per_file: int = 100_000_000
-    tokenizer: str = ""
-    batch_size: int = 2048
-    name: str = "mix"  # prefix of the steps' names; set it when a recipe has several mixes
+    streams: list[Stream] = param(help="the streams of documents mixed", cli=False)
+    work: str = param(help="folder for the steps' intermediates (stats, plan, shuffle)")
+    output: str = param(help="folder of the mixed documents")
+    target_tokens: int = param(help="tokens the mix holds", gt=0)
+    quantiles: int = param(20, "quality buckets per source and topic", ge=1, le=10_000)
+    throwaway: float = param(0.4, "bottom share of each quality-ranked group left out", ge=0, le=0.999)
+    max_repetition: float = param(7.0, "copies of one document at most", gt=0, le=1000)
+    curve_p: float = param(1.5, "exponent p of the repetition curve C·x^p·e^(λx)", ge=0, le=50)
+    curve_lambda: float = param(1.0, "λ of the repetition curve C·x^p·e^(λx)", ge=0, le=50)
+    calibrate: bool = param(True, "solve with every document's realised copies, not their expectation")
+    seed: int = param(0, "seed of the rounding draws and the shuffle")
+    partition_tokens: int = param(500_000_000, "tokens per shuffle partition (bounds the write step's memory)", ge=1)
+    max_tokens_per_file: int = param(100_000_000, "tokens per output file at most", ge=1)
+    tokenizer: str = param("", "tokenizer that counts tokens where no attribute holds them (default: dolma2)")
+    batch_size: int = param(2048, "documents per batch", ge=1)
+    strict_shares: bool = param(False, "a stream more than 0.5 points from its share is an error, not a warning")
+    name: str = param("mix", "prefix of the steps' names; set it when a recipe has several mixes")
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.streams]
@@ -96,6 +109,8 @@ class MixParams:
             raise UserError("throwaway must be in [0, 1)")
         for stream in self.streams:
             stream.rules()  # a bad rule fails before any work
+            for pattern in stream.documents:
+                io.refuse_output_in_input(pattern, self.output, f"{self.name} stream {stream.name!r}")
             if (stream.keys() or stream.topic) and not stream.attributes:
                 raise UserError(f"stream {stream.name!r} names attributes but lists no attribute sets")
 

@@ -130,7 +130,15 @@ def plan_from_histograms(
 
     def solve(source: str, topic: str, target: float) -> tuple[list[float], float]:
         tokens, realised = groups[(source, topic)][1], (realisers or {}).get((source, topic))
-        factors = solve_group(tokens, target, params, realised, flat=source in flat)
+        try:
+            factors = solve_group(tokens, target, params, realised, flat=source in flat)
+        except UserError as e:
+            group = f"{source}/{topic}" if topic else source
+            need = target / max(params.max_repetition, 1e-12)
+            raise UserError(
+                f"{group}: {e}; it would need {need:,.0f} tokens above the throwaway quantile at the cap "
+                f"(raise max_repetition, lower its share or the target, or add documents)"
+            ) from None
         return [float(f) for f in factors], float(realised(factors) if realised else np.dot(tokens, factors))
 
     out = []
@@ -266,3 +274,24 @@ def plan_result(plan: Plan) -> ResultTable:
     )
     columns = ["source/topic", "available", "planned", "share", "buckets kept", "top factor"]
     return ResultTable(title, columns, [list(row) for row in plan_table(plan)])
+
+
+SHARE_TOLERANCE = 0.005  # half a point of the mix
+
+
+def share_misses(plan: Plan, realised: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(stream, target share, realised share) of every stream more than half a point from its target."""
+    total = sum(realised.values()) or 1.0
+    out = []
+    for source in sorted({g.source for g in plan.groups}):
+        target = sum(g.target_tokens for g in plan.groups if g.source == source) / max(plan.target_tokens, 1)
+        got = realised.get(source, 0.0) / total
+        if abs(got - target) > SHARE_TOLERANCE:
+            out.append((source, target, got))
+    return out
+
+
+def misses_table(misses: list[tuple[str, float, float]]) -> ResultTable:
+    rows = [[s, f"{t:.2%}", f"{g:.2%}", f"{(g - t) * 100:+.2f}"] for s, t, g in misses]
+    title = "Warning: streams more than 0.5 points from their share (set strict_shares: true to make it an error)"
+    return ResultTable(title, ["stream", "target share", "realised share", "points"], rows)

@@ -13,7 +13,7 @@ from dolma.runtime.report import Section, figure, png
 from dolma.runtime.run import read_summary, task_summaries
 from dolma.runtime.stage import Stage
 from mixers.config import MixParams
-from mixers.plan import Plan
+from mixers.plan import Plan, share_misses
 from mixers.shuffle import MixShuffleStage
 from mixers.stats import MixStatsStage
 
@@ -88,4 +88,7 @@ def mix_sections(p: MixParams) -> list[Section]:
         f"Target {plan.target_tokens:,} tokens; realised {sum(got):,.0f} "
         f"({(sum(got) - plan.target_tokens) / plan.target_tokens:+.2%})."
     )
+    misses = share_misses(plan, realised)
+    if misses:
+        note += " Warning: " + "; ".join(f"{s} realised {g:.2%} against a share of {t:.2%}" for s, t, g in misses)
     return [Section(f"Mix {p.name}", note, images, table)]

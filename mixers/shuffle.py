@@ -15,35 +15,52 @@ import pyarrow as pa
 
 from dolma import io
 from dolma.core.document import ENCODER, LazyDocument
+from dolma.core.errors import DataError
 from dolma.io import Rejected
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
-from dolma.runtime.stage import Stage, Task
+from dolma.runtime.run import task_summaries
+from dolma.runtime.stage import Step, Task
 from mixers.config import MixParams, Stream
 from mixers.plan import (
     Plan,
     planned_copies,
+    share_misses,
     shuffle_keys,
 )
-from mixers.stats import QUARANTINED_BY_STATS, StreamFile, _edited
+from mixers.stats import QUARANTINED_BY_STATS, REPEATED_ID, StreamFile, _edited
 
 
 # ----------------------------------------------------------------------------------------------- step 3
 @dataclass
-class MixShuffleStage(Stage):
+class MixShuffleStage(Step):
     params: MixParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return self.params.name + "-shuffle"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "shuffle")
+    step, folder = "shuffle", "shuffle"
 
     def tasks(self) -> list[Task]:
         return [Task(key, StreamFile(stream, url)) for stream, key, url in self.params.files()]
+
+    def finish(self, tasks: list[Task]) -> None:
+        """With ``strict_shares``, a stream more than half a point from its share fails the mix."""
+        if not self.params.strict_shares:
+            return
+        realised: dict[str, float] = {}
+        for _, summary in task_summaries(self):
+            for stream, tokens in realised_tokens(summary.metrics).items():
+                realised[stream] = realised.get(stream, 0.0) + tokens
+        plan = msgspec.convert(io.read_json(io.join(self.params.work, "plan.json")), Plan)
+        misses = share_misses(plan, realised)
+        if misses:
+            raise DataError(
+                f"{self.params.name}: strict_shares: "
+                + "; ".join(f"{s} realised {g:.2%} against a share of {t:.2%}" for s, t, g in misses)
+            )
+
+    def inputs(self, task: Task) -> list[str]:
+        work = self.params.work
+        stats = io.join(work, "stats", task.key + ".parquet")
+        return [task.payload.url, stats, io.join(work, "plan.json"), io.join(work, "repeated_ids.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Each document line is matched with its stats row by line number; only the lines the plan copies are
@@ -52,7 +69,7 @@ class MixShuffleStage(Stage):
         p = self.params
         plan = msgspec.convert(io.read_json(io.join(p.work, "plan.json")), Plan)
         stream = p.stream(task.payload.stream)
-        stats = io.read_frame(io.join(p.work, "stats", task.key + ".parquet"))
+        stats = _mark_repeated(io.read_frame(io.join(p.work, "stats", task.key + ".parquet")), p.work, stream.name)
         shard = _ShardCopies(task.payload.url, stream, stats, planned_copies(stats, plan, stream.name), ledger)
         with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
             for batch in io.read_lines(shard.url, p.batch_size):
@@ -66,6 +83,30 @@ class MixShuffleStage(Stage):
                 io.join(p.work, "shuffle", f"part={k:05d}", task.key + ".arrow"),
                 table.slice(bounds[k], bounds[k + 1] - bounds[k]),
             )
+
+
+def _mark_repeated(stats: pl.DataFrame, work: str, stream: str) -> pl.DataFrame:
+    """The stats rows of documents whose id an earlier stream (in recipe order) already holds get the drop
+    reason ``duplicate_id_across_streams``, naming that stream: a mix writes every id once."""
+    url = io.join(work, "repeated_ids.parquet")
+    if not io.exists(url):
+        return stats
+    repeated = io.read_frame(url).filter(pl.col("source") == stream).select("hash", "winner").unique("hash")
+    if not len(repeated):
+        return stats
+    lookup = dict(zip(repeated["hash"].to_list(), repeated["winner"].to_list()))
+    winner = stats["hash"].replace_strict(lookup, default=None, return_dtype=pl.String)
+    reason = pl.lit(REPEATED_ID + ": kept in stream ") + winner
+    return stats.with_columns(
+        drop_reason=pl.when(pl.col("drop_reason").is_null() & winner.is_not_null())
+        .then(reason)
+        .otherwise(pl.col("drop_reason"))
+    )
+
+
+def realised_tokens(summary_metrics: dict[str, float]) -> dict[str, float]:
+    """Tokens written per stream, from the shuffle step's metrics."""
+    return {k.removeprefix("tokens:"): v for k, v in summary_metrics.items() if k.startswith("tokens:")}
 
 
 class _ShardCopies:
@@ -214,12 +255,9 @@ def _copy_ids(ids: np.ndarray, copy: np.ndarray) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- step 4
 @dataclass
-class MixWriteStage(Stage):
+class MixWriteStage(Step):
     params: MixParams
-
-    @property
-    def name(self) -> str:
-        return self.params.name + "-write"
+    step = "write"
 
     @property
     def output(self) -> str:
@@ -228,6 +266,10 @@ class MixWriteStage(Stage):
     def tasks(self) -> list[Task]:
         plan = msgspec.convert(io.read_json(io.join(self.params.work, "plan.json")), Plan)
         return [Task(f"part-{k:05d}") for k in range(plan.partitions)]
+
+    def inputs(self, task: Task) -> list[str]:
+        work, part = self.params.work, task.key.removeprefix("part-")
+        return [io.join(work, "shuffle", f"part={part}", "**", "*.arrow"), io.join(work, "plan.json")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params

@@ -16,16 +16,19 @@ from dolma.core.errors import UserError
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import ResultTable, Section
-from dolma.runtime.stage import Stage, Task
+from dolma.runtime.run import read_summary
+from dolma.runtime.stage import Step, Task
 from mixers.config import MixParams, SpanEdit, Stream
 from mixers.plan import (
     Plan,
     bucket_of,
     draws,
     hashes,
+    misses_table,
     plan_from_histograms,
     plan_result,
     realiser,
+    share_misses,
     write_plan_plot,
 )
 
@@ -40,20 +43,20 @@ class StreamFile:
 
 # ----------------------------------------------------------------------------------------------- step 1
 @dataclass
-class MixStatsStage(Stage):
+class MixStatsStage(Step):
     params: MixParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return self.params.name + "-stats"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "stats")
+    step, folder = "stats", "stats"
 
     def tasks(self) -> list[Task]:
-        return [Task(key, StreamFile(stream, url)) for stream, key, url in self.params.files()]
+        files = self.params.files()
+        for stream, _, url in files:
+            io.require_attributes(url, self.params.stream(stream).attributes, f"{self.params.name} stream {stream!r}")
+        return [Task(key, StreamFile(stream, url)) for stream, key, url in files]
+
+    def inputs(self, task: Task) -> list[str]:
+        url = task.payload.url
+        return [url] + [io.attributes_url(url, n) for n in self.params.stream(task.payload.stream).attributes]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         stream = self.params.stream(task.payload.stream)
@@ -227,20 +230,16 @@ def _count_tokens(tokenizer: str, texts: list[str]) -> list[int]:
 
 
 @dataclass
-class MixPlanStage(Stage):
+class MixPlanStage(Step):
     params: MixParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return self.params.name + "-plan"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "plan")
+    step, folder = "plan", "plan"
 
     def tasks(self) -> list[Task]:
         return [Task("plan")]
+
+    def inputs(self, task: Task) -> list[str]:
+        return [io.join(self.params.work, "stats", "**", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
@@ -251,6 +250,9 @@ class MixPlanStage(Stage):
                 for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))
             ]
         )
+        stats, repeated = _first_of_each_id(stats, [s.name for s in p.streams])
+        io.write_frame(io.join(p.work, "repeated_ids.parquet"), repeated)
+        ledger.metrics["ids_in_several_streams"] += len(repeated)
         groups, realisers = {}, {}
         for (source, topic), g in stats.group_by("source", "topic", maintain_order=True):
             edges = [float(v) for v in np.quantile(g["quality"].to_numpy(), np.linspace(0, 1, p.quantiles + 1))]
@@ -270,5 +272,31 @@ class MixPlanStage(Stage):
         return mix_sections(self.params)
 
     def result_tables(self) -> list[ResultTable]:
+        from mixers.shuffle import MixShuffleStage, realised_tokens
+
         url = io.join(self.params.work, "plan.json")
-        return [plan_result(msgspec.convert(io.read_json(url), Plan))] if io.exists(url) else []
+        if not io.exists(url):
+            return []
+        plan = msgspec.convert(io.read_json(url), Plan)
+        shuffled = read_summary(MixShuffleStage(self.params))
+        misses = share_misses(plan, realised_tokens(shuffled.metrics)) if shuffled else []
+        return [plan_result(plan)] + ([misses_table(misses)] if misses else [])
+
+
+REPEATED_ID = "duplicate_id_across_streams"
+
+
+def _first_of_each_id(stats: pl.DataFrame, streams: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the rows of each document id's first occurrence, in recipe order of the streams and then file order;
+    the other rows as (source, hash, winner)). Ids are compared by their 64-bit hash, the column every step
+    already has (two different ids collide with probability 2^-64 per pair)."""
+    ranked = stats.with_row_index("row").with_columns(
+        rank=pl.col("source").replace_strict({s: i for i, s in enumerate(streams)}, return_dtype=pl.Int64)
+    )
+    first = ranked.sort("rank", "row").unique("hash", keep="first", maintain_order=True)
+    repeated = (
+        ranked.join(first.select("hash", winner="source", first_row="row"), on="hash")
+        .filter(pl.col("row") != pl.col("first_row"))
+        .select("source", "hash", "winner")
+    )
+    return first.sort("row").drop("row", "rank"), repeated

@@ -74,6 +74,7 @@ class PdfStage(Stage):
     name: str = param("pdf", "the stage's name in the ledger (unique in a recipe)")
 
     def __post_init__(self) -> None:
+        io.refuse_output_in_input(self.input, self.output, self.name)
         if "/documents" not in "/" + self.output:
             raise UserError(f"pdf output {self.output!r} must be a 'documents/' folder (Dolma layout)")
         if self.files_per_shard < 1:

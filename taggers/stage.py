@@ -31,7 +31,7 @@ class TagStage(Stage):
     )
     experiment: str = param("tags", "attribute set name")
     tagger_modules: list[str] = param(help="modules or .py files that register more taggers", factory=list)
-    batch_size: int = param(1024, "documents per batch")
+    batch_size: int = param(1024, "documents per batch", ge=1)
     name: str = param("tag", "the stage's name in the ledger (unique in a recipe)")
     output: str = param("", "the attribute folder (default: attributes/<experiment> beside documents/)")
 

@@ -42,8 +42,19 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None) -> subproce
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    """Every file under root (hidden temporary files included) with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under root (hidden temporary files included) with its bytes, but the tasks' state files
+    (``_ledger/<stage>/state/``: fingerprints of paths and modification times, which differ between runs)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not is_state_file(p.relative_to(root))
+    }
+
+
+def is_state_file(rel: Path) -> bool:
+    """Whether a path below an output root is a task's state file (``…/_ledger/<stage>/state/…``)."""
+    parts = rel.parts
+    return "_ledger" in parts and "state" in parts[parts.index("_ledger") + 1 :]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def test_recipe_errors_name_the_offending_key(tmp_path):
     with pytest.raises(UserError, match=r"stages\[0\]\.batch_size: Input should be a valid integer"):
         load_recipe(str(bad))
     bad.write_text("stages:\n  - stage: import\n    input: x\n    outptu: y\n")
-    with pytest.raises(UserError, match=r"stages\[0\]: unknown key 'outptu'"):
+    with pytest.raises(UserError, match=r"stages\[0\]\.outptu: unknown key; did you mean 'output'\?"):
         load_recipe(str(bad))
     bad.write_text("executor: {kind: local, workers: 0}\nstages:\n  - stage: import\n    input: x\n    output: y\n")
     with pytest.raises(UserError, match=r"recipe\.executor\.workers"):

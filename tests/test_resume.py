@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import zstandard
 from conftest import sample_docs, tree_bytes
 
 
@@ -85,13 +86,19 @@ def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
     assert summary["read"] == 6 * 100 + 1 and summary["quarantined"] == {"invalid_json": 1}
 
 
-def test_finished_shards_are_not_redone(tmp_path):
+def test_finished_shards_are_not_redone_unless_their_input_changed(tmp_path):
     src = tmp_path / "in"
     make_corpus(src, shards=3, per_shard=20)
     out = tmp_path / "out"
     subprocess.run(import_cmd(src, out, 1), check=True, capture_output=True)
-    shard = out / "shard-001.jsonl.zst"
-    before = shard.stat().st_mtime_ns
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl.zst")}
+    subprocess.run(import_cmd(src, out, 1), check=True, capture_output=True)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl.zst")} == before  # nothing changed
     (src / "shard-001.jsonl.gz").write_bytes(gzip.compress(b'{"id": "changed", "text": "x"}\n'))
     subprocess.run(import_cmd(src, out, 1), check=True, capture_output=True)
-    assert shard.stat().st_mtime_ns == before
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl.zst")}
+    assert after["shard-000.jsonl.zst"] == before["shard-000.jsonl.zst"]
+    assert after["shard-002.jsonl.zst"] == before["shard-002.jsonl.zst"]
+    assert after["shard-001.jsonl.zst"] != before["shard-001.jsonl.zst"]  # its input changed: redone
+    lines = zstandard.ZstdDecompressor().stream_reader((out / "shard-001.jsonl.zst").read_bytes()).read()
+    assert [json.loads(line)["id"] for line in lines.splitlines()] == ["changed"]

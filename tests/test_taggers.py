@@ -175,7 +175,9 @@ def test_tag_stage_writes_aligned_attributes_and_loads_custom_taggers(tmp_path):
 def test_unknown_taggers_and_parameters_are_clear_errors():
     with pytest.raises(UserError, match="unknown tagger 'nope_v1'"):
         build_tagger("nope_v1")
-    with pytest.raises(UserError, match="tagger gopher_quality_v1: unknown key 'treshold'"):
+    with pytest.raises(
+        UserError, match=r"tagger gopher_quality_v1\.treshold: unknown key; expected one of min_doc_words"
+    ):
         build_tagger({"name": "gopher_quality_v1", "treshold": 3})
     assert len(TAGGERS) >= 10
 

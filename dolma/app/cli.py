@@ -14,26 +14,42 @@ from importlib.metadata import PackageNotFoundError, version
 from rich.console import Console
 from rich.table import Table
 
+from dolma import io
 from dolma.app.commands import STAGE_COMMANDS, StageCommand
 from dolma.app.options import add_options, given
 from dolma.app.progress import RichProgress, print_summary, print_table
 from dolma.app.recipe import build_stage, load_recipe, stage_class
 from dolma.core.errors import UserError
 from dolma.runtime.executors import LocalExecutor
-from dolma.runtime.run import run_stages
+from dolma.runtime.run import dry_run, run_stages
 from dolma.runtime.stage import expand
+
+
+def _force(args: argparse.Namespace) -> bool | list[str]:
+    return True if args.force == [] else (args.force or False)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from dolma.app.report import write_report
 
     recipe, stages = load_recipe(args.recipe)
-    print_summary(run_stages(stages, recipe.executor.build(args.workers), RichProgress()))
+    unknown = sorted(set(args.force or []) - {s.name for s in stages})
+    if unknown:
+        raise UserError(f"--force: no stage named {unknown[0]!r}; stages: {', '.join(s.name for s in stages)}")
+    if args.dry_run:
+        print("\n".join(dry_run(stages, _force(args))))
+        return
+    print_summary(run_stages(stages, recipe.executor.build(args.workers), RichProgress(), _force(args)))
     for stage in stages:
         for table in stage.result_tables():
             print_table(table)
     print("outputs: " + ", ".join(sorted({s.output for s in stages if not s.intermediate})))
     print(f"report: {write_report(stages, args.recipe)}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    _, stages = load_recipe(args.recipe)
+    print("\n".join(dry_run(stages)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -47,7 +63,7 @@ def cmd_stage(command: StageCommand, args: argparse.Namespace) -> None:
     stage = build_stage(command.kind, given(args, stage_class(command.kind)), command.kind)
     if command.before:
         command.before(stage)
-    results = run_stages(expand([stage]), LocalExecutor(args.workers), RichProgress())
+    results = run_stages(expand([stage]), LocalExecutor(args.workers), RichProgress(), bool(args.force))
     print_summary(results)
     if command.after:
         command.after(stage, results)
@@ -56,10 +72,9 @@ def cmd_stage(command: StageCommand, args: argparse.Namespace) -> None:
 def cmd_stats(args: argparse.Namespace) -> None:
     from dolma.tokenize.reader import TokenReader
 
-    try:
-        reader = TokenReader(args.folder)
-    except FileNotFoundError:
-        raise UserError(f"{args.folder!r} has no manifest.json; is it a tokenize output?") from None
+    if not io.exists(io.join(args.folder, "manifest.json")):
+        raise UserError(f"{args.folder!r} has no manifest.json; is it a tokenize output?")
+    reader = TokenReader(args.folder)
     m = reader.manifest
     table = Table(title=f"{args.folder}: {m.tokens:,} tokens, {m.documents:,} documents, {len(m.files)} files")
     for col in ("source", "documents", "tokens", "share"):
@@ -157,7 +172,18 @@ def _tool_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("recipe", help="path to the recipe YAML")
     _add_workers(p, "the recipe's, else all cores")
+    p.add_argument("--force", nargs="*", metavar="STAGE", help="redo every task (of the named stages only, if given)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be skipped and redone, and why")
     p.set_defaults(fn=cmd_run)
+
+    p = _command(
+        sub, "plan", "Print what `dolma run` would skip, redo and why, without running anything.",
+        "A task is skipped when its fingerprint (parameters, inputs' identities, format version) matches its "
+        "last run's; stages after one with work to do are redone where their inputs change.",
+        "dolma plan configs/quickstart.yaml",
+    )  # fmt: skip
+    p.add_argument("recipe", help="path to the recipe YAML")
+    p.set_defaults(fn=cmd_plan)
 
     p = _command(
         sub, "report", "Write the HTML report of a recipe's run.",
@@ -220,12 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _tool_commands(sub)
     for command in STAGE_COMMANDS:
         p = _command(sub, command.command, command.summary, command.detail, command.example)
         add_options(p, stage_class(command.kind), command.names)
         _add_workers(p)
+        p.add_argument("--force", action="store_true", help="redo every task, even those whose inputs did not change")
         p.set_defaults(fn=lambda args, command=command: cmd_stage(command, args))
     return parser
 
@@ -236,10 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume from the finished shards", file=sys.stderr)
         return 130
+    except Exception as e:  # anything unforeseen: one line for the user, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (rerun with `dolma --debug ...` for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

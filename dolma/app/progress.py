@@ -13,6 +13,7 @@ from dolma.runtime.ledger import ShardSummary
 from dolma.runtime.report import ResultTable
 from dolma.runtime.run import StageResult
 from dolma.runtime.stage import Stage
+from dolma.runtime.state import StagePlan
 
 console = Console(stderr=True)
 
@@ -40,6 +41,10 @@ class RichProgress:
         )
         self._bars.start()
         self._bar = self._bars.add_task(stage.name, total=tasks, docs=0, dps=0.0, mbps=0.0)
+
+    def planned(self, stage: Stage, plan: StagePlan) -> None:
+        if plan.skip or plan.redo or plan.stale:  # a first run needs no explanation
+            console.print(plan.describe(stage.name))
 
     def documents(self, docs: int, nbytes: int) -> None:
         self._docs += docs

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from typing import Any, Literal
 
 import pydantic
 import yaml
 
-from dolma.core.config import build_dataclass, explain
+from dolma.core.config import build_dataclass, explain, unknown_key
 from dolma.core.errors import UserError
 from dolma.runtime.stage import Stage, StageGroup, expand
 
@@ -78,13 +79,25 @@ def build_stage(kind: str, params: dict[str, Any], where: str) -> Stage | StageG
     return build_dataclass(stage_class(kind), params, where)
 
 
-def _expand(value: Any) -> Any:
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def _expand(value: Any, where: str = "recipe") -> Any:
+    """``${VAR}`` from the environment (an unset one is an error naming it and where it is used);
+    ``${VAR:-default}`` falls back to the default."""
     if isinstance(value, str):
-        return os.path.expandvars(value)
+
+        def substitute(m: re.Match) -> str:
+            found = os.environ.get(m["name"])
+            if found is None and m["default"] is None:
+                raise UserError(f"{where}: environment variable {m['name']} is not set (or write ${{{m['name']}:-x}})")
+            return found if found is not None else m["default"]
+
+        return VARIABLE.sub(substitute, value)
     if isinstance(value, list):
-        return [_expand(v) for v in value]
+        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}" if where != "recipe" else str(k)) for k, v in value.items()}
     return value
 
 
@@ -96,9 +109,12 @@ def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
     except FileNotFoundError:
         raise UserError(f"recipe {path!r} does not exist") from None
     except yaml.YAMLError as e:
-        raise UserError(f"recipe {path!r} is not valid YAML: {e}") from None
+        raise UserError(f"recipe {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(raw, dict):
         raise UserError(f"recipe {path!r} must be a mapping with 'stages' (and optionally 'executor')")
+    unknown = sorted(set(raw) - set(Recipe.model_fields))
+    if unknown:
+        raise unknown_key("recipe", unknown[0], list(Recipe.model_fields))
     try:
         recipe = Recipe.model_validate(_expand(raw))
     except pydantic.ValidationError as e:

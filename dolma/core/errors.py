@@ -7,3 +7,11 @@ its message and exits with code 2, never a traceback.
 
 class UserError(Exception):
     """A problem with the user's input or configuration: reported in one line, never as a traceback."""
+
+    exit_code = 2  # bad usage; DataError says the data is at fault
+
+
+class DataError(UserError):
+    """A problem with the data or the state of an output folder (exit code 1)."""
+
+    exit_code = 1

@@ -20,27 +20,24 @@ from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import Section, figure, png
 from dolma.runtime.shards import AlignedAttributes, placeholder
-from dolma.runtime.stage import Stage, StageGroup, Task, shard_tasks
+from dolma.runtime.stage import Stage, StageGroup, Step, Task, shard_tasks
 
 
 @dataclass
-class ClusterStage(Stage):
+class ClusterStage(Step):
     """Connected components over the verified edges and a keeper per component (one task: its memory is the
     edge list and the rows of the documents in some cluster)."""
 
     params: DedupParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return f"{self.params.name}-clusters"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "clusters")
+    step, folder = "clusters", "clusters"
 
     def tasks(self) -> list[Task]:
         return [Task("all")]
+
+    def inputs(self, task: Task) -> list[str]:
+        work = self.params.work
+        return [io.join(work, "verified", "*.parquet"), io.join(work, "docs", "**", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
@@ -103,19 +100,16 @@ class ClusterStage(Stage):
 
 
 @dataclass
-class DedupAttributeStage(Stage):
+class DedupAttributeStage(Step):
     params: DedupParams
-
-    @property
-    def name(self) -> str:
-        return f"{self.params.name}-attributes"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "attributes")
+    step, folder = "attributes", "attributes"
 
     def tasks(self) -> list[Task]:
         return shard_tasks(self.params.input)
+
+    def inputs(self, task: Task) -> list[str]:
+        work = self.params.work
+        return [task.payload.url, io.join(work, "clusters.parquet"), io.join(work, "docs", task.key + ".parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params

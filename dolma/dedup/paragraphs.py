@@ -96,7 +96,7 @@ class ParagraphDedupStage(Stage):
     bloom_in: str | None = param(None, "start from this saved filter")
     bloom_out: str | None = param(None, "save the filter here after the run")
     read_only: bool = param(False, "check only; add nothing to the filter (needs bloom_in)")
-    batch_size: int = param(2048, "documents per batch")
+    batch_size: int = param(2048, "documents per batch", ge=1)
 
     @property
     def output(self) -> str:
@@ -105,6 +105,9 @@ class ParagraphDedupStage(Stage):
 
     def tasks(self) -> list[Task]:
         return [Task("all", Files(tuple(io.document_files(self.input))))]
+
+    def inputs(self, task: Task) -> list[str]:
+        return list(task.payload.urls) + ([self.bloom_in] if self.bloom_in else [])
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         if self.read_only and not self.bloom_in:

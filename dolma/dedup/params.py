@@ -45,7 +45,7 @@ class DedupParams:
     quality_attribute: str | None = param(
         None, "SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq (higher is kept)"
     )
-    batch_size: int = param(2048, "documents per batch")
+    batch_size: int = param(2048, "documents per batch", ge=1)
     # a pairs task holds 1/pair_partitions of one band's keys over the corpus (16 bytes a document)
     pair_partitions: int = param(
         1, "key ranges per band in the pairs step; raise it as the corpus grows (one per 50M documents)"

@@ -35,24 +35,22 @@ from dolma.dedup.minhash import minhash, normalise, shingle_hashes
 from dolma.dedup.params import DedupParams
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import read_shard
-from dolma.runtime.stage import Stage, Task, shard_tasks
+from dolma.runtime.stage import Step, Task, shard_tasks
 
 
 @dataclass
-class SignatureStage(Stage):
+class SignatureStage(Step):
     params: DedupParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return f"{self.params.name}-signatures"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "signatures")
+    step, folder = "signatures", "signatures"
 
     def tasks(self) -> list[Task]:
         return shard_tasks(self.params.input)
+
+    def inputs(self, task: Task) -> list[str]:
+        p = self.params
+        name = p.quality_attribute.partition("/")[0] if p.quality_attribute else ""
+        return [task.payload.url] + ([io.attributes_url(task.payload.url, name)] if name else [])
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
@@ -118,17 +116,10 @@ class KeyRange:
 
 
 @dataclass
-class PairsStage(Stage):
+class PairsStage(Step):
     params: DedupParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return f"{self.params.name}-pairs"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "pairs")
+    step, folder = "pairs", "pairs"
 
     def tasks(self) -> list[Task]:
         parts = self.params.pair_partitions
@@ -137,6 +128,9 @@ class PairsStage(Stage):
             for b in range(self.params.n_bands)
             for k in range(parts)
         ]
+
+    def inputs(self, task: Task) -> list[str]:
+        return [io.join(self.params.work, "bands", f"band={task.payload.band:03d}", "**", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """The band's keys in this task's key range (key mod pair_partitions), from every shard's band file."""
@@ -161,7 +155,7 @@ class PairsStage(Stage):
 
 
 @dataclass
-class VerifyStage(Stage):
+class VerifyStage(Step):
     """Candidate edges checked by true Jaccard similarity, one task per shard holding the edges' smaller
     documents. A task holds the n-gram sets of its own shard's documents in edges and of one partner shard at a
     time, so memory follows the shard size, not the corpus. Without a Jaccard threshold (or for exact dedup)
@@ -169,14 +163,7 @@ class VerifyStage(Stage):
 
     params: DedupParams
     intermediate = True
-
-    @property
-    def name(self) -> str:
-        return f"{self.params.name}-verify"
-
-    @property
-    def output(self) -> str:
-        return io.join(self.params.work, "verified")
+    step, folder = "verify", "verified"
 
     def _edges(self, shard: int | None = None) -> pl.DataFrame:
         """The candidate edges of every band (only those whose first document is in ``shard``, if given)."""
@@ -189,6 +176,9 @@ class VerifyStage(Stage):
     def tasks(self) -> list[Task]:
         shards = self._edges().select(pl.col("a") // 2**32).unique().sort("a")["a"].to_list()
         return [Task(f"{a:05d}", a) for a in shards] or [Task("none")]
+
+    def inputs(self, task: Task) -> list[str]:
+        return [io.join(self.params.work, "edges", "*.parquet"), self.params.input]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Edges whose first document is in this task's shard; the other shards are visited one at a time."""

@@ -30,17 +30,24 @@ class ImportStage(Stage):
     output: str = param(help="output folder (a 'documents/' folder when attributes are carried along)")
     compression: Literal["zst", "gz", "jsonl", "parquet"] = param("zst", "output format")
     attributes: list[str] = param(help="attribute sets to carry along, realigned with the kept documents", factory=list)
-    batch_size: int = param(4096, "documents per batch (bounds memory)")
+    batch_size: int = param(4096, "documents per batch (bounds memory)", ge=1)
     name: str = param("import", "the stage's name in the ledger (unique in a recipe)")
 
     def __post_init__(self) -> None:
+        io.refuse_output_in_input(self.input, self.output, self.name)
         if self.compression not in SUFFIXES:
             raise UserError(f"compression must be one of {sorted(SUFFIXES)}, not {self.compression!r}")
         if self.attributes and self.compression == "parquet":
             raise UserError("attribute trees are JSONL; use compression zst, gz or jsonl with attributes")
 
     def tasks(self) -> list[Task]:
-        return shard_tasks(self.input)
+        tasks = shard_tasks(self.input)
+        for task in tasks:
+            io.require_attributes(task.payload.url, self.attributes, self.name)
+        return tasks
+
+    def inputs(self, task: Task) -> list[str]:
+        return [task.payload.url] + [io.attributes_url(task.payload.url, n) for n in self.attributes]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         src = task.payload.url

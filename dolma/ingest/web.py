@@ -108,6 +108,9 @@ class WebStage(Stage):
     min_chars: int = param(1, "extracted text shorter than this is dropped as no_main_text")
     name: str = param("web", "the stage's name in the ledger (unique in a recipe)")
 
+    def __post_init__(self) -> None:
+        io.refuse_output_in_input(self.input, self.output, self.name)
+
     def tasks(self) -> list[Task]:
         files = [f for f in io.list_files(self.input) if f.endswith(WARC_SUFFIXES + HTML_SUFFIXES)]
         if not files:

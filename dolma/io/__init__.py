@@ -36,11 +36,15 @@ from dolma.io.urls import (
     attributes_url,
     document_files,
     exists,
+    identity,
     is_remote,
     join,
     list_files,
     open_url,
+    refuse_output_in_input,
     relative_to_root,
+    remove,
+    require_attributes,
     strip_suffix,
 )
 from dolma.io.writers import (
@@ -50,6 +54,8 @@ from dolma.io.writers import (
     read_frame,
     read_json,
     read_parquet,
+    recording,
+    remove_dead_temporaries,
     write_arrow,
     write_frame,
     write_json,
@@ -58,10 +64,12 @@ from dolma.io.writers import (
 )
 
 __all__ = [
-    "DOC_SUFFIXES", "STREAM_ERRORS", "AtomicWriter", "AttributeColumns", "AttributeJoin", "DocBatch",
-    "DocumentWriter", "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url", "configure",
-    "document_files", "exists", "gc_paused", "is_remote", "join", "joined_columns", "line_id", "list_files", "open_url",
-    "out_of_step", "parse_line", "read_aligned", "read_arrow", "read_attribute_columns", "read_attributes",
-    "read_documents", "read_frame", "read_json", "read_lines", "read_parquet", "read_selected", "relative_to_root",
-    "starts_with_id", "strip_suffix", "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
+    "AtomicWriter", "AttributeColumns", "AttributeJoin", "DOC_SUFFIXES", "DocBatch", "DocumentWriter",
+    "KeySelection", "LineBatch", "Rejected", "RejectedLine", "STREAM_ERRORS", "attributes_url", "configure",
+    "document_files", "exists", "gc_paused", "identity", "is_remote", "join", "joined_columns", "line_id",
+    "list_files", "open_url", "out_of_step", "parse_line", "read_aligned", "read_arrow", "read_attribute_columns",
+    "read_attributes", "read_documents", "read_frame", "read_json", "read_lines", "read_parquet", "read_selected",
+    "recording", "relative_to_root", "refuse_output_in_input", "remove", "remove_dead_temporaries",
+    "require_attributes", "starts_with_id", "strip_suffix",
+    "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
 ]  # fmt: skip

@@ -143,3 +143,91 @@ def open_url(url: str, mode: str = "rb", **kwargs):
     """Open a URL with smart_open (compression by suffix unless ``compression="disable"``), set up first."""
     configure()
     return smart_open.open(url, mode, **kwargs)
+
+
+def identity(url: str) -> str:
+    """What tells two versions of a file apart without reading it: size and modification time (local),
+    size and ETag (S3) or generation (GCS); ``missing`` when there is no such file."""
+    if not is_remote(url):
+        try:
+            st = os.stat(url)
+        except FileNotFoundError:
+            return "missing"
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    scheme, _, rest = url.partition("://")
+    bucket, _, key = rest.partition("/")
+    try:
+        if scheme == "s3":
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            head = client.head_object(Bucket=bucket, Key=key)
+            return f"{head['ContentLength']}:{head['ETag']}"
+        if scheme == "gs":
+            from google.cloud import storage
+
+            blob = storage.Client().bucket(bucket).get_blob(key)
+            return "missing" if blob is None else f"{blob.size}:{blob.generation}"
+    except Exception as e:  # the clients raise their own not-found types
+        if "404" in str(e) or "NoSuchKey" in str(e) or "Not Found" in str(e):
+            return "missing"
+        raise
+    raise UserError(f"unsupported URL scheme {scheme!r} in {url!r} (use a local path, s3:// or gs://)")
+
+
+def remove(url: str) -> None:
+    """Delete a file if it exists (local or object storage)."""
+    if not is_remote(url):
+        if os.path.exists(url):
+            os.remove(url)
+        return
+    scheme, _, rest = url.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme == "s3":
+        import boto3
+
+        boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None).delete_object(
+            Bucket=bucket, Key=key
+        )
+    elif scheme == "gs":
+        from google.cloud import storage
+
+        storage.Client().bucket(bucket).blob(key).delete()
+
+
+def refuse_output_in_input(pattern: str, output: str, where: str) -> None:
+    """An output that would overwrite its input or be read back as input is refused: the output folder equal
+    to an input file or folder, inside an input folder (read recursively), or inside the root of a recursive
+    glob (``**``), or equal to the folder a glob lists."""
+    norm = (lambda u: u.rstrip("/")) if is_remote(pattern) else (lambda u: os.path.abspath(u).rstrip("/"))
+    out = norm(output)
+    if any(c in pattern for c in "*?["):
+        root = norm(pattern.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0] or ".")
+        clash = out == root or ("**" in pattern and out.startswith(root + "/"))
+    elif not is_remote(pattern) and os.path.isdir(pattern):
+        root = norm(pattern)
+        clash = out == root or out.startswith(root + "/")
+    else:
+        clash = out == norm(pattern)
+    if clash:
+        raise UserError(f"{where}: output {output!r} is inside its input {pattern!r}; write it somewhere else")
+
+
+def require_attributes(doc_url: str, names: list[str], where: str) -> None:
+    """Every named attribute set must exist for the document file: a missing one (a typo, a stage not run
+    yet) is an error naming it, never a shard of quarantined documents."""
+    for name in names:
+        url = attributes_url(doc_url, name)
+        if not exists(url):
+            head = doc_url.rpartition("/documents/")[0]
+            raise UserError(
+                f"{where}: attribute set {name!r} does not exist for {doc_url} (no {url}; sets there: "
+                f"{', '.join(_sets(head)) or 'none'})"
+            )
+
+
+def _sets(head: str) -> list[str]:
+    if is_remote(head):
+        return []
+    folder = os.path.join(head, "attributes")
+    return sorted(n for n in os.listdir(folder) if not n.startswith(("_", "."))) if os.path.isdir(folder) else []

@@ -8,8 +8,13 @@ are byte-identical. Small helpers read and write JSON, Parquet (also as polars f
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import re
+import secrets
+import socket
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import msgspec
@@ -24,13 +29,62 @@ from dolma.io.setup import configure
 from dolma.io.urls import is_remote
 
 
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")
+
+
+TEMPORARY = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+_published: list[str] | None = None  # files published while a task records its outputs
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[str]]:
+    """Collect the URL of every file this process publishes inside the block (a task's outputs)."""
+    global _published
+    outer, _published = _published, []
+    try:
+        yield _published
+    finally:
+        _published = outer
+
+
+def remove_dead_temporaries(folder: str) -> int:
+    """Remove the temporary files under a local folder whose writer, a process of this host, is gone (a
+    killed run's); returns how many. Others' files, live or from other hosts, are left alone."""
+    removed = 0
+    host = _host()
+    for root, _, names in os.walk(folder):
+        for name in names:
+            m = TEMPORARY.match(name)
+            if m and m["host"] == host and not process_alive(int(m["pid"])):
+                os.remove(os.path.join(root, name))
+                removed += 1
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 class AtomicWriter:
     """Write ``url`` under a temporary name and publish it only on a clean close.
 
     Local files are renamed into place; object stores publish an object only when its upload completes,
-    so a killed writer never leaves a partial file under the final name. Compression follows the suffix
-    (.gz, .zst) and is deterministic (no timestamp or file name in the gzip header), so reruns are
-    byte-identical.
+    so a killed writer never leaves a partial file under the final name. The temporary name is unique to
+    the writer (``.<name>.<host>-<pid>-<random>.tmp``), so two writers of one file, even on two hosts,
+    never rename each other's work: the last complete one wins. Compression follows the suffix (.gz, .zst)
+    and is deterministic (no timestamp or file name in the gzip header), so reruns are byte-identical.
     """
 
     def __init__(self, url: str):
@@ -40,7 +94,7 @@ class AtomicWriter:
         if not is_remote(url):
             os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
             head, tail = os.path.split(url)
-            self.tmp = os.path.join(head, f".{tail}.tmp")  # fixed name: a rerun overwrites a killed run's
+            self.tmp = os.path.join(head, f".{tail}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
         self._raw = smart_open.open(self.tmp, "wb", compression="disable")
         self._file: BinaryIO = self._raw
         if url.endswith(".gz"):
@@ -61,6 +115,8 @@ class AtomicWriter:
             self._raw.close()
             if self.tmp != self.url:
                 os.replace(self.tmp, self.url)
+            if _published is not None:
+                _published.append(self.url)
             return
         if hasattr(self._raw, "terminate"):
             self._raw.terminate()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,9 +32,21 @@ def report_progress(docs: int, nbytes: int) -> None:
         _progress_queue.put((docs, nbytes))
 
 
-def _init_worker(q: mp.Queue | None) -> None:
+def _init_worker(q: mp.Queue | None, parent: int | None = None) -> None:
     global _progress_queue
     _progress_queue = q
+    if parent is not None:
+        _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """A worker is killed with its parent (Linux), so a killed run leaves no worker writing on behind it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
 @contextmanager
@@ -91,7 +105,7 @@ class LocalExecutor:
                     _init_worker(None)
             else:
                 with _threads_per_worker(max(1, (os.cpu_count() or 1) // self.workers)):
-                    pool = ctx.Pool(min(self.workers, len(items)), initializer=_init_worker, initargs=(q,))
+                    pool = ctx.Pool(min(self.workers, len(items)), initializer=_init_worker, initargs=(q, os.getpid()))
                 with pool:
                     yield from pool.imap_unordered(fn, items)
         finally:

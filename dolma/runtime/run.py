@@ -1,10 +1,13 @@
-"""Running stages so that a rerun is idempotent: a task's outputs are atomic and its marker is written last.
+"""Running stages so that a rerun redoes exactly what changed: outputs are atomic, the marker comes last.
 
-``run_task`` runs one task, checks that every document read was accounted for, writes the task's ledger and
-quarantine files and then its completion marker; ``run_stage`` gives an executor the tasks without a marker and
-merges every task's summary into the stage's ``summary.json``; ``run_stages`` runs stages and groups in order,
-telling a :class:`Progress` listener what happens (the command line draws bars with it; the default is quiet).
-Output never depends on the number of workers, and a run killed at any moment and rerun gives the same bytes.
+``run_task`` runs one task, checks that every document read was accounted for, writes the task's ledger,
+quarantine and state (its fingerprint and the outputs it published, :mod:`dolma.runtime.state`) and then its
+completion marker. ``run_stage`` compares every task's fingerprint with its last run's, removes the outputs
+of tasks that changed or no longer exist, gives an executor the rest and merges every task's summary into the
+stage's ``summary.json``. ``run_stages`` locks the output folders and runs stages and groups in order,
+telling a :class:`Progress` listener what happens (the command line draws bars with it; the default is
+quiet). Output never depends on the number of workers, and a run killed at any moment and rerun gives the
+same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,20 @@ from dolma import io
 from dolma.core.errors import UserError
 from dolma.runtime.executors import Executor, LocalExecutor
 from dolma.runtime.ledger import ShardLedger, ShardSummary
+from dolma.runtime.lock import locked
 from dolma.runtime.stage import Stage, StageGroup, Task, expand
+from dolma.runtime.state import (
+    StagePlan,
+    TaskState,
+    clear,
+    ledger_dir,
+    marker_url,
+    plan,
+    relative_outputs,
+    task_files,
+)
+
+__all__ = ["ledger_dir", "marker_url", "run_stage", "run_stages", "dry_run", "read_summary", "task_summaries"]
 
 
 class TaskResult(msgspec.Struct):
@@ -34,14 +50,6 @@ class StageResult(msgspec.Struct):
     name: str
     summary: ShardSummary
     seconds: float
-
-
-def ledger_dir(stage: Stage) -> str:
-    return io.join(stage.output, "_ledger", stage.name)
-
-
-def marker_url(stage: Stage, task: Task) -> str:
-    return io.join(ledger_dir(stage), "done", task.key + ".json")
 
 
 def summary_url(stage: Stage) -> str:
@@ -58,23 +66,27 @@ def task_summaries(stage: Stage) -> list[tuple[Task, ShardSummary]]:
     """Each finished task of the stage with its summary, read from its completion marker."""
     out = []
     for task in stage.tasks():
-        url = marker_url(stage, task)
+        url = marker_url(stage, task.key)
         if io.exists(url):
             out.append((task, msgspec.convert(io.read_json(url), ShardSummary)))
     return out
 
 
-def run_task(stage: Stage, task: Task) -> TaskResult:
-    """Run one task, then write its ledger, quarantine and (last) its completion marker."""
+def run_task(stage: Stage, item: tuple[Task, TaskState]) -> TaskResult:
+    """Run one task, then write its ledger, quarantine, state (what it was computed from and what it wrote)
+    and, last, its completion marker."""
+    task, state = item
     io.configure()
     ledger = ShardLedger()
-    stage.run(task, ledger)
+    with io.recording() as written:
+        stage.run(task, ledger)
     summary = ledger.summary()
     if not summary.balanced():
         raise RuntimeError(f"stage {stage.name} lost documents in {task.key}: {summary}")
-    base = ledger_dir(stage)
-    ledger.write(io.join(base, "documents", task.key + ".parquet"), io.join(base, "quarantine", task.key + ".jsonl.gz"))
-    io.write_json(marker_url(stage, task), summary)
+    _, state_file, ledger_file, quarantine_file = task_files(stage, task.key)
+    ledger.write(ledger_file, quarantine_file)
+    io.write_json(state_file, TaskState(state.fingerprint, state.inputs, relative_outputs(stage, written)))
+    io.write_json(marker_url(stage, task.key), summary)
     return TaskResult(task.key, summary)
 
 
@@ -83,29 +95,41 @@ def run_stage(
     executor: Executor,
     on_progress: Callable[[int, int], None] = lambda d, b: None,
     on_task: Callable[[str, ShardSummary], None] = lambda k, s: None,
+    force: bool = False,
+    on_plan: Callable[[StagePlan], None] = lambda p: None,
 ) -> ShardSummary:
-    """Run every task of ``stage`` that is not done yet; return the stage's merged summary over all tasks."""
+    """Run every task of ``stage`` whose fingerprint differs from its last run's (``force``: every task);
+    return the stage's merged summary over all tasks."""
     tasks = stage.tasks()
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         raise UserError(f"stage {stage.name}: two inputs map to the same output name; rename one")
-    pending = [t for t in tasks if not io.exists(marker_url(stage, t))]
+    todo = plan(stage, tasks, force)
+    on_plan(todo)
+    for key in todo.stale:
+        clear(stage, key, bookkeeping=True)
+    for task, _ in todo.redo:
+        clear(stage, task.key, bookkeeping=False)
+    pending = [(t, todo.states[t.key]) for t in todo.pending]
     for result in executor.map(partial(run_task, stage), pending, on_progress):
         if not executor.streams_progress:
             on_progress(result.summary.read, 0)
         on_task(result.key, result.summary)
     total = ShardSummary()
     for task in tasks:
-        total.merge(msgspec.convert(io.read_json(marker_url(stage, task)), ShardSummary))
+        total.merge(msgspec.convert(io.read_json(marker_url(stage, task.key)), ShardSummary))
     stage.finish(tasks)
     io.write_json(summary_url(stage), total)
     return total
 
 
 class Progress(Protocol):
-    """Told what a run does: a stage starts with its task count, documents and bytes go by, tasks finish."""
+    """Told what a run does: a stage starts with its task count and its plan (what is skipped, redone and
+    why), documents and bytes go by, tasks finish."""
 
     def start(self, stage: Stage, tasks: int) -> None: ...
+
+    def planned(self, stage: Stage, plan: StagePlan) -> None: ...
 
     def documents(self, docs: int, nbytes: int) -> None: ...
 
@@ -120,6 +144,9 @@ class Quiet:
     def start(self, stage: Stage, tasks: int) -> None:
         pass
 
+    def planned(self, stage: Stage, plan: StagePlan) -> None:
+        pass
+
     def documents(self, docs: int, nbytes: int) -> None:
         pass
 
@@ -130,19 +157,52 @@ class Quiet:
         pass
 
 
+def _forced(stage: Stage, force: bool | list[str]) -> bool:
+    return force is True or (isinstance(force, list) and stage.name in force)
+
+
 def run_stages(
     stages: list[Stage | StageGroup],
     executor: Executor | None = None,
     progress: Progress | None = None,
+    force: bool | list[str] = False,
 ) -> list[StageResult]:
-    """Run stages (and groups of steps) in order; each stage sees every output of the ones before it."""
+    """Run stages (and groups of steps) in order; each stage sees every output of the ones before it.
+
+    Every local output folder is locked for the run (a second run on one of them refuses at once). A task is
+    skipped when nothing it depends on changed; ``force`` redoes every task (``True``) or those of the
+    named stages."""
     executor = executor or LocalExecutor()
     progress = progress or Quiet()
+    flat = expand(stages)
     results = []
-    for stage in expand(stages):
-        started = time.perf_counter()
-        progress.start(stage, len(stage.tasks()))
-        summary = run_stage(stage, executor, progress.documents, progress.task_done)
-        progress.end(stage, summary)
-        results.append(StageResult(stage.name, summary, time.perf_counter() - started))
+    with locked([stage.output for stage in flat]):
+        for stage in flat:
+            started = time.perf_counter()
+            progress.start(stage, len(stage.tasks()))
+            on_plan = partial(progress.planned, stage)
+            summary = run_stage(stage, executor, progress.documents, progress.task_done, _forced(stage, force), on_plan)
+            progress.end(stage, summary)
+            results.append(StageResult(stage.name, summary, time.perf_counter() - started))
     return results
+
+
+def dry_run(stages: list[Stage | StageGroup], force: bool | list[str] = False) -> list[str]:
+    """What a run would do, stage by stage, without running anything. Once a stage has work to do, the
+    stages after it read outputs that will change: they are reported as such, not guessed."""
+    lines = []
+    changing = ""
+    for stage in expand(stages):
+        if changing:
+            lines.append(f"{stage.name}: redone where its inputs change once {changing} has run")
+            continue
+        try:
+            todo = plan(stage, stage.tasks(), _forced(stage, force))
+        except UserError as e:  # its inputs do not exist yet
+            lines.append(f"{stage.name}: cannot plan yet ({e})")
+            changing = stage.name
+            continue
+        lines.append(todo.describe(stage.name))
+        if todo.pending or todo.stale:
+            changing = stage.name
+    return lines

@@ -3,10 +3,10 @@
 A stage is a picklable dataclass holding its parameters. It lists its tasks (usually one per input shard,
 each with a typed payload) and runs one task at a time into a :class:`~dolma.runtime.ledger.ShardLedger`; the
 runtime does everything that makes a rerun idempotent. Optional hooks have defaults here, so a stage overrides
-only what it has: ``finish`` (cheap and idempotent, after every task is done), ``report`` (sections of the
-HTML report), ``result_tables`` (tables printed after a run) and ``intermediate`` (its output is scratch,
-not a product). A :class:`StageGroup` is one recipe entry that runs as several steps (dedup, mix); every
-runner accepts stages and groups alike (:func:`expand`).
+only what it has: ``inputs`` (the files a task reads, for its fingerprint), ``finish`` (cheap and idempotent,
+after every task is done), ``report`` (sections of the HTML report), ``result_tables`` (tables printed after
+a run) and ``intermediate`` (its output is scratch, not a product). A :class:`StageGroup` is one recipe
+entry that runs as several steps (dedup, mix); every runner accepts stages and groups alike (:func:`expand`).
 """
 
 from __future__ import annotations
@@ -70,6 +70,15 @@ class Stage(abc.ABC):
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Run one task: write its outputs atomically and account for every document it read in ``ledger``."""
 
+    def inputs(self, task: Task) -> list[str]:
+        """The files (or globs) the task reads, whose identities its fingerprint records: by default the
+        payload's files. A step that reads an earlier step's output says so here."""
+        if isinstance(task.payload, Shard):
+            return [task.payload.url]
+        if isinstance(task.payload, Files):
+            return list(task.payload.urls)
+        return []
+
     def finish(self, tasks: list[Task]) -> None:  # noqa: B027  (an optional hook: most stages have nothing to do)
         """Runs once after every task is done (e.g. to merge a manifest): cheap and idempotent."""
 
@@ -80,6 +89,23 @@ class Stage(abc.ABC):
     def result_tables(self) -> list[ResultTable]:
         """Tables printed after a run that included this stage (e.g. a mix plan)."""
         return []
+
+
+class Step(Stage):
+    """One step of a :class:`StageGroup` that shares the group's parameters (``params``, with ``name`` and
+    ``work``): it is named ``<group name>-<step>`` and writes under ``<work>/<folder>``."""
+
+    params: Any
+    step: ClassVar[str]
+    folder: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.params.name}-{self.step}"
+
+    @property
+    def output(self) -> str:
+        return io.join(self.params.work, self.folder)
 
 
 class StageGroup(abc.ABC):

@@ -8,7 +8,6 @@ with and the tokens and documents per source.
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 from collections.abc import Iterator
 
@@ -57,13 +56,17 @@ class TokenReader:
         self.dtype = np.dtype(self.manifest.tokenizer.dtype)
 
     def memmap(self, entry: FileEntry) -> np.ndarray:
+        """The file's tokens, memory-mapped (object storage: read whole)."""
         path = io.join(self.folder, entry.npy)
+        if io.is_remote(path):
+            with io.open_url(path, "rb", compression="disable") as f:
+                return np.frombuffer(f.read(), self.dtype)
         if os.path.getsize(path) == 0:
             return np.empty(0, self.dtype)
         return np.memmap(path, dtype=self.dtype, mode="r")
 
     def rows(self, entry: FileEntry) -> list[tuple[int, int, str, str, int]]:
-        with gzip.open(io.join(self.folder, entry.csv), "rt", newline="") as f:
+        with io.open_url(io.join(self.folder, entry.csv), "rt", newline="") as f:
             return [(int(s), int(e), i, src, int(loc)) for s, e, i, src, loc in csv.reader(f)]
 
     def documents(self) -> Iterator[TokenDocument]:

@@ -35,8 +35,11 @@ class TokenizeStage(Stage):
     bos_token: str | None = param(None, "also start each document with this token")
     max_tokens_per_file: int = param(2**28, "tokens per .npy file at most")
     seed: int = param(0, "seed of the per-shard document shuffle")
-    batch_size: int = param(2048, "documents per tokenizer batch")
+    batch_size: int = param(2048, "documents per tokenizer batch", ge=1)
     name: str = param("tokenize", "the stage's name in the ledger (unique in a recipe)")
+
+    def __post_init__(self) -> None:
+        io.refuse_output_in_input(self.input, self.output, self.name)
 
     def tasks(self) -> list[Task]:
         return shard_tasks(self.input)
