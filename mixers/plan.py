@@ -105,6 +105,17 @@ def solve_group(tokens: np.ndarray, target: float, params: MixParams, realised=N
     return min((factors(lo), factors(hi)), key=lambda f: abs(total(f) - target))
 
 
+def _shares(params: MixParams, by_source: dict[str, float]) -> dict[str, float]:
+    """Each source's share of the target: its own, or of what the others leave, in proportion to its tokens."""
+    fixed = {s.name: s.share for s in params.streams if s.share is not None}
+    rest = [s for s in by_source if s not in fixed]
+    left = 1.0 - sum(fixed.values())
+    shares = dict(fixed)
+    for s in rest:
+        shares[s] = left * by_source[s] / max(sum(by_source[r] for r in rest), 1.0)
+    return shares
+
+
 def plan_from_histograms(
     params: MixParams, groups: dict[tuple[str, str], tuple[list[float], np.ndarray]], realisers: dict | None = None
 ) -> Plan:
@@ -121,12 +132,7 @@ def plan_from_histograms(
     for (source, _), (_, tokens) in groups.items():
         by_source[source] = by_source.get(source, 0.0) + float(tokens.sum())
         kept_by_source[source] = kept_by_source.get(source, 0.0) + kept_tokens(source, tokens)
-    fixed = {s.name: s.share for s in params.streams if s.share is not None}
-    rest = [s for s in by_source if s not in fixed]
-    left = 1.0 - sum(fixed.values())
-    shares = dict(fixed)
-    for s in rest:
-        shares[s] = left * by_source[s] / max(sum(by_source[r] for r in rest), 1.0)
+    shares = _shares(params, by_source)
 
     def solve(source: str, topic: str, target: float) -> tuple[list[float], float]:
         tokens, realised = groups[(source, topic)][1], (realisers or {}).get((source, topic))
@@ -155,18 +161,7 @@ def plan_from_histograms(
             GroupPlan(source, topic, edges, [int(t) for t in tokens], factors, int(available[(source, topic)]),
                       float(target), planned)
         )  # fmt: skip
-    # a group lands within about one of its documents of its target (the realised total moves in whole
-    # documents); the group with the most tokens, whose steps are the finest, absorbs the sum of those misses
-    residual = params.target_tokens - sum(g.planned_tokens for g in out)
-    largest = max(out, key=lambda g: g.planned_tokens, default=None)
-    if largest is not None and abs(residual) >= 1:
-        try:
-            factors, planned = solve(largest.source, largest.topic, largest.target_tokens + residual)
-        except UserError:  # that group cannot take more: leave the plan as solved
-            pass
-        else:
-            largest.target_tokens += residual
-            largest.factors, largest.planned_tokens = factors, planned
+    _absorb_residual(params.target_tokens, out, solve)
     planned = float(sum(g.planned_tokens for g in out))
     return Plan(
         params.target_tokens,
@@ -176,6 +171,21 @@ def plan_from_histograms(
         f"min({params.max_repetition}, C·x^{params.curve_p}·e^({params.curve_lambda}x))",
         out,
     )
+
+
+def _absorb_residual(target: int, out: list[GroupPlan], solve) -> None:
+    """A group lands within about one of its documents of its target (the realised total moves in whole
+    documents); the group with the most tokens, whose steps are the finest, absorbs the sum of those misses."""
+    residual = target - sum(g.planned_tokens for g in out)
+    largest = max(out, key=lambda g: g.planned_tokens, default=None)
+    if largest is None or abs(residual) < 1:
+        return
+    try:
+        factors, planned = solve(largest.source, largest.topic, largest.target_tokens + residual)
+    except UserError:  # that group cannot take more: leave the plan as solved
+        return
+    largest.target_tokens += residual
+    largest.factors, largest.planned_tokens = factors, planned
 
 
 def bucket_of(quality: np.ndarray, edges: list[float]) -> np.ndarray:

@@ -14,7 +14,7 @@ from dolma.runtime.run import read_summary, task_summaries
 from dolma.runtime.stage import Stage
 from mixers.config import MixParams
 from mixers.plan import Plan, share_misses
-from mixers.shuffle import MixShuffleStage
+from mixers.shuffle import MixShuffleStage, realised_tokens
 from mixers.stats import MixStatsStage
 
 
@@ -34,13 +34,37 @@ def mix_sections(p: MixParams) -> list[Section]:
     plan = msgspec.convert(io.read_json(url), Plan)
     shuffled = read_summary(MixShuffleStage(p))
     metrics = shuffled.metrics if shuffled else {}
-    realised = {k.removeprefix("tokens:"): v for k, v in metrics.items() if k.startswith("tokens:")}
+    realised = realised_tokens(metrics)
     streams = sorted({g.source for g in plan.groups})
     available = [sum(g.available_tokens for g in plan.groups if g.source == s) for s in streams]
     target = [sum(g.target_tokens for g in plan.groups if g.source == s) for s in streams]
     planned = [sum(g.planned_tokens for g in plan.groups if g.source == s) for s in streams]
     got = [realised.get(s, 0.0) for s in streams]
 
+    images = _plots(p, plan, streams, available, target, got)
+    stats, shuffle = _per_stream(MixStatsStage(p)), _per_stream(MixShuffleStage(p))
+    table = [
+        ["stream", "documents read", "after filters", "after throwaway", "copies written",
+         "tokens available", "target", "planned", "realised", "share"]
+    ]  # fmt: skip
+    for s, a, t, pl_, r in zip(streams, available, target, planned, got):
+        table.append(
+            [s, f"{stats[s].read:,}", f"{stats[s].kept:,}", f"{shuffle[s].kept:,}",
+             f"{shuffle[s].metrics.get('copies', 0):,.0f}", f"{a:,.0f}", f"{t:,.0f}", f"{pl_:,.0f}", f"{r:,.0f}",
+             f"{r / (sum(got) or 1.0):.2%}"]
+        )  # fmt: skip
+    note = (
+        f"Target {plan.target_tokens:,} tokens; realised {sum(got):,.0f} "
+        f"({(sum(got) - plan.target_tokens) / plan.target_tokens:+.2%})."
+    )
+    misses = share_misses(plan, realised)
+    if misses:
+        note += " Warning: " + "; ".join(f"{s} realised {g:.2%} against a share of {t:.2%}" for s, t, g in misses)
+    return [Section(f"Mix {p.name}", note, images, table)]
+
+
+def _plots(p: MixParams, plan: Plan, streams: list[str], available: list, target: list, got: list) -> list[str]:
+    """Tokens per stream, realised against target shares, and the repetition curves."""
     fig, ax = figure()
     x = np.arange(len(streams))
     for i, (label, values) in enumerate(
@@ -73,22 +97,4 @@ def mix_sections(p: MixParams) -> list[Section]:
     ax.set_title(f"{p.name}: repetition factor per quality bucket — {plan.curve}")
     ax.legend(fontsize=8)
     images.append(png(fig))
-    stats, shuffle = _per_stream(MixStatsStage(p)), _per_stream(MixShuffleStage(p))
-    table = [
-        ["stream", "documents read", "after filters", "after throwaway", "copies written",
-         "tokens available", "target", "planned", "realised", "share"]
-    ]  # fmt: skip
-    for s, a, t, pl_, r in zip(streams, available, target, planned, got):
-        table.append(
-            [s, f"{stats[s].read:,}", f"{stats[s].kept:,}", f"{shuffle[s].kept:,}",
-             f"{shuffle[s].metrics.get('copies', 0):,.0f}", f"{a:,.0f}", f"{t:,.0f}", f"{pl_:,.0f}", f"{r:,.0f}",
-             f"{r / total:.2%}"]
-        )  # fmt: skip
-    note = (
-        f"Target {plan.target_tokens:,} tokens; realised {sum(got):,.0f} "
-        f"({(sum(got) - plan.target_tokens) / plan.target_tokens:+.2%})."
-    )
-    misses = share_misses(plan, realised)
-    if misses:
-        note += " Warning: " + "; ".join(f"{s} realised {g:.2%} against a share of {t:.2%}" for s, t, g in misses)
-    return [Section(f"Mix {p.name}", note, images, table)]
+    return images

@@ -17,9 +17,9 @@ from dolma import io
 from dolma.core.document import ENCODER, LazyDocument
 from dolma.core.errors import DataError
 from dolma.io import Rejected
-from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.run import task_summaries
+from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Step, Task
 from mixers.config import MixParams, Stream
 from mixers.plan import (
@@ -72,9 +72,8 @@ class MixShuffleStage(Step):
         stats = _mark_repeated(io.read_frame(io.join(p.work, "stats", task.key + ".parquet")), p.work, stream.name)
         shard = _ShardCopies(task.payload.url, stream, stats, planned_copies(stats, plan, stream.name), ledger)
         with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
-            for batch in io.read_lines(shard.url, p.batch_size):
+            for batch in read_shard(shard.url, ledger, p.batch_size, reader=io.read_lines):
                 shard.add(batch)
-                report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
         shard.account_missing()
         table, part = shard.table(plan.partitions)
         bounds = np.searchsorted(part, np.arange(plan.partitions + 1, dtype=np.uint64))
@@ -131,10 +130,9 @@ class _ShardCopies:
         return Rejected(number, "attributes_out_of_step", problem, id=found)
 
     def add(self, batch: io.LineBatch) -> None:
-        """Account for every line of the batch and encode the copies of the lines the plan copies."""
+        """Account for every line of the batch (read and rejected lines are counted by the reader) and encode
+        the copies of the lines the plan copies."""
         url, ledger = self.url, self.ledger
-        ledger.read += len(batch.lines) + len(batch.rejected)
-        ledger.quarantined(url, batch.rejected)
         found, rows = _rows_of(self.lines, [r.line for r in batch.rejected])
         self.seen[rows[found]] = True
         numbers = np.asarray(batch.numbers, np.int64)

@@ -5,7 +5,9 @@ See :mod:`mixers.mix` for the four steps together.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import msgspec
 import numpy as np
@@ -13,10 +15,10 @@ import polars as pl
 
 from dolma import io
 from dolma.core.errors import UserError
-from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import ResultTable, Section
 from dolma.runtime.run import read_summary
+from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Step, Task
 from mixers.config import MixParams, SpanEdit, Stream
 from mixers.plan import (
@@ -62,10 +64,10 @@ class MixStatsStage(Step):
         stream = self.params.stream(task.payload.stream)
         url = task.payload.url
         frames = []
+        reader = partial(_stats_reader, self.params, stream)
         with io.gc_paused():
-            for batch, frame in _stats_batches(self.params, stream, url):
-                ledger.read += len(batch.ids) + len(batch.rejected)
-                ledger.quarantined(url, batch.rejected)
+            for batch in read_shard(url, ledger, self.params.batch_size, reader=reader):
+                frame = _stats_frame(self.params, stream, url, batch)
                 is_kept = pl.col("drop_reason").is_null()
                 kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
                 ledger.kept(url, kept["line"].to_list(), kept["id"].to_list())
@@ -85,7 +87,6 @@ class MixStatsStage(Step):
                             schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
                         )
                     )
-                report_progress(len(batch.ids) + len(batch.rejected), batch.nbytes)
         table = pl.concat(frames, how="diagonal_relaxed").sort("line") if frames else pl.DataFrame()
         io.write_frame(
             io.join(self.params.work, "stats", task.key + ".parquet"),
@@ -109,67 +110,70 @@ STATS_SCHEMA = {  # one row per line of the document file; the plan uses the row
 }
 
 
-def _stats_batches(p: MixParams, stream: Stream, url: str):
-    """(batch, frame) per batch: a row per joined line with its drop reason and what the plan needs.
+def _stats_reader(p: MixParams, stream: Stream, url: str, batch_size: int) -> Iterator[io.AttributeColumns]:
+    """The stream's attribute columns of one document file, a batch at a time.
 
     The documents themselves are read only when their text is needed (tokens counted by the tokenizer, or
     span edits changing the count); otherwise the attribute sets alone give ids, scores and token counts,
     decoded a batch at a time into columns."""
+    select = io.KeySelection(frozenset(stream.keys()), stream.topic or "")
+    sources = {name: io.attributes_url(url, name) for name in stream.attributes}
+    if not stream.reads_text():
+        yield from io.read_attribute_columns(sources, select, batch_size)
+        return
+    for b in io.read_aligned(url, sources, batch_size, select):
+        ids = [d.id for d in b.docs]
+        yield io.AttributeColumns(b.lines, ids, io.joined_columns(b), b.rejected, b.nbytes, docs=b.docs)
+
+
+def _stats_frame(p: MixParams, stream: Stream, url: str, batch: io.AttributeColumns) -> pl.DataFrame:
+    """A row per joined line of the batch with its drop reason and what the plan needs."""
     include, exclude = stream.rules()
     keys = sorted(stream.keys())
-    select = io.KeySelection(frozenset(keys), stream.topic or "")
-    sources = {name: io.attributes_url(url, name) for name in stream.attributes}
-    if stream.reads_text():
-        batches = (
-            (io.AttributeColumns(b.lines, [d.id for d in b.docs], io.joined_columns(b), b.rejected, b.nbytes), b.docs)
-            for b in io.read_aligned(url, sources, p.batch_size, select)
-        )
+    docs = batch.docs
+    off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
+    if off is not None:
+        stream.out_of_step(f"{url} line {off.line}: {off.error}")
+    n = len(batch.ids)
+    spans = {k: batch.columns.get(k, [None] * n) for k in keys}
+    frame = pl.DataFrame(
+        {
+            "line": pl.Series(batch.lines, dtype=pl.Int64),
+            "id": pl.Series(batch.ids, dtype=pl.String),
+            **{k: pl.Series(_first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
+        }
+    )
+    reason = pl.lit(None, pl.String)
+    for rule in reversed(include):  # the first failing rule names the reason
+        present = pl.all_horizontal([pl.col(k).is_not_null() for k in rule.keys])
+        if rule.missing == "error":
+            missing = frame.select(~present).to_series()
+            if missing.any():
+                i = int(missing.arg_true()[0])
+                raise UserError(f"{url} line {batch.lines[i]}: attribute missing for rule '{rule.text}'")
+        ok = rule.expr.fill_null(rule.missing == "keep") if rule.missing != "error" else rule.expr
+        reason = pl.when(~ok.fill_null(False)).then(pl.lit(f"include: {rule.text}")).otherwise(reason)
+    for rule in reversed(exclude):
+        hit = rule.expr.fill_null(rule.missing == "drop") if rule.missing != "error" else rule.expr
+        reason = pl.when(hit.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
+    cuts = _cuts([spans[e.attribute] for e in stream.spans], stream.spans) if stream.spans else None
+    if docs is not None:
+        texts = [_edited(d.text, c, stream.spans) for d, c in zip(docs, cuts or [None] * n)]
+        tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
     else:
-        batches = ((b, None) for b in io.read_attribute_columns(sources, select, p.batch_size))
-    for batch, docs in batches:
-        off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
-        if off is not None:
-            stream.out_of_step(f"{url} line {off.line}: {off.error}")
-        n = len(batch.ids)
-        spans = {k: batch.columns.get(k, [None] * n) for k in keys}
-        frame = pl.DataFrame(
-            {
-                "line": pl.Series(batch.lines, dtype=pl.Int64),
-                "id": pl.Series(batch.ids, dtype=pl.String),
-                **{k: pl.Series(_first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
-            }
-        )
-        reason = pl.lit(None, pl.String)
-        for rule in reversed(include):  # the first failing rule names the reason
-            present = pl.all_horizontal([pl.col(k).is_not_null() for k in rule.keys])
-            if rule.missing == "error":
-                missing = frame.select(~present).to_series()
-                if missing.any():
-                    i = int(missing.arg_true()[0])
-                    raise UserError(f"{url} line {batch.lines[i]}: attribute missing for rule '{rule.text}'")
-            ok = rule.expr.fill_null(rule.missing == "keep") if rule.missing != "error" else rule.expr
-            reason = pl.when(~ok.fill_null(False)).then(pl.lit(f"include: {rule.text}")).otherwise(reason)
-        for rule in reversed(exclude):
-            hit = rule.expr.fill_null(rule.missing == "drop") if rule.missing != "error" else rule.expr
-            reason = pl.when(hit.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
-        cuts = _cuts([spans[e.attribute] for e in stream.spans], stream.spans) if stream.spans else None
-        if docs is not None:
-            texts = [_edited(d.text, c, stream.spans) for d, c in zip(docs, cuts or [None] * n)]
-            tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
-        else:
-            tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
-        out = frame.select(
-            "line",
-            "id",
-            drop_reason=reason,
-            source=pl.lit(stream.name),
-            topic=pl.Series(_topics(batch.columns, stream.topic, n), dtype=pl.String),
-            quality=frame[stream.quality].fill_null(0.0) if stream.quality else pl.lit(0.0),
-            tokens=tokens,
-            hash=pl.Series(hashes(p.seed, batch.ids), dtype=pl.UInt64),
-            cuts=pl.Series(cuts, dtype=STATS_SCHEMA["cuts"]) if cuts else pl.lit(None, STATS_SCHEMA["cuts"]),
-        )
-        yield batch, out
+        tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
+    out = frame.select(
+        "line",
+        "id",
+        drop_reason=reason,
+        source=pl.lit(stream.name),
+        topic=pl.Series(_topics(batch.columns, stream.topic, n), dtype=pl.String),
+        quality=frame[stream.quality].fill_null(0.0) if stream.quality else pl.lit(0.0),
+        tokens=tokens,
+        hash=pl.Series(hashes(p.seed, batch.ids), dtype=pl.UInt64),
+        cuts=pl.Series(cuts, dtype=STATS_SCHEMA["cuts"]) if cuts else pl.lit(None, STATS_SCHEMA["cuts"]),
+    )
+    return out
 
 
 def _first_scores(spans: list) -> list:

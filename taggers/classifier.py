@@ -78,24 +78,7 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
 
     if len(labelled) < 2:
         raise UserError("a classifier needs documents for at least two labels")
-    rows: list[tuple[str, str, bool]] = []
-    for label, patterns in labelled.items():
-        if not label.replace("_", "").replace("-", "").isalnum():
-            raise UserError(f"label {label!r} must be letters, digits, '-' or '_'")
-        texts, ids = [], []
-        for pattern in patterns:
-            for url in io.document_files(pattern):
-                for number, text in read_texts(url):
-                    texts.append(text)
-                    ids.append(f"{url}:{number}")
-                    if len(texts) >= params.max_docs_per_label:
-                        break
-        if not texts:
-            raise UserError(f"no documents for label {label!r} in {patterns}")
-        held = [xxhash.xxh64_intdigest(f"{params.seed}:{i}".encode()) % 1000 < params.held_out * 1000 for i in ids]
-        rows += [
-            (label, t, h) for t, h in zip(normalise(pl.Series(texts[: params.max_docs_per_label])).to_list(), held)
-        ]
+    rows = [row for label, patterns in labelled.items() for row in _labelled_rows(label, patterns, params)]
     train = [(label, text) for label, text, held in rows if not held and text]
     if params.balance:
         rng = np.random.default_rng(params.seed)
@@ -126,30 +109,42 @@ def train_classifier(labelled: dict[str, list[str]], model_path: str, params: Tr
     model.save_model(model_path)
     predicted = [p[0] for p in predict(model, [t for _, t in test], 1)[0]] if test else []
     truth = [label for label, _ in test]
-    reports = []
-    for label in labelled:
-        tp = sum(p == label and t == label for p, t in zip(predicted, truth))
-        fp = sum(p == label and t != label for p, t in zip(predicted, truth))
-        fn = sum(p != label and t == label for p, t in zip(predicted, truth))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        reports.append(
-            LabelReport(
-                label,
-                sum(1 for lab, _ in train if lab == label),
-                truth.count(label),
-                round(precision, 4),
-                round(recall, 4),
-                round(f1, 4),
-            )
-        )
+    reports = [_label_report(label, train, predicted, truth) for label in labelled]
     accuracy = sum(p == t for p, t in zip(predicted, truth)) / max(len(truth), 1)
     report = TrainingReport(
         model_path, reports, round(accuracy, 4), {k: v for k, v in vars(params).items() if k != "threads"}
     )
     io.write_json(model_path + ".report.json", report)
     return report
+
+
+def _labelled_rows(label: str, patterns: list[str], params: TrainParams) -> list[tuple[str, str, bool]]:
+    """(label, normalised text, held out) for the documents of one label, at most ``max_docs_per_label``."""
+    if not label.replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"label {label!r} must be letters, digits, '-' or '_'")
+    texts, ids = [], []
+    for pattern in patterns:
+        for url in io.document_files(pattern):
+            for number, text in read_texts(url):
+                texts.append(text)
+                ids.append(f"{url}:{number}")
+                if len(texts) >= params.max_docs_per_label:
+                    break
+    if not texts:
+        raise UserError(f"no documents for label {label!r} in {patterns}")
+    held = [xxhash.xxh64_intdigest(f"{params.seed}:{i}".encode()) % 1000 < params.held_out * 1000 for i in ids]
+    return [(label, t, h) for t, h in zip(normalise(pl.Series(texts[: params.max_docs_per_label])).to_list(), held)]
+
+
+def _label_report(label: str, train: list, predicted: list[str], truth: list[str]) -> LabelReport:
+    tp = sum(p == label and t == label for p, t in zip(predicted, truth))
+    fp = sum(p == label and t != label for p, t in zip(predicted, truth))
+    fn = sum(p != label and t == label for p, t in zip(predicted, truth))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    n_train = sum(1 for lab, _ in train if lab == label)
+    return LabelReport(label, n_train, truth.count(label), round(precision, 4), round(recall, 4), round(f1, 4))
 
 
 @tagger

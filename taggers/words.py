@@ -53,8 +53,7 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
     """Words of every text as a long frame ``(doc, w)``, in order. Plain words (letters only, or digits only)
     take no further work; only chunks with punctuation, digits next to letters or a contraction shape go through
     the affix and infix rules, each step materialising its columns once."""
-    c, prefix, rest, suffix, core = (pl.col(n) for n in ("c", "prefix", "rest", "suffix", "core"))
-    length = pl.col("core").str.len_chars()
+    c, prefix, suffix = pl.col("c"), pl.col("prefix"), pl.col("suffix")
     chunks = (
         pl.DataFrame({"t": texts})
         .with_row_index("doc")
@@ -68,9 +67,29 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
     )
     chunks = chunks.with_columns(plain=plain)
     simple = chunks.filter("plain").select("chunk", "doc", w="c")
+    df = _split_infixes(_peel_affixes(chunks.filter(~pl.col("plain"))))
+    # every piece, space-separated, then one split on spaces (tokens never contain spaces)
+    spaced = pl.concat_str(
+        [
+            prefix.str.replace_all(r"\.\.+|.", "$0 "),
+            pl.col("split"),
+            pl.col("contraction"),
+            pl.col("unit"),
+            suffix.str.replace_all(SUFFIX_TOKEN, " $0"),
+        ],
+        separator=" ",
+    )
+    complex_ = df.select("chunk", "doc", w=spaced.str.extract_all(r"\S+")).explode("w").drop_nulls("w")
+    # a stable sort by chunk restores text order (the words of one chunk are already in order)
+    return pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "w")
+
+
+def _peel_affixes(chunks: pl.DataFrame) -> pl.DataFrame:
+    """Prefix and suffix punctuation, units, contractions and "cannot" peeled off each chunk's core."""
+    c, prefix, rest, suffix, core = (pl.col(n) for n in ("c", "prefix", "rest", "suffix", "core"))
+    length = pl.col("core").str.len_chars()
     df = (
-        chunks.filter(~pl.col("plain"))
-        .with_columns(prefix=c.str.extract(rf"^({PREFIX}*)", 1))
+        chunks.with_columns(prefix=c.str.extract(rf"^({PREFIX}*)", 1))
         .with_columns(rest=c.str.slice(prefix.str.len_chars()))
         .with_columns(suffix=rest.str.extract(rf"({SUFFIX}*)$", 1), abbreviation=rest.str.contains(ABBREVIATION))
         .with_columns(core=rest.str.slice(0, rest.str.len_chars() - suffix.str.len_chars()))
@@ -99,6 +118,12 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
         )
         .with_columns(infix=core.str.contains(r"[.…,:<>=/~+*^\-–—]"))
     )
+    return df
+
+
+def _split_infixes(df: pl.DataFrame) -> pl.DataFrame:
+    """Each core split at its infixes (``split``), URLs left whole."""
+    core = pl.col("core")
     split = core
     for pattern, replacement in INFIXES:
         for _ in range(2):  # twice, so overlapping matches such as a-b-c both split
@@ -111,17 +136,4 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
             df.filter(~pl.col("infix")).with_columns(split=core),
         ]
     )
-    # every piece, space-separated, then one split on spaces (tokens never contain spaces)
-    spaced = pl.concat_str(
-        [
-            prefix.str.replace_all(r"\.\.+|.", "$0 "),
-            pl.col("split"),
-            pl.col("contraction"),
-            pl.col("unit"),
-            suffix.str.replace_all(SUFFIX_TOKEN, " $0"),
-        ],
-        separator=" ",
-    )
-    complex_ = df.select("chunk", "doc", w=spaced.str.extract_all(r"\S+")).explode("w").drop_nulls("w")
-    # a stable sort by chunk restores text order (the words of one chunk are already in order)
-    return pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "w")
+    return df

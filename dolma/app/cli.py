@@ -164,6 +164,7 @@ def _package_version() -> str:
 
 
 def _tool_commands(sub) -> None:
+    """The commands that are not one stage: run, plan, report, then those of :func:`_data_commands`."""
     p = _command(
         sub, "run", "Run every stage of a YAML recipe, in order.",
         "Finished shards are skipped, so rerunning after a crash resumes. Ends with a summary table, the mix "
@@ -197,6 +198,10 @@ def _tool_commands(sub) -> None:
     p.add_argument("--output", help="where to write it (default: report.html in the common output folder)")
     p.set_defaults(fn=cmd_report)
 
+    _data_commands(sub)
+
+
+def _data_commands(sub) -> None:
     p = _command(sub, "list", "List the registered taggers.", "", "dolma list --tagger-modules my_taggers.py")
     p.add_argument("--tagger-modules", nargs="*", help="modules or .py files that register more taggers")
     p.set_defaults(fn=cmd_list)

@@ -16,10 +16,9 @@ from dolma.core.errors import UserError
 from dolma.dedup.components import connected_components
 from dolma.dedup.params import DedupParams
 from dolma.dedup.steps import PairsStage, SignatureStage, VerifyStage
-from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import Section, figure, png
-from dolma.runtime.shards import AlignedAttributes, placeholder
+from dolma.runtime.shards import AlignedAttributes, placeholder, read_shard
 from dolma.runtime.stage import Stage, StageGroup, Step, Task, shard_tasks
 
 
@@ -133,9 +132,8 @@ class DedupAttributeStage(Step):
         )
         prefix = f"{p.name}__{p.method}__"
         with AlignedAttributes(io.attributes_url(url, p.name)) as out:
-            for batch in io.read_lines(url, p.batch_size):  # only line numbers: ids and lengths come from docs/
-                ledger.read += len(batch.lines) + len(batch.rejected)
-                ledger.quarantined(url, batch.rejected)
+            # only line numbers: ids and lengths come from docs/
+            for batch in read_shard(url, ledger, p.batch_size, reader=io.read_lines):
                 rows = np.searchsorted(known, batch.numbers)
                 lines, kept, dropped = [], [], []
                 for number, line, row in zip(batch.numbers, batch.lines, rows.tolist()):
@@ -164,7 +162,6 @@ class DedupAttributeStage(Step):
                     [f"duplicate of {keeper_id[r]}" for _, r in dropped],
                 )
                 out.write_lines(lines)
-                report_progress(len(batch.lines) + len(batch.rejected), batch.nbytes)
 
 
 @dataclass

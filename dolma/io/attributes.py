@@ -201,6 +201,12 @@ class AttributeColumns:
     columns: dict[str, list]
     rejected: list[Rejected]
     nbytes: int = 0
+    docs: list | None = None  # the documents, when a reader joined them too
+
+    @property
+    def records(self) -> int:
+        """The lines this batch accounts for: joined lines and rejected ones."""
+        return len(self.ids) + len(self.rejected)
 
 
 def read_attribute_columns(

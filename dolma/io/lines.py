@@ -54,6 +54,11 @@ class DocBatch:
     nbytes: int = 0
     attributes: list[dict[str, dict[str, list]]] = field(default_factory=list)  # per doc: name -> attributes
 
+    @property
+    def records(self) -> int:
+        """The lines this batch accounts for: documents and rejected lines."""
+        return len(self.docs) + len(self.rejected)
+
 
 _BLOCK = 1 << 20  # decompressed bytes per read: one read and one split per block instead of a call per line
 
@@ -119,6 +124,11 @@ class LineBatch:
     lines: list[bytes] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     nbytes: int = 0
+
+    @property
+    def records(self) -> int:
+        """The lines this batch accounts for: raw lines and rejected ones."""
+        return len(self.lines) + len(self.rejected)
 
 
 def read_lines(url: str, batch_size: int = 4096) -> Iterator[LineBatch]:

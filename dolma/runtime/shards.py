@@ -10,22 +10,29 @@ line in its place (the unreadable tail of a corrupt stream has no lines, so it g
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from dolma import io
 from dolma.core.document import ENCODER, AttributeLine
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 
-Reader = Callable[[str, int], Iterator[io.DocBatch]]
+Batch = TypeVar("Batch", io.DocBatch, io.LineBatch, io.AttributeColumns)
 
 
 def read_shard(
-    url: str, ledger: ShardLedger, batch_size: int, *, keep_all: bool = False, reader: Reader = io.read_documents
-) -> Iterator[io.DocBatch]:
-    """The batches of one shard, counted and their rejected lines quarantined; ``keep_all`` records every
-    document as kept (stages that drop nothing). Progress is reported once the caller has handled a batch."""
+    url: str,
+    ledger: ShardLedger,
+    batch_size: int,
+    *,
+    keep_all: bool = False,
+    reader: Callable[[str, int], Iterator[Batch]] = io.read_documents,
+) -> Iterator[Batch]:
+    """The batches of one shard (documents by default; raw lines or attribute columns with another
+    ``reader``), counted and their rejected lines quarantined; ``keep_all`` records every document as kept
+    (stages that drop nothing). Progress is reported once the caller has handled a batch."""
     for batch in reader(url, batch_size):
-        n = len(batch.docs) + len(batch.rejected)
+        n = batch.records
         ledger.read += n
         ledger.quarantined(url, batch.rejected)
         if keep_all:
