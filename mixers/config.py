@@ -42,6 +42,9 @@ class Stream:
     spans: list[SpanEdit] = field(default_factory=list)
     # an attribute line out of step with its document: stop with an error, or quarantine the line
     misaligned: Literal["error", "quarantine"] = "error"
+    # a key the stream names (rule, span edit, quality, tokens, topic) that no line of its attribute files has
+    # is a typo: an error; "allow" for keys that may be absent everywhere (e.g. PII spans on a clean corpus)
+    absent_keys: Literal["error", "allow"] = "error"
 
     def rules(self) -> tuple[list[Rule], list[Rule]]:
         def build(spec: Any) -> Rule:

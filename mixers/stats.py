@@ -17,7 +17,7 @@ from dolma import io
 from dolma.core.errors import UserError
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import ResultTable, Section
-from dolma.runtime.run import read_summary
+from dolma.runtime.run import read_summary, task_summaries
 from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Step, Task
 from mixers.config import MixParams, SpanEdit, Stream
@@ -75,6 +75,10 @@ class MixStatsStage(Step):
                     url, dropped["line"].to_list(), dropped["id"].to_list(), dropped["drop_reason"].to_list()
                 )
                 ledger.metrics["tokens_kept"] += int(kept["tokens"].sum())
+                for key in stream.keys():  # how many lines have each key the stream names: a typo has none
+                    ledger.metrics[KEY_LINES + key] += sum(v is not None for v in batch.columns.get(key, ()))
+                if stream.topic:
+                    ledger.metrics[KEY_LINES + stream.topic + "*"] += int((frame["topic"] != "").sum())
                 frames.append(frame)
                 if batch.rejected:
                     frames.append(
@@ -254,6 +258,7 @@ class MixPlanStage(Step):
                 for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))
             ]
         )
+        _check_keys(p)
         stats, repeated = _first_of_each_id(stats, [s.name for s in p.streams])
         io.write_frame(io.join(p.work, "repeated_ids.parquet"), repeated)
         ledger.metrics["ids_in_several_streams"] += len(repeated)
@@ -304,3 +309,40 @@ def _first_of_each_id(stats: pl.DataFrame, streams: list[str]) -> tuple[pl.DataF
         .select("source", "hash", "winner")
     )
     return first.sort("row").drop("row", "rank"), repeated
+
+
+KEY_LINES = "lines_with:"  # stats metric: lines that have an attribute key (a topic prefix ends with *)
+
+
+def _check_keys(p: MixParams) -> None:
+    """Every key a stream names must occur in some line of its attribute files, unless it allows absent keys:
+    a misspelled rule, span edit, quality or topic key would otherwise filter or mask nothing, silently."""
+    seen: dict[str, dict[str, float]] = {s.name: {} for s in p.streams}
+    for task, summary in task_summaries(MixStatsStage(p)):
+        counts = seen[task.payload.stream]
+        for k, v in summary.metrics.items():
+            if k.startswith(KEY_LINES):
+                counts[k[len(KEY_LINES) :]] = counts.get(k[len(KEY_LINES) :], 0.0) + v
+    for stream in p.streams:
+        if stream.absent_keys == "allow" or not stream.attributes:
+            continue
+        wanted = sorted(stream.keys()) + ([stream.topic + "*"] if stream.topic else [])
+        absent = [k for k in wanted if not seen[stream.name].get(k)]
+        if absent:
+            raise UserError(
+                f"{p.name} stream {stream.name!r}: attribute key {absent[0]!r} is in no line of its attribute sets "
+                f"({', '.join(stream.attributes)}); keys there: {', '.join(_keys_there(stream)) or 'none'} "
+                "(set absent_keys: allow if it may be absent everywhere)"
+            )
+
+
+def _keys_there(stream: Stream) -> list[str]:
+    """The keys of the first line of each attribute set of the stream's first document file."""
+    files = [url for pattern in stream.documents for url in io.document_files(pattern)][:1]
+    keys: set[str] = set()
+    for url in files:
+        for name in stream.attributes:
+            first = next(iter(io.read_attributes(io.attributes_url(url, name))), None)
+            if first is not None and not isinstance(first[1], io.Rejected):
+                keys |= set(first[1].attributes)
+    return sorted(keys)

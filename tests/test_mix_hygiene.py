@@ -19,15 +19,15 @@ def pool(tmp_path):
     return root
 
 
-def recipe(tmp_path, root, target, shares=(0.5, 0.5), attributes="q"):
+def recipe(tmp_path, root, target, shares=(0.5, 0.5), attributes="q", **extra):
     streams = [
         {"name": name, "documents": [str(root / "documents" / f"{name}.jsonl.gz")], "attributes": [attributes],
-         "share": share, "tokens": "q__stats_v1__tokens"}
+         "share": share, "tokens": "q__stats_v1__tokens", **extra}
         for name, share in zip(("a", "b"), shares)
     ]  # fmt: skip
     mix = {"stage": "mix", "work": str(tmp_path / "work"), "output": str(tmp_path / "mix"), "target_tokens": target,
            "max_repetition": 2, "streams": streams}  # fmt: skip
-    path = tmp_path / f"mix-{target}-{attributes}.yaml"
+    path = tmp_path / f"mix-{target}-{attributes}-{len(extra)}.yaml"
     path.write_text(yaml.safe_dump({"stages": [mix]}))
     return path
 
@@ -76,3 +76,17 @@ def test_a_missing_attribute_set_is_an_error_naming_it(tmp_path):
         "--output", str(tmp_path / "law"), check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "attribute set 'nosuchset' does not exist" in proc.stderr
+
+
+def test_a_misspelled_key_is_an_error_naming_it_and_the_keys_there(tmp_path):
+    root = pool(tmp_path)
+    typo = {"spans": [{"attribute": "q__pii_v1__emial"}]}
+    proc = run_cli("run", str(recipe(tmp_path, root, 60_000, **typo)), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "attribute key 'q__pii_v1__emial' is in no line of its attribute sets (q)" in proc.stderr
+    assert "keys there: q__stats_v1__" in proc.stderr
+    typo = {"exclude": [{"attribute": "q__stats_v1__tokns", "op": "<", "value": 10}]}
+    proc = run_cli("run", str(recipe(tmp_path, root, 60_000, **typo)), check=False)
+    assert proc.returncode == 2 and "'q__stats_v1__tokns'" in proc.stderr
+    allowed = {"spans": [{"attribute": "q__pii_v1__email"}], "absent_keys": "allow"}  # no email anywhere
+    run_cli("run", str(recipe(tmp_path, root, 60_000, **allowed)))
