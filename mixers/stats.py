@@ -65,9 +65,10 @@ class MixStatsStage(Step):
         url = task.payload.url
         frames = []
         reader = partial(_stats_reader, self.params, stream)
+        rules = stream.rules()  # compiled once per file, not per batch
         with io.gc_paused():
             for batch in read_shard(url, ledger, self.params.batch_size, reader=reader):
-                frame = _stats_frame(self.params, stream, url, batch)
+                frame = _stats_frame(self.params, stream, rules, url, batch)
                 is_kept = pl.col("drop_reason").is_null()
                 kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
                 ledger.kept(url, kept["line"].to_list(), kept["id"].to_list())
@@ -130,9 +131,11 @@ def _stats_reader(p: MixParams, stream: Stream, url: str, batch_size: int) -> It
         yield io.AttributeColumns(b.lines, ids, io.joined_columns(b), b.rejected, b.nbytes, docs=b.docs)
 
 
-def _stats_frame(p: MixParams, stream: Stream, url: str, batch: io.AttributeColumns) -> pl.DataFrame:
+def _stats_frame(
+    p: MixParams, stream: Stream, rules: tuple[list, list], url: str, batch: io.AttributeColumns
+) -> pl.DataFrame:
     """A row per joined line of the batch with its drop reason and what the plan needs."""
-    include, exclude = stream.rules()
+    include, exclude = rules
     keys = sorted(stream.keys())
     docs = batch.docs
     off = next((r for r in batch.rejected if r.reason == "attributes_out_of_step"), None)
