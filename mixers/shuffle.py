@@ -162,7 +162,7 @@ class _ShardCopies:
         for i, line_id in zip(checked[off], line_ids[off]):
             number = batch.numbers[i]
             if line_id is None:
-                bad = Rejected(number, "invalid_json", "no JSON object with a string id", raw=batch.lines[i][:4096])
+                bad = io.rejected_line(number, "invalid_json", "no JSON object with a string id", batch.lines[i])
             else:
                 bad = self._off_step(number, line_id, ids[rows[i]])
             self.ledger.quarantined(self.url, [bad])

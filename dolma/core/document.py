@@ -7,6 +7,8 @@ Fields a stage needs from metadata are typed where that stage defines them.
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 EMPTY_METADATA = msgspec.Raw(b"{}")
@@ -54,6 +56,20 @@ def _is_utf8(line: bytes) -> bool:
     return True
 
 
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_BLANK_JSON = b'" \\ntr'  # the bytes of a JSON string that may stand for whitespace only (quotes, escapes)
+
+
+def _blank(doc: Document | LazyDocument, lazy: bool) -> bool:
+    """Whether a document's text is empty or whitespace only (a lazy text is decoded only when it may be)."""
+    if not lazy:
+        return not doc.text or doc.text.isspace()
+    raw = bytes(doc.text)
+    if raw == b'""':
+        return True
+    return not raw.strip(_BLANK_JSON) and msgspec.json.decode(raw, type=str).isspace()
+
+
 def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
     """Parse and validate one JSON line; raises ValueError with a reason prefix the ledger counts by.
     ``lazy``: the text is checked to be a JSON string but not decoded."""
@@ -67,8 +83,11 @@ def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
         raise ValueError(f"invalid_schema: {e}") from None
     except msgspec.DecodeError as e:
         # msgspec < 0.23 raises UnicodeDecodeError on bad UTF-8, later versions a DecodeError: tell them apart here
-        reason = "invalid_json" if _is_utf8(line) else "invalid_utf8"
-        raise ValueError(f"{reason}: {e}") from None
+        if not _is_utf8(line):
+            raise ValueError(f"invalid_utf8: {e}") from None
+        if "truncated" in str(e) and (m := _SURROGATE.search(line)):  # msgspec's message for it is misleading
+            raise ValueError(f"invalid_utf8: lone UTF-16 surrogate escape {m[0].decode()} (not a character)") from None
+        raise ValueError(f"invalid_json: {e}") from None
     head = memoryview(doc.metadata)[:1].tobytes()
     if head == b"n":
         doc.metadata = EMPTY_METADATA
@@ -78,4 +97,6 @@ def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
         raise ValueError("invalid_schema: `id` is empty")
     if lazy and memoryview(doc.text)[:1].tobytes() != b'"':
         raise ValueError("invalid_schema: `text` must be a string")
+    if _blank(doc, lazy):
+        raise ValueError("invalid_schema: `text` is empty or whitespace only")
     return doc

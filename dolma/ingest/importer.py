@@ -14,9 +14,8 @@ from typing import Literal
 
 from dolma import io
 from dolma.core.config import param
-from dolma.core.document import AttributeLine
+from dolma.core.document import ENCODER, AttributeLine
 from dolma.core.errors import UserError
-from dolma.io import Rejected
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import AlignedAttributes, read_shard
 from dolma.runtime.stage import Stage, Task, shard_tasks
@@ -69,7 +68,7 @@ class ImportStage(Stage):
                         keep.append(i)
                     else:
                         reason = f"id {doc.id!r} already at line {first}"
-                        duplicates.append(Rejected(number, "duplicate_id", reason, id=doc.id))
+                        duplicates.append(io.rejected_line(number, "duplicate_id", reason, ENCODER.encode(doc), doc.id))
                 docs = [batch.docs[i] for i in keep]
                 ledger.quarantined(src, duplicates)
                 ledger.kept(src, [batch.lines[i] for i in keep], [d.id for d in docs])

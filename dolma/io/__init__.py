@@ -17,7 +17,6 @@ from dolma.io.attributes import (
     read_attributes,
 )
 from dolma.io.lines import (
-    STREAM_ERRORS,
     DocBatch,
     LineBatch,
     Rejected,
@@ -28,6 +27,7 @@ from dolma.io.lines import (
     read_documents,
     read_lines,
     read_selected,
+    rejected_line,
     starts_with_id,
 )
 from dolma.io.setup import configure
@@ -65,11 +65,11 @@ from dolma.io.writers import (
 
 __all__ = [
     "AtomicWriter", "AttributeColumns", "AttributeJoin", "DOC_SUFFIXES", "DocBatch", "DocumentWriter",
-    "KeySelection", "LineBatch", "Rejected", "RejectedLine", "STREAM_ERRORS", "attributes_url", "configure",
+    "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url", "configure",
     "document_files", "exists", "gc_paused", "identity", "is_remote", "join", "joined_columns", "line_id",
     "list_files", "open_url", "out_of_step", "parse_line", "read_aligned", "read_arrow", "read_attribute_columns",
     "read_attributes", "read_documents", "read_frame", "read_json", "read_lines", "read_parquet", "read_selected",
-    "recording", "relative_to_root", "refuse_output_in_input", "remove", "remove_dead_temporaries",
+    "recording", "rejected_line", "relative_to_root", "refuse_output_in_input", "remove", "remove_dead_temporaries",
     "require_attributes", "starts_with_id", "strip_suffix",
     "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
 ]  # fmt: skip

@@ -17,7 +17,18 @@ import numpy as np
 
 from dolma.core.document import ATTRIBUTE_DECODER, AttributeLine
 from dolma.core.errors import UserError
-from dolma.io.lines import STREAM_ERRORS, DocBatch, LineBatch, Rejected, _read_lines, read_documents, read_lines
+from dolma.io.lines import (
+    DocBatch,
+    LineBatch,
+    Rejected,
+    _read_lines,
+    corrupt,
+    error_text,
+    read_documents,
+    read_lines,
+    rejected_line,
+)
+from dolma.io.streams import Damage
 
 
 def out_of_step(url: str, number: int, found: str | None, expected: str) -> str:
@@ -107,8 +118,8 @@ def _decode_columns(lines: list[bytes], select: KeySelection) -> tuple[list[str 
     for i, line in enumerate(lines):
         try:
             id, row = decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            errors[i], id, row = str(e), None, blank
+        except Exception as e:  # any failure of a line (RecursionError included) rejects that line only
+            errors[i], id, row = error_text(e), None, blank
         ids.append(id)
         rows.append(row)
     if select.prefix:
@@ -121,15 +132,14 @@ def read_attributes(url: str, select: KeySelection | None = None) -> Iterator[tu
     """Attribute lines of one file, in order; unusable lines come back as Rejected. With ``select``, only the
     selected attributes are decoded."""
     decode = ATTRIBUTE_DECODER.decode if select is None else _decoder_for(select)
-    number = 0
-    try:
-        for number, line in _read_lines(url):
-            try:
-                yield number, decode(line)
-            except (msgspec.DecodeError, UnicodeDecodeError) as e:
-                yield number, Rejected(number, "invalid_attribute_line", str(e), raw=line[:4096])
-    except STREAM_ERRORS as e:
-        yield number + 1, Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}")
+    for number, line in _read_lines(url):
+        if isinstance(line, Damage):
+            yield number, corrupt(number, line)
+            continue
+        try:
+            yield number, decode(line)
+        except Exception as e:  # any failure of a line (RecursionError included) is that line's, not the file's
+            yield number, rejected_line(number, "invalid_attribute_line", error_text(e), line)
 
 
 class AttributeJoin:
@@ -223,7 +233,7 @@ def read_attribute_columns(
         ids, columns, errors = _decode_columns(lead.lines, select)
         n = len(ids)
         rejected = lead.rejected + [
-            Rejected(lead.numbers[i], "invalid_attribute_line", e, raw=lead.lines[i][:4096]) for i, e in errors.items()
+            rejected_line(lead.numbers[i], "invalid_attribute_line", e, lead.lines[i]) for i, e in errors.items()
         ]
         keep = np.array([i is not None for i in ids], bool)
         for url, reader in others:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -20,19 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import smart_open
-import zstandard
-from isal import isal_zlib
 
 from dolma.core.document import ENCODER, Document, LazyDocument, decode_document
-from dolma.io.setup import configure
+from dolma.io.streams import Damage, chunks
 from dolma.io.urls import is_remote
 
-try:  # smart_open decompresses .zst with the standard library's zstd (backported before Python 3.14)
-    from compression.zstd import ZstdError
-except ImportError:
-    from backports.zstd import ZstdError
-
-STREAM_ERRORS = (EOFError, OSError, zlib.error, isal_zlib.error, zstandard.ZstdError, ZstdError)
+RAW_CAP = 64 << 10  # bytes of a rejected line kept in quarantine; its full length is recorded beside them
 
 
 @dataclass(frozen=True)
@@ -40,8 +32,22 @@ class Rejected:
     line: int
     reason: str
     error: str
-    raw: bytes = b""
+    raw: bytes = b""  # the line as read, cut at RAW_CAP bytes
     id: str | None = None
+    size: int = 0  # the full length of the line in bytes
+
+
+def rejected_line(number: int, reason: str, error: str, line: bytes, id: str | None = None) -> Rejected:
+    """The record of an unusable line, its raw bytes capped and its full length kept."""
+    return Rejected(number, reason, error, raw=line[:RAW_CAP], id=id, size=len(line))
+
+
+def error_text(e: BaseException, limit: int = 500) -> str:
+    """An exception as a one-line message for a quarantine record."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply to decode (RecursionError)"
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass
@@ -60,49 +66,50 @@ class DocBatch:
         return len(self.docs) + len(self.rejected)
 
 
-_BLOCK = 1 << 20  # decompressed bytes per read: one read and one split per block instead of a call per line
+BOM = b"\xef\xbb\xbf"
 
 
-def _line_blocks(url: str) -> Iterator[list[bytes]]:
-    """The raw lines of a file (each with its newline; the last may lack one), a block at a time. Where the
-    stream breaks, the whole lines before the break are recovered by re-reading the file line by line and
-    yielded, then the error is raised, as a line-by-line reader would."""
-    configure()
-    done = 0
-    try:
-        with smart_open.open(url, "rb") as f:
-            head: list[bytes] = []  # the start of a line longer than the blocks read so far
-            while block := f.read(_BLOCK):
-                if b"\n" not in block:
-                    head.append(block)
-                    continue
-                lines = BytesIO(b"".join([*head, block]) if head else block).readlines()
-                head = [] if lines[-1].endswith(b"\n") else [lines.pop()]
-                done += len(lines)
-                yield lines
+def _line_blocks(url: str) -> Iterator[list[bytes] | Damage]:
+    """The raw lines of a file (each with its newline; the last may lack one), a checked block at a time, with
+    each unreadable part of the stream as one :class:`Damage` in its place (see :mod:`dolma.io.streams`): the
+    line it cut is lost with it. A UTF-8 byte order mark at the start is not part of the first line."""
+    head: list[bytes] = []  # the start of a line longer than the blocks read so far
+    first = True
+    for block in chunks(url):
+        if isinstance(block, Damage):
             if head:
-                yield [b"".join(head)]
-    except STREAM_ERRORS:
-        rest: list[bytes] = []
-        with smart_open.open(url, "rb") as f:
-            try:
-                for number, line in enumerate(f):
-                    if number >= done:
-                        rest.append(line)
-            except STREAM_ERRORS:  # raised again, after the lines it left readable
-                if rest:
-                    yield rest
-                raise
-        if rest:
-            yield rest
+                block = Damage(f"{block.error}; a line cut there is lost with it")
+            head = []
+            yield block
+            continue
+        if first and block:
+            block = block[len(BOM) :] if block.startswith(BOM) else block
+            first = False
+        if b"\n" not in block:
+            head.append(block)
+            continue
+        lines = BytesIO(b"".join([*head, block]) if head else block).readlines()
+        head = [] if lines[-1].endswith(b"\n") else [lines.pop()]
+        yield lines
+    if head:
+        yield [b"".join(head)]
 
 
-def _read_lines(url: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, raw line); decompression errors propagate to the caller."""
-    first = 1
+def _read_lines(url: str) -> Iterator[tuple[int, bytes | Damage]]:
+    """(1-based line number, raw line), and (number of the next line, Damage) where the stream broke: damage
+    takes no line number, so the lines after it keep the numbers every reader of the file gives them."""
+    number = 1
     for lines in _line_blocks(url):
-        yield from zip(range(first, first + len(lines)), lines)
-        first += len(lines)
+        if isinstance(lines, Damage):
+            yield number, lines
+            continue
+        yield from zip(range(number, number + len(lines)), lines)
+        number += len(lines)
+
+
+def corrupt(number: int, damage: Damage) -> Rejected:
+    """The quarantine record of an unreadable part of a stream, at the number of the line after it."""
+    return Rejected(number, "corrupt_stream", damage.error)
 
 
 def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
@@ -112,7 +119,7 @@ def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
             yield from ((n, d) for n, d in zip(batch.lines, batch.docs) if n in lines)
         return
     for number, line in _read_lines(url):
-        if number in lines:
+        if number in lines and not isinstance(line, Damage):
             yield number, decode_document(line.strip())
 
 
@@ -139,22 +146,20 @@ def read_lines(url: str, batch_size: int = 4096) -> Iterator[LineBatch]:
         return
     batch = LineBatch()
     number = 0
-    try:
-        for lines in _line_blocks(url):
-            at = 0
-            while at < len(lines):
-                part = lines[at : at + batch_size - len(batch.lines)]
-                batch.numbers.extend(range(number + 1, number + 1 + len(part)))
-                batch.lines.extend(part)
-                batch.nbytes += sum(map(len, part))
-                at, number = at + len(part), number + len(part)
-                if len(batch.lines) >= batch_size:
-                    yield batch
-                    batch = LineBatch()
-    except STREAM_ERRORS as e:
-        batch.rejected.append(
-            Rejected(number + 1, "corrupt_stream", f"{type(e).__name__}: {e}; the rest of the file is unreadable")
-        )
+    for lines in _line_blocks(url):
+        if isinstance(lines, Damage):
+            batch.rejected.append(corrupt(number + 1, lines))
+            continue
+        at = 0
+        while at < len(lines):
+            part = lines[at : at + batch_size - len(batch.lines)]
+            batch.numbers.extend(range(number + 1, number + 1 + len(part)))
+            batch.lines.extend(part)
+            batch.nbytes += sum(map(len, part))
+            at, number = at + len(part), number + len(part)
+            if len(batch.lines) >= batch_size:
+                yield batch
+                batch = LineBatch()
     yield batch
 
 
@@ -183,12 +188,14 @@ def parse_line(number: int, line: bytes, lazy: bool = False) -> Document | LazyD
     """One document line, validated; raises RejectedLine with the reason (blank, invalid JSON or schema)."""
     stripped = line.strip()
     if not stripped:
-        raise RejectedLine(Rejected(number, "empty_line", "blank line where a document was expected"))
+        raise RejectedLine(rejected_line(number, "empty_line", "blank line where a document was expected", line))
     try:
         return decode_document(stripped, lazy)
     except ValueError as e:
         reason, _, error = str(e).partition(": ")
-        raise RejectedLine(Rejected(number, reason, error, raw=line[:4096])) from None
+    except Exception as e:  # any failure of one line (RecursionError on deep nesting, MemoryError) is that line's
+        reason, error = "invalid_json", error_text(e)
+    raise RejectedLine(rejected_line(number, reason, error, line))
 
 
 class _IdOnly(msgspec.Struct):

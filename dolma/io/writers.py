@@ -26,6 +26,7 @@ import zstandard
 
 from dolma.core.document import ENCODER, Document
 from dolma.io.setup import configure
+from dolma.io.streams import UNIT
 from dolma.io.urls import is_remote
 
 
@@ -77,6 +78,18 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+DURABLE = os.environ.get("DOLMA_FSYNC", "1") != "0"
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` survive a power loss (the entry lives in the folder, not the file)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class AtomicWriter:
     """Write ``url`` under a temporary name and publish it only on a clean close.
 
@@ -85,6 +98,10 @@ class AtomicWriter:
     the writer (``.<name>.<host>-<pid>-<random>.tmp``), so two writers of one file, even on two hosts,
     never rename each other's work: the last complete one wins. Compression follows the suffix (.gz, .zst)
     and is deterministic (no timestamp or file name in the gzip header), so reruns are byte-identical.
+
+    A local file is flushed to disk (``fsync`` of the file, then of its folder after the rename) before it is
+    published, so a completion marker written after it never points at an empty or partial file after a power
+    loss. ``DOLMA_FSYNC=0`` turns this off for scratch space where a crash means starting over anyway.
     """
 
     def __init__(self, url: str):
@@ -96,14 +113,31 @@ class AtomicWriter:
             head, tail = os.path.split(url)
             self.tmp = os.path.join(head, f".{tail}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
         self._raw = smart_open.open(self.tmp, "wb", compression="disable")
+        self._unit = 0  # input bytes in the current gzip member or zstd frame
         self._file: BinaryIO = self._raw
         if url.endswith(".gz"):
-            self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=3)
+            self._file = self._member()
         elif url.endswith(".zst"):
-            self._file = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
+            compressor = zstandard.ZstdCompressor(level=3, write_checksum=True)
+            self._file = compressor.stream_writer(self._raw, closefd=False)
+
+    def _member(self) -> gzip.GzipFile:
+        return gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=3)
 
     def write(self, data: bytes) -> None:
+        """Write bytes; a compressed file is cut into checked units (gzip members, zstd frames with checksums)
+        of about ``UNIT`` input bytes, at write boundaries, so a reader can hold each back until it checks."""
         self._file.write(data)
+        if self._file is self._raw:
+            return
+        self._unit += len(data)
+        if self._unit >= UNIT:
+            self._unit = 0
+            if isinstance(self._file, gzip.GzipFile):
+                self._file.close()
+                self._file = self._member()
+            else:
+                self._file.flush(zstandard.FLUSH_FRAME)
 
     def __enter__(self) -> AtomicWriter:
         return self
@@ -112,9 +146,14 @@ class AtomicWriter:
         if exc_type is None:
             if self._file is not self._raw:
                 self._file.close()
+            if self.tmp != self.url and DURABLE:
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
             self._raw.close()
             if self.tmp != self.url:
                 os.replace(self.tmp, self.url)
+                if DURABLE:
+                    _fsync_folder(os.path.dirname(self.url) or ".")
             if _published is not None:
                 _published.append(self.url)
             return

@@ -25,7 +25,8 @@ class QuarantineRecord(msgspec.Struct):
     reason: str
     error: str
     id: str | None = None
-    raw: str = ""
+    raw: str = ""  # the line as read, cut at 64 KiB
+    size: int = 0  # the line's full length in bytes
 
 
 class ShardSummary(msgspec.Struct):
@@ -102,7 +103,7 @@ class ShardLedger:
         for r in rejected:
             self._add(file, [r.line], [r.id], QUARANTINED, r.reason, r.error)
             self.quarantine.append(
-                QuarantineRecord(file, r.line, r.reason, r.error, r.id, r.raw.decode("utf-8", "replace"))
+                QuarantineRecord(file, r.line, r.reason, r.error, r.id, r.raw.decode("utf-8", "replace"), r.size)
             )
 
     def summary(self) -> ShardSummary:
