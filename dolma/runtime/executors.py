@@ -14,9 +14,14 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
+
+from dolma.core.errors import DataError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,12 +29,13 @@ R = TypeVar("R")
 
 # ---------------------------------------------------------------------------------------------- progress
 _progress_queue: mp.Queue | None = None
+_PROGRESS, _STARTED = 0, 1  # the kinds of message a worker sends
 
 
 def report_progress(docs: int, nbytes: int) -> None:
     """Called by stages after each batch; a no-op unless an executor is listening."""
     if _progress_queue is not None:
-        _progress_queue.put((docs, nbytes))
+        _progress_queue.put((_PROGRESS, docs, nbytes))
 
 
 def _init_worker(q: mp.Queue | None, parent: int | None = None) -> None:
@@ -37,6 +43,13 @@ def _init_worker(q: mp.Queue | None, parent: int | None = None) -> None:
     _progress_queue = q
     if parent is not None:
         _die_with(parent)
+
+
+def _call(fn: Callable[[T], R], index: int, item: T) -> R:
+    """Run one task in a worker, first saying which task this worker process now runs."""
+    if _progress_queue is not None:
+        _progress_queue.put((_STARTED, index, os.getpid()))
+    return fn(item)
 
 
 def _die_with(parent: int) -> None:
@@ -72,45 +85,173 @@ class Executor(Protocol):
     def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]: ...
 
 
+class WorkerDied(DataError):
+    """A task whose worker process was killed (by a signal, or exited) every time it was tried."""
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = (
+            " (the kernel's out-of-memory killer sends it: lower batch_size or --workers)" if name == "SIGKILL" else ""
+        )
+        return f"killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+class _Round:
+    """One pool of spawned workers with its own progress queue (a worker killed while writing to a queue can
+    leave its lock held, so a queue is never reused after a death) and a thread that drains it."""
+
+    def __init__(self, q: mp.Queue | queue.Queue, on_progress: Callable[[int, int], None]):
+        self.queue = q
+        self.started: dict[int, int] = {}  # task index -> pid of the worker that took it
+        self._stop = threading.Event()
+        self._on_progress = on_progress
+        self._listener = threading.Thread(target=self._drain, daemon=True)
+        self._listener.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                kind, a, b = self.queue.get(timeout=0.05)
+            except (queue.Empty, EOFError, OSError, ValueError):
+                continue
+            if kind == _STARTED:
+                self.started[a] = b
+            else:
+                self._on_progress(a, b)
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        if isinstance(self.queue, queue.Queue):
+            while not self.queue.empty():
+                time.sleep(0.01)
+        else:
+            time.sleep(0.1)  # messages still in the pipe of a worker that just finished
+        self._stop.set()
+        self._listener.join()
+        if not isinstance(self.queue, queue.Queue):
+            self.queue.close()
+
+
 class LocalExecutor:
-    """Runs tasks in ``workers`` spawned processes (default: all cores); with one worker, in this process."""
+    """Runs tasks in ``workers`` spawned processes (default: all cores); with one worker, in this process.
+
+    A worker that dies (killed by the out-of-memory killer, a segfault in a C library) does not hang the run:
+    the pool notices (``BrokenProcessPool``), the tasks that had not started go to a fresh pool, and each task
+    that was running when it broke is retried alone in its own process, up to ``retries`` more times, so the
+    task that kills its worker is told apart from its neighbours. A task that still dies fails with
+    :class:`WorkerDied` naming the signal, after every other task has finished (their markers are written, so
+    a rerun redoes only it). A task that raises fails the stage at once, as it would in one process."""
 
     streams_progress = True
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, retries: int = 2):
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.retries = retries
 
     def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]:
         if not items:
             return
+        if self.workers == 1:
+            yield from self._in_process(fn, items, on_progress)
+            return
         ctx = mp.get_context("spawn")
-        q = ctx.Queue() if self.workers > 1 else queue.Queue()
-        stop = threading.Event()
+        died: list[str] = []
+        todo = list(range(len(items)))
+        with _threads_per_worker(max(1, (os.cpu_count() or 1) // self.workers)):
+            while todo:
+                suspects: list[int] = []
+                rest: list[int] = []
+                yield from self._pool_round(ctx, fn, items, todo, on_progress, suspects, rest)
+                for i in suspects:
+                    result = self._alone(ctx, fn, items[i], i, on_progress, died)
+                    if result is not None:
+                        yield result[0]
+                if rest == todo:  # the pool broke before any worker took a task: retrying cannot help
+                    raise WorkerDied("the worker processes die before taking a task (see the messages above)")
+                todo = rest
+        if died:
+            raise WorkerDied(f"{len(died)} task(s) killed their worker every time they ran: " + "; ".join(died))
 
-        def drain() -> None:
-            while not stop.is_set() or not q.empty():
-                try:
-                    on_progress(*q.get(timeout=0.1))
-                except queue.Empty:
-                    continue
-
-        listener = threading.Thread(target=drain, daemon=True)
-        listener.start()
+    def _in_process(self, fn, items, on_progress) -> Iterator:
+        state = _Round(queue.Queue(), on_progress)
+        _init_worker(state.queue)
         try:
-            if self.workers == 1:
-                _init_worker(q)
-                try:
-                    yield from map(fn, items)
-                finally:
-                    _init_worker(None)
-            else:
-                with _threads_per_worker(max(1, (os.cpu_count() or 1) // self.workers)):
-                    pool = ctx.Pool(min(self.workers, len(items)), initializer=_init_worker, initargs=(q, os.getpid()))
-                with pool:
-                    yield from pool.imap_unordered(fn, items)
+            yield from map(fn, items)
         finally:
-            stop.set()
-            listener.join()
+            _init_worker(None)
+            state.close()
+
+    def _pool_round(self, ctx, fn, items, todo, on_progress, suspects: list[int], rest: list[int]) -> Iterator:
+        """Run ``todo`` on a pool; where the pool breaks, fill ``suspects`` (running then) and ``rest``."""
+        state = _Round(ctx.Queue(), on_progress)
+        before = set(mp.active_children())
+        pool = ProcessPoolExecutor(
+            min(self.workers, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(state.queue, os.getpid())
+        )
+        try:
+            futures = {pool.submit(_call, fn, i, items[i]): i for i in todo}
+            broken = []
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken.append(futures[future])
+                    continue
+                yield result
+            pool.shutdown(wait=True)
+            state.close()
+            for i in sorted(broken):
+                (suspects if i in state.started else rest).append(i)
+        finally:  # a task raised, or the caller stopped reading: stop the others now, not when they finish
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in set(mp.active_children()) - before:
+                proc.terminate()
+            state.close()
+
+    def _alone(self, ctx, fn, item, index: int, on_progress, died: list[str]) -> tuple | None:
+        """Run one task in a process of its own, up to 1 + ``retries`` times; (result,) or None if it died."""
+        reason = ""
+        for _ in range(1 + self.retries):
+            state = _Round(ctx.Queue(), on_progress)
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_alone_worker, args=(fn, index, item, state.queue, os.getpid(), child))
+            proc.start()
+            child.close()
+            try:
+                outcome = parent.recv()
+            except EOFError:  # the process died before sending anything back
+                outcome = None
+            proc.join()
+            state.close()
+            parent.close()
+            if outcome is not None:
+                ok, value = outcome
+                if not ok:
+                    raise value
+                return (value,)
+            reason = _death(proc.exitcode)
+        died.append(f"task {_label(item, index)}: worker {reason} ({1 + self.retries} tries)")
+        return None
+
+
+def _label(item, index: int) -> str:
+    """A task's key where the item carries one (the runner passes (Task, state) pairs), else its number."""
+    head = item[0] if isinstance(item, tuple) and item else item
+    return str(getattr(head, "key", None) or f"#{index + 1}")
+
+
+def _alone_worker(fn, index, item, q, parent, conn) -> None:
+    _init_worker(q, parent)
+    try:
+        outcome = (True, _call(fn, index, item))
+    except BaseException as e:  # sent back and raised in the parent, as a pool would
+        outcome = (False, e)
+    conn.send(outcome)
+    conn.close()
 
 
 def _run_on_ray(fn: Callable[[T], R], item: T) -> R:
