@@ -68,6 +68,9 @@ class MixStatsStage(Step):
         rules = stream.rules()  # compiled once per file, not per batch
         with io.gc_paused():
             for batch in read_shard(url, ledger, self.params.batch_size, reader=reader):
+                batch, bad = _checked_values(stream, batch)
+                ledger.quarantined(url, bad)
+                batch.rejected = batch.rejected + bad  # recorded in the stats table with the rest
                 frame = _stats_frame(self.params, stream, rules, url, batch)
                 is_kept = pl.col("drop_reason").is_null()
                 kept, dropped = frame.filter(is_kept), frame.filter(~is_kept)
@@ -183,6 +186,36 @@ def _stats_frame(
     return out
 
 
+MAX_TOKENS = 1 << 40  # a token count above this (a trillion) is not a document's
+
+
+def _checked_values(stream: Stream, batch: io.AttributeColumns) -> tuple[io.AttributeColumns, list[io.Rejected]]:
+    """The batch without its lines whose token count (finite, 0 to MAX_TOKENS) or quality score (finite) is
+    not a usable number, and those lines as ``invalid_attribute`` records naming the key and the value."""
+    checks = []
+    if stream.tokens and not stream.reads_text():
+        checks.append((stream.tokens, lambda v: np.isfinite(v) & (v >= 0) & (v <= MAX_TOKENS)))
+    if stream.quality:
+        checks.append((stream.quality, np.isfinite))
+    bad: dict[int, str] = {}
+    for key, valid in checks:
+        values = np.array(_first_scores(batch.columns.get(key, [])), dtype=np.float64)  # None -> nan: missing
+        with np.errstate(invalid="ignore"):
+            wrong = ~np.isnan(values) & ~valid(values)
+        for i in np.flatnonzero(wrong).tolist():
+            bad.setdefault(
+                i, f"{key} = {values[i]!r} is not a usable {'token count' if key == stream.tokens else 'score'}"
+            )
+    if not bad:
+        return batch, []
+    keep = [i for i in range(len(batch.ids)) if i not in bad]
+    rejected = [io.Rejected(batch.lines[i], "invalid_attribute", e, id=batch.ids[i]) for i, e in sorted(bad.items())]
+    docs = [batch.docs[i] for i in keep] if batch.docs is not None else None
+    columns = {k: [v[i] for i in keep] for k, v in batch.columns.items()}
+    lines, ids = [batch.lines[i] for i in keep], [batch.ids[i] for i in keep]
+    return io.AttributeColumns(lines, ids, columns, batch.rejected, batch.nbytes, docs), rejected
+
+
 def _first_scores(spans: list) -> list:
     """The score of each line's first span (None where the line lacks the attribute): what rules compare."""
     return [v[0][2] if v else None for v in spans]
@@ -231,10 +264,9 @@ def _edited(text: str, cuts: list[list[int]] | None, edits: list[SpanEdit]) -> s
 
 
 def _count_tokens(tokenizer: str, texts: list[str]) -> list[int]:
-    from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+    from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, token_counts
 
-    tok = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
-    return [len(e) for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    return token_counts(load_tokenizer(tokenizer or DEFAULT_TOKENIZER), texts).tolist()
 
 
 # ----------------------------------------------------------------------------------------------- step 2

@@ -22,7 +22,7 @@ from dolma.core.config import param
 from dolma.core.document import ENCODER, AttributeLine, Document
 from dolma.core.errors import UserError
 from dolma.core.fasttext import default_lid_model, load_fasttext, one_line, predict
-from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, token_counts
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import Section
@@ -106,7 +106,7 @@ class PdfStage(Stage):
                     answers.append((url, answer))
                 report_progress(1, answer.size)
         texts = [a.result.text for _, a in answers]
-        tokens = [len(e.ids) for e in load_tokenizer(self.tokenizer).encode_batch(texts, add_special_tokens=False)]
+        tokens = token_counts(load_tokenizer(self.tokenizer), texts).tolist()
         lid = load_fasttext(self.lid_model or default_lid_model())
         labels, probs = predict(lid, one_line(pl.Series([t[:100_000] for t in texts], dtype=pl.String)), k=1)
         docs, attributes = [], []

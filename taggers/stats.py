@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from taggers.registry import Tagger, TagResult, TextBatch, tagger
@@ -16,7 +15,7 @@ class Stats(Tagger):
 
     def tag(self, batch: TextBatch) -> TagResult:
         texts = batch.texts
-        from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+        from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, token_counts
 
         df = pl.DataFrame({"t": texts}).select(
             chars=pl.col("t").str.len_chars(),
@@ -31,6 +30,5 @@ class Stats(Tagger):
             .list.sum(),
         )
         tok = load_tokenizer(self.tokenizer or DEFAULT_TOKENIZER)
-        encodings = tok.encode_batch_fast(texts.to_list(), add_special_tokens=False)
-        tokens = np.fromiter((len(e) for e in encodings), np.int64, count=len(encodings))
+        tokens = token_counts(tok, texts.to_list())
         return {**{c: df[c].to_numpy() for c in df.columns}, "tokens": tokens}

@@ -118,7 +118,9 @@ def test_attribute_sets_join_column_by_column_and_reject_lines_out_of_step(tmp_p
     assert kept == [n for n in range(1, 16) if n not in (4, 10)]
     rejected = {r.line: r.error for b in batches for r in b.rejected}
     assert sorted(rejected) == [4, 10, 16, 17, 18, 19, 20]
-    assert "x.jsonl.gz line 4 has id 'someone-else'" in rejected[4] and "invalid_attribute_line" in rejected[10]
+    reasons = {r.line: r.reason for b in batches for r in b.rejected}
+    assert "x.jsonl.gz line 4 has id 'someone-else'" in rejected[4] and reasons[4] == "attributes_out_of_step"
+    assert reasons[10] == "invalid_attribute" and "x.jsonl.gz line 10" in rejected[10]
     assert "ends before line 16" in rejected[16]
     first = batches[0]
     assert first.ids == [ids[n - 1] for n in first.lines]

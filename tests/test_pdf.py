@@ -122,7 +122,7 @@ def test_worker_survives_timeout_memory_limit_and_a_killed_process(pdf_folder, t
         worker.timeout = 60
         assert worker.extract(good, Options()).result.text
 
-        threading.Timer(0.3, lambda: worker._proc.kill()).start()
+        threading.Timer(0.3, lambda: worker._worker._proc.kill()).start()
         answer = worker.extract(str(big), Options(ocr_dpi=72, min_page_chars=10**9))
         slow = answer.result.reason == "worker_crashed"
         assert slow and "SIGKILL" in answer.result.error or answer.result.text == ""

@@ -101,6 +101,20 @@ def _expand(value: Any, where: str = "recipe") -> Any:
     return value
 
 
+MAX_VALUES = 1_000_000  # a recipe is a page of settings; more values than this is an alias bomb
+
+
+def _expanded_size(value, sizes: dict[int, int]) -> int:
+    """How many values the recipe holds once every YAML alias is expanded, counted without expanding: an
+    aliased node is counted once per use, its size computed once (so a "billion laughs" costs microseconds)."""
+    if not isinstance(value, (list, dict)):
+        return 1
+    if id(value) not in sizes:
+        children = value.values() if isinstance(value, dict) else value
+        sizes[id(value)] = 1 + sum(_expanded_size(v, sizes) for v in children)
+    return sizes[id(value)]
+
+
 def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
     """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
     try:
@@ -112,6 +126,8 @@ def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
         raise UserError(f"recipe {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(raw, dict):
         raise UserError(f"recipe {path!r} must be a mapping with 'stages' (and optionally 'executor')")
+    if _expanded_size(raw, {}) > MAX_VALUES:
+        raise UserError(f"recipe {path!r} expands to over {MAX_VALUES:,} values (YAML aliases nested in aliases?)")
     unknown = sorted(set(raw) - set(Recipe.model_fields))
     if unknown:
         raise unknown_key("recipe", unknown[0], list(Recipe.model_fields))

@@ -45,7 +45,7 @@ class KeySelection:
     prefix: str = ""
 
 
-_SPANS = list[list[float | int | str | None]]
+_SPANS = list[tuple[int | float, int | float, float]]  # [start, end, score]: checked as decoded, in C
 
 
 class _RawAttributes(msgspec.Struct):
@@ -139,7 +139,7 @@ def read_attributes(url: str, select: KeySelection | None = None) -> Iterator[tu
         try:
             yield number, decode(line)
         except Exception as e:  # any failure of a line (RecursionError included) is that line's, not the file's
-            yield number, rejected_line(number, "invalid_attribute_line", error_text(e), line)
+            yield number, rejected_line(number, "invalid_attribute", error_text(e), line)
 
 
 class AttributeJoin:
@@ -160,19 +160,21 @@ class AttributeJoin:
         self.pending[name] = item
         return item[1] if item is not None and item[0] == number else None
 
-    def join(self, number: int, id: str) -> tuple[dict[str, dict[str, list]], str]:
-        """(attributes per set, "") or ({}, what is out of step)."""
+    def join(self, number: int, id: str) -> tuple[dict[str, dict[str, list]], str, str]:
+        """(attributes per set, "", "") or ({}, reason, what is wrong): ``invalid_attribute`` for a line in
+        step whose values have the wrong shape or type, ``attributes_out_of_step`` otherwise."""
         found: dict[str, dict[str, list]] = {}
         for name, url in self.urls.items():
             attr = self._line(name, number)
             if attr is None:
-                return {}, f"{url} ends before line {number}"
+                return {}, "attributes_out_of_step", f"{url} ends before line {number}"
             if isinstance(attr, Rejected):
-                return {}, f"{url} line {number}: {attr.reason}: {attr.error}"
+                reason = "invalid_attribute" if attr.reason == "invalid_attribute" else "attributes_out_of_step"
+                return {}, reason, f"{url} line {number}: {attr.reason}: {attr.error}"
             if attr.id != id:
-                return {}, out_of_step(url, number, attr.id, id)
+                return {}, "attributes_out_of_step", out_of_step(url, number, attr.id, id)
             found[name] = attr.attributes
-        return found, ""
+        return found, "", ""
 
 
 def read_aligned(
@@ -191,9 +193,9 @@ def read_aligned(
     for batch in read_documents(doc_url, batch_size):
         joined = DocBatch(rejected=batch.rejected, nbytes=batch.nbytes)
         for doc, number in zip(batch.docs, batch.lines):
-            found, problem = aligner.join(number, doc.id)
+            found, reason, problem = aligner.join(number, doc.id)
             if problem:
-                joined.rejected.append(Rejected(number, "attributes_out_of_step", problem, id=doc.id))
+                joined.rejected.append(Rejected(number, reason, problem, id=doc.id))
             else:
                 joined.docs.append(doc)
                 joined.lines.append(number)
@@ -233,7 +235,7 @@ def read_attribute_columns(
         ids, columns, errors = _decode_columns(lead.lines, select)
         n = len(ids)
         rejected = lead.rejected + [
-            rejected_line(lead.numbers[i], "invalid_attribute_line", e, lead.lines[i]) for i, e in errors.items()
+            rejected_line(lead.numbers[i], "invalid_attribute", e, lead.lines[i]) for i, e in errors.items()
         ]
         keep = np.array([i is not None for i in ids], bool)
         for url, reader in others:
@@ -244,6 +246,7 @@ def read_attribute_columns(
             cut = next((r for r in other.rejected if r.reason == "corrupt_stream"), None)
             for i in off:
                 number = lead.numbers[i]
+                reason = "attributes_out_of_step"
                 if i >= len(their_ids):
                     problem = (
                         f"{url} line {number}: corrupt_stream: {cut.error}"
@@ -251,10 +254,10 @@ def read_attribute_columns(
                         else f"{url} ends before line {number}"
                     )
                 elif i in their_errors:
-                    problem = f"{url} line {number}: invalid_attribute_line: {their_errors[i]}"
+                    reason, problem = "invalid_attribute", f"{url} line {number}: {their_errors[i]}"
                 else:
                     problem = out_of_step(url, number, their_ids[i], ids[i])
-                rejected.append(Rejected(number, "attributes_out_of_step", problem, id=ids[i]))
+                rejected.append(Rejected(number, reason, problem, id=ids[i]))
             keep[off] = False
             for key, values in their_columns.items():  # a key in several sets: the later set's spans win
                 values = (values + [None] * n)[:n]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -24,6 +25,7 @@ from dolma.core.document import ENCODER, Document, LazyDocument, decode_document
 from dolma.io.streams import Damage, chunks
 from dolma.io.urls import is_remote
 
+MAX_DOCUMENT_BYTES = int(float(os.environ.get("DOLMA_MAX_DOCUMENT_MB", "50")) * 1e6)  # larger lines: oversize
 RAW_CAP = 64 << 10  # bytes of a rejected line kept in quarantine; its full length is recorded beside them
 
 
@@ -186,6 +188,9 @@ class RejectedLine(Exception):
 
 def parse_line(number: int, line: bytes, lazy: bool = False) -> Document | LazyDocument:
     """One document line, validated; raises RejectedLine with the reason (blank, invalid JSON or schema)."""
+    if len(line) > MAX_DOCUMENT_BYTES:  # before parsing: no stage's memory grows with one giant document
+        limit = f"{len(line):,} bytes, over the {MAX_DOCUMENT_BYTES / 1e6:g} MB limit (DOLMA_MAX_DOCUMENT_MB)"
+        raise RejectedLine(rejected_line(number, "oversize", limit, line))
     stripped = line.strip()
     if not stripped:
         raise RejectedLine(rejected_line(number, "empty_line", "blank line where a document was expected", line))

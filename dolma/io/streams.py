@@ -164,8 +164,29 @@ def _units(raw: BinaryIO, magic: bytes, decoder: Callable, kind: str) -> Iterato
         yield from _unit(src, decoder(), magic, kind)
 
 
-def _unit(src: _Input, d, magic: bytes, kind: str) -> Iterator[bytes | Damage]:
-    """One unit from the head of ``src``: its content once checked, or a Damage; ``src`` is left after it."""
+def gzip_members(url: str) -> Iterator[tuple[int, bytes | Damage]]:
+    """(offset, whole content) of each gzip member of a file, or (offset, Damage) for a member that fails its
+    check or is cut, and for bytes between members that are not one; reading resumes at the next member. For
+    formats that put one record in each member (``.warc.gz``), so a damaged member costs only its record."""
+    configure()
+    with smart_open.open(url, "rb", compression="disable") as raw:
+        src = _Input(raw)
+        while True:
+            src.fill(len(GZIP_MAGIC))
+            if not src.buf:
+                return
+            start = src.offset
+            if not src.buf.startswith(GZIP_MAGIC):
+                yield start, Damage(f"{src.skip_to(GZIP_MAGIC)} bytes at offset {start} are not a gzip member")
+                continue
+            parts = list(_unit(src, isal_zlib.decompressobj(wbits=31), GZIP_MAGIC, "gzip member", hold=None))
+            damage = next((p for p in parts if isinstance(p, Damage)), None)
+            yield start, damage or b"".join(parts)
+
+
+def _unit(src: _Input, d, magic: bytes, kind: str, hold: int | None = HOLD) -> Iterator[bytes | Damage]:
+    """One unit from the head of ``src``: its content once checked, or a Damage; ``src`` is left after it.
+    ``hold`` None: the content is held whole, however large."""
     start = src.offset
     src.begin_unit()
     held: list[bytes] = []
@@ -181,7 +202,7 @@ def _unit(src: _Input, d, magic: bytes, kind: str) -> Iterator[bytes | Damage]:
             if out:
                 held.append(out)
                 size += len(out)
-            if size > HOLD:  # too large to hold back whole: released unchecked from here on
+            if hold is not None and size > hold:  # too large to hold back whole: released unchecked from here on
                 released = True
                 yield from held
                 held, size = [], 0

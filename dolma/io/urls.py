@@ -7,7 +7,6 @@ names below the root are bookkeeping (ledgers, temporary files) and never input;
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 
@@ -44,10 +43,7 @@ def exists(url: str) -> bool:
 def list_files(pattern: str) -> list[str]:
     """Files matching a glob (``**`` allowed) or all files under a directory, sorted for determinism."""
     if not is_remote(pattern):
-        if os.path.isdir(pattern):
-            pattern = os.path.join(pattern, "**", "*")
-        found = (p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        return sorted(p for p in found if not _is_bookkeeping(p, pattern))
+        return _local_files(pattern)
     scheme, _, rest = pattern.partition("://")
     bucket, _, key_pattern = rest.partition("/")
     has_glob = any(c in key_pattern for c in "*?[")
@@ -72,6 +68,47 @@ def list_files(pattern: str) -> list[str]:
         keys = [k for k in keys if matches(k)]
     urls = sorted(f"{scheme}://{bucket}/{k}" for k in keys if not k.endswith("/"))
     return [u for u in urls if not _is_bookkeeping(u, pattern)]
+
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def _local_files(pattern: str) -> list[str]:
+    """Local files matching a glob, or all under a folder: a walk that follows folder links but enters each
+    real folder once (a link loop such as ``here -> .`` is walked once, not for ever) and refuses a link that
+    leads out of the input's root (``DOLMA_FOLLOW_LINKS=any`` allows it); bookkeeping folders are not entered."""
+    if os.path.isdir(pattern):
+        root, wanted = pattern, None
+    elif not _GLOB_CHARS.search(pattern):
+        return [pattern] if os.path.isfile(pattern) else []
+    else:
+        head = pattern[: _GLOB_CHARS.search(pattern).start()]
+        root = head.rsplit("/", 1)[0] if "/" in head else ""
+        wanted = _glob_regex(pattern[len(root) + 1 :] if root else pattern).fullmatch
+    top = root or "."
+    real_top = os.path.realpath(top)
+    anywhere = os.environ.get("DOLMA_FOLLOW_LINKS") == "any"
+    seen: set[str] = set()
+    found = []
+    for folder, dirs, names in os.walk(top, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if not anywhere and real != real_top and not real.startswith(real_top.rstrip("/") + "/"):
+            raise UserError(
+                f"{folder!r} links to {real!r}, outside the input {top!r}: give that folder as the input, "
+                "or set DOLMA_FOLLOW_LINKS=any to follow links anywhere"
+            )
+        dirs[:] = sorted(d for d in dirs if d[:1] not in ("_", "."))
+        rel_folder = os.path.relpath(folder, top)
+        for name in names:
+            rel = name if rel_folder == "." else f"{rel_folder}/{name}"
+            path = os.path.join(root, rel) if root else rel
+            if (wanted is None or wanted(rel)) and os.path.isfile(path):
+                found.append(path)
+    return sorted(p for p in found if not _is_bookkeeping(p, pattern))
 
 
 def _glob_regex(pattern: str) -> re.Pattern:
@@ -133,6 +170,8 @@ def strip_suffix(rel: str) -> str:
 
 def attributes_url(doc_url: str, name: str) -> str:
     """allenai dolma's layout: ``…/documents/<rel>`` has its attributes at ``…/attributes/<name>/<rel>``."""
+    if doc_url.startswith("documents/"):  # a relative path from the folder that holds documents/
+        return f"attributes/{name}/{doc_url[len('documents/') :]}"
     head, sep, rel = doc_url.rpartition("/documents/")
     if not sep:
         raise UserError(f"{doc_url!r} is not under a 'documents/' folder, so it has no attribute tree")

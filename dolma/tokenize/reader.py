@@ -66,6 +66,7 @@ class TokenReader:
         return np.memmap(path, dtype=self.dtype, mode="r")
 
     def rows(self, entry: FileEntry) -> list[tuple[int, int, str, str, int]]:
+        csv.field_size_limit(2**31 - 1)  # an id may be as long as a document line allows
         with io.open_url(io.join(self.folder, entry.csv), "rt", newline="") as f:
             return [(int(s), int(e), i, src, int(loc)) for s, e, i, src, loc in csv.reader(f)]
 

@@ -9,7 +9,6 @@ tokens, so the output does not depend on the number of workers.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import msgspec
@@ -19,7 +18,8 @@ import xxhash
 
 from dolma import io
 from dolma.core.config import param
-from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, tokenizer_info
+from dolma.core.errors import DataError
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, encode_ids, load_tokenizer, tokenizer_info
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Stage, Task, shard_tasks
@@ -55,9 +55,9 @@ class TokenizeStage(Stage):
         sources: list[str] = []
         locs: list[int] = []
         for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
-            encodings = tok.encode_batch_fast([d.text for d in batch.docs], add_special_tokens=False)
+            body_ids, sizes = encode_ids(tok, [d.text for d in batch.docs])
             extra = 1 + (info.bos_token_id is not None)
-            n = np.fromiter((len(e) for e in encodings), np.int64, count=len(encodings)) + extra
+            n = sizes + extra
             flat = np.empty(int(n.sum()), dtype)
             ends = np.cumsum(n)
             body = np.ones(len(flat), bool)
@@ -66,9 +66,8 @@ class TokenizeStage(Stage):
                 body[ends - n] = False
                 flat[ends - n] = info.bos_token_id
             flat[ends - 1] = info.eos_token_id
-            flat[body] = np.fromiter(
-                itertools.chain.from_iterable(e.ids for e in encodings), dtype, count=int(body.sum())
-            )
+            flat[body] = body_ids
+            _check_boundaries(flat, ends, info.eos_token_id, batch, src)
             chunks.append(flat)
             lengths.append(n)
             ids += [d.id for d in batch.docs]
@@ -153,3 +152,18 @@ def _pack(n: np.ndarray, limit: int) -> np.ndarray:
         file_of[i] = current
         used += size
     return file_of
+
+
+def _check_boundaries(flat: np.ndarray, ends: np.ndarray, eos: int, batch: io.DocBatch, src: str) -> None:
+    """EOS must be exactly each document's last token, as a trainer finds documents by it: checked before
+    anything is written, so a tokenizer that maps text to the EOS id fails the stage instead of a trainer
+    seeing one document as two."""
+    found = np.flatnonzero(flat == eos)
+    if len(found) == len(ends) and (found == ends - 1).all():
+        return
+    inside = found[~np.isin(found, ends - 1)]
+    k = int(np.searchsorted(ends, inside[0], side="right")) if len(inside) else 0
+    raise DataError(
+        f"tokenize: {src} line {batch.lines[k]} (id {batch.docs[k].id!r}) encodes to the EOS id {eos} inside its "
+        "text; the tokenizer must encode special-token strings as text (tokenizers' encode_special_tokens)"
+    )
