@@ -48,6 +48,9 @@ BROKEN = [  # (recipe body, expected exit code, a text the one-line error must c
     (stages("\n  - {stage: import, input: 'd/*.gz', output: d}"), "output 'd' is inside its input"),
     (stages("\n  - {stage: import, input: 'd/*.gz', output: o}") + "\nexecuter: {kind: local}", "recipe.executer: unknown key; did you mean 'executor'?"),
     ("stages: !!python/object/apply:os.system ['echo hi']", "is not valid YAML"),
+    ("x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(f"x{i}: &{'b' * (i + 1)} [{', '.join(['*' + 'b' * i if i else '*a'] * 10)}]\n" for i in range(7)) + "stages: []",
+     "expands to over 1,000,000 values"),
+    ("stages: " + "[" * 5000 + "]" * 5000, "nests too deeply to be a recipe"),
 ]  # fmt: skip
 
 

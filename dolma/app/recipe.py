@@ -124,9 +124,15 @@ def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
         raise UserError(f"recipe {path!r} does not exist") from None
     except yaml.YAMLError as e:
         raise UserError(f"recipe {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise UserError(f"recipe {path!r} nests too deeply to be a recipe") from None
     if not isinstance(raw, dict):
         raise UserError(f"recipe {path!r} must be a mapping with 'stages' (and optionally 'executor')")
-    if _expanded_size(raw, {}) > MAX_VALUES:
+    try:
+        too_large = _expanded_size(raw, {}) > MAX_VALUES
+    except RecursionError:
+        raise UserError(f"recipe {path!r} nests too deeply to be a recipe") from None
+    if too_large:
         raise UserError(f"recipe {path!r} expands to over {MAX_VALUES:,} values (YAML aliases nested in aliases?)")
     unknown = sorted(set(raw) - set(Recipe.model_fields))
     if unknown:

@@ -56,7 +56,9 @@ def _is_utf8(line: bytes) -> bool:
     return True
 
 
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile(  # a high surrogate escape not followed by a low one, or a low one not preceded by a high
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 _BLANK_JSON = b'" \\ntr'  # the bytes of a JSON string that may stand for whitespace only (quotes, escapes)
 
 
@@ -85,7 +87,7 @@ def decode_document(line: bytes, lazy: bool = False) -> Document | LazyDocument:
         # msgspec < 0.23 raises UnicodeDecodeError on bad UTF-8, later versions a DecodeError: tell them apart here
         if not _is_utf8(line):
             raise ValueError(f"invalid_utf8: {e}") from None
-        if "truncated" in str(e) and (m := _SURROGATE.search(line)):  # msgspec's message for it is misleading
+        if m := _SURROGATE.search(line):  # msgspec's messages for it ("truncated", "malformed") mislead
             raise ValueError(f"invalid_utf8: lone UTF-16 surrogate escape {m[0].decode()} (not a character)") from None
         raise ValueError(f"invalid_json: {e}") from None
     head = memoryview(doc.metadata)[:1].tobytes()

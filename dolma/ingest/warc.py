@@ -139,8 +139,9 @@ def _plain_record(buf: _Buffer, pos: int) -> tuple[tuple[int, bytes | Damage], i
     if stop > buf.end:
         return (pos, Damage(f"the file ends {stop - buf.end} bytes before this record's end (truncated)")), buf.end
     follow = buf.bytes(stop, stop + 4 + 5).lstrip(b"\r\n")
-    if follow and not follow.startswith(b"WARC/"):  # a wrong length: the records after it are still read
+    if follow and not follow.startswith(b"WARC/"):
         nxt = _next_header(buf, head_end)
-        why = f"its Content-Length {m[1].decode()} does not end where a record starts (the next is at {nxt})"
-        return (pos, Damage(why)), nxt
-    return (pos, buf.bytes(pos, stop)), stop
+        if nxt < stop:  # a length too long would swallow the records after it: they are read, this one is not
+            why = f"its Content-Length {m[1].decode()} runs past the next record at offset {nxt}"
+            return (pos, Damage(why)), nxt
+    return (pos, buf.bytes(pos, stop)), stop  # what follows, if not a record, is reported on its own

@@ -126,18 +126,29 @@ class AtomicWriter:
 
     def write(self, data: bytes) -> None:
         """Write bytes; a compressed file is cut into checked units (gzip members, zstd frames with checksums)
-        of about ``UNIT`` input bytes, at write boundaries, so a reader can hold each back until it checks."""
-        self._file.write(data)
+        of at most ``UNIT`` input bytes, at line ends where there are any, so a reader can hold each unit back
+        until its checksum matches and a damaged unit costs only its own lines."""
         if self._file is self._raw:
+            self._file.write(data)
             return
-        self._unit += len(data)
-        if self._unit >= UNIT:
-            self._unit = 0
-            if isinstance(self._file, gzip.GzipFile):
-                self._file.close()
-                self._file = self._member()
-            else:
-                self._file.flush(zstandard.FLUSH_FRAME)
+        view = memoryview(data)
+        while len(view) > UNIT - self._unit:
+            room = UNIT - self._unit
+            cut = data.rfind(b"\n", len(data) - len(view), len(data) - len(view) + room) + 1
+            cut = cut - (len(data) - len(view)) if cut > 0 else room
+            self._file.write(view[:cut])
+            view = view[cut:]
+            self._end_unit()
+        self._file.write(view)
+        self._unit += len(view)
+
+    def _end_unit(self) -> None:
+        self._unit = 0
+        if isinstance(self._file, gzip.GzipFile):
+            self._file.close()
+            self._file = self._member()
+        else:
+            self._file.flush(zstandard.FLUSH_FRAME)
 
     def __enter__(self) -> AtomicWriter:
         return self
