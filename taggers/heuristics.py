@@ -196,19 +196,26 @@ class _NGrams:
         self.wlen = words["w"].str.len_chars().to_numpy().astype(np.int64)
         self.hash = words["w"].hash(seed=1).to_numpy()
         self.doc_len = np.bincount(self.doc)[self.doc] if len(self.doc) else self.doc
-        self._keys = {1: self.hash ^ (self.doc.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))}
         self._repeating: dict[int, np.ndarray] = {}  # k -> word rows whose k-gram occurs more than once
-        self._chars = {1: self.wlen}
+        self._start()
+
+    def _start(self) -> None:
+        self._k = 1
+        self._key = self.hash ^ (self.doc.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))
+        self._char = self.wlen
 
     def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row indices of valid k-grams, their keys, their word characters), in text order."""
+        """(row indices of valid k-grams, their keys, their word characters), in text order. Only the
+        latest k's arrays are kept (callers go up in k), so memory does not grow with the longest k."""
+        if k < self._k:
+            self._start()
         with np.errstate(over="ignore"):
-            for j in range(max(self._keys) + 1, k + 1):
-                nxt = np.roll(self.hash, -(j - 1))
-                self._keys[j] = self._keys[j - 1] * self.PRIME + nxt
-                self._chars[j] = self._chars[j - 1] + np.roll(self.wlen, -(j - 1))
+            for j in range(self._k + 1, k + 1):
+                self._key = self._key * self.PRIME + np.roll(self.hash, -(j - 1))
+                self._char = self._char + np.roll(self.wlen, -(j - 1))
+                self._k = j
         valid = np.flatnonzero(self.pos + k <= self.doc_len)
-        return valid, self._keys[k][valid], self._chars[k][valid]
+        return valid, self._key[valid], self._char[valid]
 
     def top_chars(self, k: int, n_docs: int) -> np.ndarray:
         """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go

@@ -233,3 +233,44 @@ def test_a_folder_that_links_to_itself_is_listed_once(tmp_path):
     os.symlink(str(tmp_path.parent), folder / "outside")
     with pytest.raises(Exception, match="outside the input"):
         io.list_files(str(folder))
+
+
+def test_a_file_whose_task_fails_is_quarantined_and_the_stage_goes_on(tmp_path):
+    from dataclasses import dataclass
+
+    from dolma.runtime.executors import LocalExecutor
+    from dolma.runtime.run import run_stages
+    from dolma.runtime.stage import Stage, shard_tasks
+
+    @dataclass
+    class Copy(Stage):
+        """Copies each shard; on one it fails after publishing, as a library would on a file it cannot read."""
+
+        input: str
+        output: str
+        name: str = "copy"
+
+        def tasks(self):
+            return shard_tasks(self.input)
+
+        def run(self, task, ledger):
+            with io.DocumentWriter(io.join(self.output, task.key + ".jsonl")) as w:
+                for batch in io.read_documents(task.payload.url):
+                    ledger.read += batch.records
+                    ledger.kept(task.payload.url, batch.lines, [d.id for d in batch.docs])
+                    w.write(batch.docs)
+            io.write_json(io.join(self.output, task.key + ".extra.json"), {"published": True})
+            if "bad" in task.key:
+                raise OSError(5, "Input/output error")
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "bad", "c"):
+        (src / f"{name}.jsonl").write_text(json.dumps({"id": name, "text": f"text of {name}"}) + "\n")
+    out = tmp_path / "out"
+    (result,) = run_stages([Copy(str(src), str(out))], LocalExecutor(1))
+    assert result.summary.read == 3 and result.summary.kept == 2
+    assert result.summary.quarantined == {"unreadable_file": 1}
+    assert sorted(p.name for p in out.glob("*.json*")) == ["a.extra.json", "a.jsonl", "c.extra.json", "c.jsonl"]
+    (record,) = [json.loads(x) for x in gzip.open(out / "_ledger/copy/quarantine/bad.jsonl.gz")]
+    assert record["reason"] == "unreadable_file" and "Input/output error" in record["error"]

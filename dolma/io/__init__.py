@@ -21,6 +21,7 @@ from dolma.io.lines import (
     LineBatch,
     Rejected,
     RejectedLine,
+    error_text,
     gc_paused,
     line_id,
     parse_line,
@@ -66,7 +67,7 @@ from dolma.io.writers import (
 __all__ = [
     "AtomicWriter", "AttributeColumns", "AttributeJoin", "DOC_SUFFIXES", "DocBatch", "DocumentWriter",
     "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url", "configure",
-    "document_files", "exists", "gc_paused", "identity", "is_remote", "join", "joined_columns", "line_id",
+    "document_files", "error_text", "exists", "gc_paused", "identity", "is_remote", "join", "joined_columns", "line_id",
     "list_files", "open_url", "out_of_step", "parse_line", "read_aligned", "read_arrow", "read_attribute_columns",
     "read_attributes", "read_documents", "read_frame", "read_json", "read_lines", "read_parquet", "read_selected",
     "recording", "rejected_line", "relative_to_root", "refuse_output_in_input", "remove", "remove_dead_temporaries",

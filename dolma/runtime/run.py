@@ -12,7 +12,9 @@ same bytes.
 
 from __future__ import annotations
 
+import os
 import time
+import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import Protocol
@@ -24,7 +26,7 @@ from dolma.core.errors import UserError
 from dolma.runtime.executors import Executor, LocalExecutor
 from dolma.runtime.ledger import ShardLedger, ShardSummary
 from dolma.runtime.lock import locked
-from dolma.runtime.stage import Stage, StageGroup, Task, expand
+from dolma.runtime.stage import Shard, Stage, StageGroup, Task, expand
 from dolma.runtime.state import (
     StagePlan,
     TaskState,
@@ -79,7 +81,14 @@ def run_task(stage: Stage, item: tuple[Task, TaskState]) -> TaskResult:
     io.configure()
     ledger = ShardLedger()
     with io.recording() as written:
-        stage.run(task, ledger)
+        try:
+            stage.run(task, ledger)
+        except UserError:
+            raise  # a problem with the recipe or a rule: the user must fix it, not skip the file
+        except Exception as e:
+            if not isinstance(task.payload, Shard):
+                raise  # a task over many files or the whole stage: its failure is the stage's
+            ledger = _file_failed(task.payload.url, e, written)
     summary = ledger.summary()
     if not summary.balanced():
         raise RuntimeError(f"stage {stage.name} lost documents in {task.key}: {summary}")
@@ -88,6 +97,20 @@ def run_task(stage: Stage, item: tuple[Task, TaskState]) -> TaskResult:
     io.write_json(state_file, TaskState(state.fingerprint, state.inputs, relative_outputs(stage, written)))
     io.write_json(marker_url(stage, task.key), summary)
     return TaskResult(task.key, summary)
+
+
+def _file_failed(url: str, error: Exception, written: list[str]) -> ShardLedger:
+    """One file's task failed for a reason no line accounts for (unreadable, a library error on its data):
+    what it published is removed, and the file is one quarantined record, so one file never fails a stage."""
+    for out in written:
+        io.remove(out)
+    written.clear()
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})"
+    ledger = ShardLedger()
+    ledger.read = 1
+    ledger.quarantined(url, [io.Rejected(0, "unreadable_file", io.error_text(error) + where)])
+    return ledger
 
 
 def run_stage(
