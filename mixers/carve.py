@@ -25,7 +25,7 @@ class CarveStage(Stage):
     output: str = param(help="output folder for the subset")
     attributes: str = param(help="the attribute set holding the classifier's scores")
     labels: list[str] = param(help="labels to keep")
-    threshold: float = param(0.5, "minimum probability of one of the labels")
+    threshold: float = param(0.5, "minimum probability of one of the labels", ge=0, le=1)
     tagger: str = param("fasttext_classifier_v1", "the tagger whose <label> keys hold the scores")
     name: str = param("carve", "the stage's name in the ledger (unique in a recipe)")
 

@@ -87,10 +87,11 @@ def param(
     cli: bool = True,
     gt: float | None = None,
     ge: float | None = None,
+    lt: float | None = None,
     le: float | None = None,
 ):
     """A stage parameter with its help text and bounds beside it: the command line's option and the recipe
     key are generated from it (``cli=False``: recipe only, e.g. nested structures); a value outside
-    ``gt``/``ge``/``le`` is an error before any work starts."""
-    metadata = {"help": help, "cli": cli, "gt": gt, "ge": ge, "le": le}
+    ``gt``/``ge``/``lt``/``le`` is an error before any work starts."""
+    metadata = {"help": help, "cli": cli, "gt": gt, "ge": ge, "lt": lt, "le": le}
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)

@@ -89,10 +89,12 @@ class BloomFilter:
 class ParagraphDedupStage(Stage):
     input: str = param(help="glob of document files under a 'documents/' folder")
     name: str = param("paragraph_dedup", "attribute set name")
-    ngram: int = param(13, "n-gram length in words")
-    overlap_threshold: float = param(0.5, "share of a paragraph's n-grams already seen that makes it a duplicate")
-    expected_ngrams: int = param(100_000_000, "sizes the filter (with false_positive_rate)")
-    false_positive_rate: float = param(1e-4, "the filter's false-positive rate at expected_ngrams")
+    ngram: int = param(13, "n-gram length in words", ge=1, le=1000)
+    overlap_threshold: float = param(
+        0.5, "share of a paragraph's n-grams already seen that makes it a duplicate", gt=0, le=1
+    )
+    expected_ngrams: int = param(100_000_000, "sizes the filter (with false_positive_rate)", ge=1)
+    false_positive_rate: float = param(1e-4, "the filter's false-positive rate at expected_ngrams", gt=0, lt=1)
     bloom_in: str | None = param(None, "start from this saved filter")
     bloom_out: str | None = param(None, "save the filter here after the run")
     read_only: bool = param(False, "check only; add nothing to the filter (needs bloom_in)")

@@ -65,7 +65,7 @@ class WebStage(Stage):
     favor_precision: bool = param(True, "trafilatura's precision setting (less boilerplate, may lose text)")
     include_tables: bool = param(True, "keep the text of tables")
     include_comments: bool = param(False, "keep comment sections")
-    min_chars: int = param(1, "extracted text shorter than this is dropped as no_main_text")
+    min_chars: int = param(1, "extracted text shorter than this is dropped as no_main_text", ge=0)
     name: str = param("web", "the stage's name in the ledger (unique in a recipe)")
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ class TokenizeStage(Stage):
     tokenizer: str = param(DEFAULT_TOKENIZER, "tokenizer.json path or hub name (default: the bundled dolma2)")
     eos_token: str = param("<|endoftext|>", "the token that ends every document")
     bos_token: str | None = param(None, "also start each document with this token")
-    max_tokens_per_file: int = param(2**28, "tokens per .npy file at most")
+    max_tokens_per_file: int = param(2**28, "tokens per .npy file at most", ge=1)
     seed: int = param(0, "seed of the per-shard document shuffle")
     batch_size: int = param(2048, "documents per tokenizer batch", ge=1)
     name: str = param("tokenize", "the stage's name in the ledger (unique in a recipe)")
