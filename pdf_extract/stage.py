@@ -26,7 +26,7 @@ from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, token_counts
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import Section
-from dolma.runtime.stage import Files, Stage, Task
+from dolma.runtime.stage import Files, Stage, Task, pack_by_size
 from pdf_extract.extract import Options
 from pdf_extract.worker import Answer, PdfWorker
 
@@ -60,7 +60,8 @@ class PdfStage(Stage):
     # a Dolma `documents/` folder, so the signals land in the parallel `attributes/` tree
     output: str = param(help="output folder; must be a 'documents/' folder")
     source: str = param("pdf", "the documents' source field")
-    files_per_shard: int = param(64, "PDFs per output shard", ge=1)
+    files_per_shard: int = param(64, "PDFs per output shard at most", ge=1)
+    shard_mb: float = param(8.0, "PDF bytes per shard (MB): a large file (a scan, a book) is a shard alone", gt=0)
     timeout: float = param(180.0, "seconds allowed per PDF, OCR included", gt=0)
     memory_mb: int = param(3072, "address-space limit of each extraction process, in MiB (0: none)", ge=0)
     ocr: bool = param(True, "OCR pages without a text layer with Tesseract")
@@ -77,15 +78,13 @@ class PdfStage(Stage):
         io.refuse_output_in_input(self.input, self.output, self.name)
         if "/documents" not in "/" + self.output:
             raise UserError(f"pdf output {self.output!r} must be a 'documents/' folder (Dolma layout)")
-        if self.files_per_shard < 1:
-            raise UserError("pdf: files_per_shard must be at least 1")
 
     def tasks(self) -> list[Task]:
         files = sorted(f for f in io.list_files(self.input) if f.lower().endswith(".pdf"))
         if not files:
             raise UserError(f"no .pdf files match {self.input!r}")
-        n = self.files_per_shard
-        return [Task(f"pdf-{i // n:05d}", Files(tuple(files[i : i + n]))) for i in range(0, len(files), n)]
+        groups = pack_by_size(files, self.shard_mb * 1e6, self.files_per_shard)
+        return [Task(f"pdf-{k:05d}", Files(tuple(group))) for k, group in enumerate(groups)]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         options = Options(self.ocr, self.ocr_language, self.ocr_dpi, self.min_page_chars, self.password)

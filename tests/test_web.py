@@ -157,3 +157,33 @@ def test_url_blocklist_matches_subdomains_hosts_files_and_ut1_categories(tmp_pat
         {"name": "url_blocklist_v1", "lists": [str(hosts), str(ROOT / "taggers/resources/blocklist-example")]}
     )
     assert both.tag(batch)["blocked"].tolist() == [1, 1, 1, 0, 0]
+
+
+def test_a_folder_of_pages_is_split_into_tasks_by_bytes_and_the_documents_do_not_change(tmp_path):
+    from dolma.ingest.web import WebStage
+    from pdf_extract.stage import PdfStage
+
+    pages = tmp_path / "site" / "docs"
+    pages.mkdir(parents=True)
+    for k in range(12):
+        name = ("about.html", "bugs.html", "copyright.html")[k % 3]
+        (pages / f"p{k:02d}.html").write_bytes((HTML / name).read_bytes())
+    size = sum(p.stat().st_size for p in pages.iterdir())
+    tasks = WebStage(input=str(tmp_path / "site"), output=str(tmp_path / "o"), task_mb=size / 4 / 1e6).tasks()
+    assert 4 <= len(tasks) <= 5 and sum(len(t.payload.urls) for t in tasks) == 12
+    outputs = {}
+    for mb in (size / 4 / 1e6, 100):
+        out = tmp_path / f"documents-{mb}"
+        run_cli("web", "--input", str(tmp_path / "site"), "--output", str(out), "--workers", "2", "--task-mb", str(mb))
+        outputs[mb] = sorted((d["id"], d["text"]) for p in out.glob("*.jsonl.zst") for d in read_jsonl(p))
+    assert outputs[size / 4 / 1e6] == outputs[100] and len(outputs[100]) == 12
+
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    shared = sorted((ROOT.parent / "shared/corpora/pdf/files").rglob("*.pdf"), key=lambda p: p.stat().st_size)
+    for p in shared[:5] + shared[-1:]:  # five small PDFs and the largest
+        (pdfs / p.name).symlink_to(p)
+    largest = shared[-1].stat().st_size
+    shards = PdfStage(input=str(pdfs), output=str(tmp_path / "documents"), shard_mb=largest / 2 / 1e6).tasks()
+    alone = [t for t in shards if str(pdfs / shared[-1].name) in t.payload.urls]
+    assert alone and alone[0].payload.urls == (str(pdfs / shared[-1].name),)

@@ -31,7 +31,7 @@ from dolma.ingest.warc import Unreadable, records
 from dolma.io.streams import Damage, chunks
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
-from dolma.runtime.stage import Files, Shard, Stage, Task
+from dolma.runtime.stage import Files, Shard, Stage, Task, pack_by_size
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz")
@@ -66,6 +66,9 @@ class WebStage(Stage):
     include_tables: bool = param(True, "keep the text of tables")
     include_comments: bool = param(False, "keep comment sections")
     min_chars: int = param(1, "extracted text shorter than this is dropped as no_main_text", ge=0)
+    task_mb: float = param(
+        4.0, "loose HTML bytes per task (MB): a folder of pages is split to keep every worker busy", gt=0
+    )
     name: str = param("web", "the stage's name in the ledger (unique in a recipe)")
 
     def __post_init__(self) -> None:
@@ -77,10 +80,15 @@ class WebStage(Stage):
             raise UserError(f"no WARC or HTML files match {self.input!r}")
         warcs = [Task(_key(f, self.input), Shard(f)) for f in files if f.endswith(WARC_SUFFIXES)]
         folders: dict[str, list[str]] = {}
-        for f in files:  # loose HTML: one task per folder
+        for f in files:  # loose HTML: tasks of about task_mb per folder
             if f.endswith(HTML_SUFFIXES):
                 folders.setdefault(os.path.dirname(io.relative_to_root(f, self.input)) or "html", []).append(f)
-        html = [Task(folder.replace("/", "_") + "-html", Files(tuple(fs))) for folder, fs in sorted(folders.items())]
+        html = []
+        for folder, fs in sorted(folders.items()):
+            groups = pack_by_size(fs, self.task_mb * 1e6, 10_000)
+            for k, group in enumerate(groups):
+                suffix = "" if len(groups) == 1 else f"-{k:05d}"
+                html.append(Task(folder.replace("/", "_") + "-html" + suffix, Files(tuple(group))))
         return warcs + html
 
     def run(self, task: Task, ledger: ShardLedger) -> None:

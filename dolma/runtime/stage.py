@@ -12,6 +12,7 @@ entry that runs as several steps (dedup, mix); every runner accepts stages and g
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,6 +45,23 @@ class Files:
     """Several input files handled by one task, in order (e.g. PDFs, loose HTML pages)."""
 
     urls: tuple[str, ...]
+
+
+def pack_by_size(files: list[str], target_bytes: float, max_files: int) -> list[list[str]]:
+    """Consecutive groups of ``files`` (in their order) of about ``target_bytes`` each and at most ``max_files``:
+    tasks sized by the work in them, so workers stay busy where a few files are much larger than the rest
+    (a file of ``target_bytes`` or more is a group alone). Object-store files count as one byte each (their
+    sizes would cost a request each), so they are grouped by count."""
+    groups: list[list[str]] = []
+    size = 0.0
+    for url in files:
+        n = 1 if io.is_remote(url) else os.path.getsize(url)
+        if not groups or size + n > target_bytes or len(groups[-1]) >= max_files:
+            groups.append([])
+            size = 0.0
+        groups[-1].append(url)
+        size += n
+    return groups
 
 
 def shard_tasks(pattern: str) -> list[Task]:
