@@ -11,6 +11,7 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -141,6 +142,103 @@ def cmd_mix_plan(args: argparse.Namespace) -> None:
     print(f"planned in {time.perf_counter() - started:.2f} s")
 
 
+def _recipe_stages(path: str | None, what: str) -> list:
+    if not path:
+        raise UserError(f"{what} needs --recipe: the recipe whose run's ledgers to read")
+    return expand(load_recipe(path)[1])
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from dolma.app import inspect
+
+    where = inspect.parse_location(args.where)
+    if where is None:
+        rows = inspect.ledger_rows(_recipe_stages(args.recipe, "show ID"), id=args.where)
+        rows = rows.filter(pl.col("outcome") == "kept")
+        if not rows.height:
+            raise UserError(f"no stage of the recipe kept a document with id {args.where!r} (see `dolma trace`)")
+        where = (rows["file"][-1], int(rows["line"][-1]))  # the last stage that read it: the newest copy
+    doc = inspect.document_at(*where)
+    console = Console()
+    console.print(f"[bold]{doc.id}[/bold]  {where[0]}:{where[1]}  source={doc.source!r} created={doc.created!r}")
+    console.print(f"metadata: {bytes(doc.metadata).decode()[:1000]}", markup=False)
+    text = doc.text if len(doc.text) <= args.chars else doc.text[: args.chars] + f"… ({len(doc.text):,} characters)"
+    console.print(text, markup=False, highlight=False)
+    table = Table(title="attributes")
+    for col in ("set", "key", "spans", "first [start, end, score]"):
+        table.add_column(col, overflow="fold")
+    for name, attrs in inspect.attributes_at(*where).items():
+        for key, spans in sorted(attrs.items()):
+            table.add_row(name, key, str(len(spans)), ", ".join(str(list(x)) for x in spans[:3]))
+    console.print(table)
+
+
+def cmd_trace(args: argparse.Namespace) -> None:
+    from dolma.app import inspect
+
+    rows = inspect.ledger_rows(_recipe_stages(args.recipe, "trace"), id=args.id)
+    if not rows.height:
+        raise UserError(f"no stage of the recipe read a document with id {args.id!r}")
+    table = Table(title=f"{args.id}: {rows.height} ledger rows")
+    for col in ("stage", "file:line", "outcome", "reason", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in rows.iter_rows(named=True):
+        table.add_row(r["stage"], f"{r['file']}:{r['line']}", r["outcome"], r["reason"] or "", r["detail"] or "")
+    Console().print(table)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from dolma.app import inspect
+
+    stages = _recipe_stages(args.recipe, "sample")
+    console = Console()
+    for r in inspect.sample_removed(stages, args.stage, args.reason, args.n, args.seed).iter_rows(named=True):
+        console.rule(f"{r['id']}  {r['outcome']}: {r['reason']}  {r['file']}:{r['line']}")
+        if r["outcome"] == "quarantined":
+            raw = inspect.quarantined_line(stages, args.stage, r["file"], r["line"]) or "(no raw line)"
+            console.print(raw[: args.chars], markup=False, highlight=False)
+        elif not r["file"].endswith(io.DOC_SUFFIXES):  # a WARC record, a PDF: its input is not a document line
+            console.print(f"record {r['line']} of {r['file']} (not a document file); detail: {r['detail'] or '-'}")
+        else:
+            text = inspect.document_at(r["file"], r["line"]).text
+            console.print(text[: args.chars] + ("…" if len(text) > args.chars else ""), markup=False, highlight=False)
+
+
+def _inspect_commands(sub) -> None:
+    p = _command(
+        sub, "show", "Print a document with all its attributes.",
+        "FILE:LINE reads that line; an ID is looked up in the ledgers of --recipe (the newest kept copy).",
+        "dolma show out/quickstart/documents/go-src.jsonl.zst:80",
+    )  # fmt: skip
+    p.add_argument("where", help="FILE:LINE (1-based) or a document id (with --recipe)")
+    p.add_argument("--recipe", help="the recipe whose run to look in (for an id)")
+    p.add_argument("--chars", type=int, default=2000, help="characters of text to print (default 2000)")
+    p.set_defaults(fn=cmd_show)
+
+    p = _command(
+        sub, "trace", "Print a document's path through every stage of a recipe's run.",
+        "One row per stage that read it: file and line, kept, dropped (why) or quarantined (why), and the detail "
+        "(a duplicate's keeper, a rule's value).",
+        "dolma trace d4d235124befc8664268 --recipe configs/quickstart.yaml",
+    )  # fmt: skip
+    p.add_argument("id", help="the document id")
+    p.add_argument("--recipe", required=True, help="the recipe that was run")
+    p.set_defaults(fn=cmd_trace)
+
+    p = _command(
+        sub, "sample", "Print random documents a stage removed, to judge a rule by its victims.",
+        "Seeded: the same command prints the same documents. --reason matches part of the reason.",
+        "dolma sample --recipe configs/quickstart.yaml --stage mix-pretrain-stats --reason ft_lang_id -n 5",
+    )  # fmt: skip
+    p.add_argument("--recipe", required=True, help="the recipe that was run")
+    p.add_argument("--stage", required=True, help="a stage name (see the run's summary table)")
+    p.add_argument("--reason", default="", help="only removals whose reason contains this")
+    p.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    p.add_argument("--chars", type=int, default=600, help="characters of each text to print (default 600)")
+    p.set_defaults(fn=cmd_sample)
+
+
 def _command(sub, name: str, summary: str, detail: str, example: str) -> argparse.ArgumentParser:
     """A subcommand whose help starts with what it does and ends with an example."""
     return sub.add_parser(
@@ -199,6 +297,7 @@ def _tool_commands(sub) -> None:
     p.set_defaults(fn=cmd_report)
 
     _data_commands(sub)
+    _inspect_commands(sub)
 
 
 def _data_commands(sub) -> None:

@@ -1,0 +1,120 @@
+"""Look at the data behind the numbers: a document with its attributes, an id's path through every stage, and
+samples of what a filter removed.
+
+Everything is read from what a run left behind: each stage's ledger (one row per document read: file, line,
+id, outcome, reason, detail) and quarantine files, the document files and their sibling ``attributes/`` trees.
+Nothing is recomputed, so what is shown is what the run decided.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+from collections.abc import Iterator
+
+import msgspec
+import polars as pl
+
+from dolma import io
+from dolma.core.document import AttributeLine
+from dolma.core.errors import UserError
+from dolma.runtime.stage import Stage
+from dolma.runtime.state import ledger_dir
+
+LEDGER_COLUMNS = {"file": pl.String, "line": pl.Int64, "id": pl.String, "outcome": pl.String, "reason": pl.String}
+
+
+def ledger_rows(stages: list[Stage], id: str | None = None, stage: str | None = None) -> pl.DataFrame:
+    """Ledger rows of the stages (in run order), only those of ``id`` and of the stage named ``stage`` if given."""
+    frames = []
+    for order, s in enumerate(stages):
+        if stage is not None and s.name != stage:
+            continue
+        pattern = io.join(ledger_dir(s), "documents")
+        files = io.list_files(pattern) if io.is_remote(pattern) or io.exists(pattern) else []
+        for url in (f for f in files if f.endswith(".parquet")):
+            df = io.read_frame(url).cast({**LEDGER_COLUMNS, "detail": pl.String})
+            if id is not None:
+                df = df.filter(pl.col("id") == id)
+            if df.height:
+                frames.append(df.with_columns(stage=pl.lit(s.name), order=pl.lit(order)))
+    if not frames:
+        return pl.DataFrame(schema={**LEDGER_COLUMNS, "detail": pl.String, "stage": pl.String, "order": pl.Int32})
+    return pl.concat(frames, how="vertical_relaxed").sort("order", "file", "line", maintain_order=True)
+
+
+def document_at(url: str, line: int):
+    """The document on line ``line`` (1-based) of a document file."""
+    for number, doc in io.read_selected(url, {line}):
+        if number == line:
+            return doc
+    raise UserError(f"{url} has no document on line {line}")
+
+
+def attributes_at(url: str, line: int) -> dict[str, dict[str, list]]:
+    """Every attribute set's spans for line ``line`` of a document file under a ``documents/`` folder."""
+    if "/documents/" not in "/" + url:
+        return {}
+    head = url.rpartition("documents/")[0].rstrip("/")
+    root = io.join(head, "attributes") if head else "attributes"
+    found: dict[str, dict[str, list]] = {}
+    for name in _attribute_sets(root):
+        path = io.attributes_url(url, name)
+        if not io.exists(path):
+            continue
+        for number, attr in io.read_attributes(path):
+            if number == line:
+                found[name] = attr.attributes if isinstance(attr, AttributeLine) else {f"({attr.reason})": []}
+                break
+    return found
+
+
+def _attribute_sets(root: str) -> list[str]:
+    if io.is_remote(root):
+        return sorted({u[len(root) + 1 :].split("/", 1)[0] for u in io.list_files(root)})
+    return sorted(d for d in os.listdir(root) if not d.startswith(("_", "."))) if os.path.isdir(root) else []
+
+
+def parse_location(where: str) -> tuple[str, int] | None:
+    """``FILE:LINE`` as (file, line), or None when ``where`` is not one (an id)."""
+    file, sep, line = where.rpartition(":")
+    if sep and line.isdigit() and io.exists(file):
+        return file, int(line)
+    return None
+
+
+def sample_removed(stages: list[Stage], stage: str, reason: str, n: int, seed: int) -> pl.DataFrame:
+    """``n`` rows (seeded) of ``stage``'s ledger that were dropped or quarantined with a reason containing
+    ``reason`` (every removal when it is empty)."""
+    names = [s.name for s in stages]
+    if stage not in names:
+        raise UserError(f"no stage named {stage!r}; stages: {', '.join(names)}")
+    rows = ledger_rows(stages, stage=stage).filter(pl.col("outcome") != "kept")
+    if reason:
+        rows = rows.filter(pl.col("reason").str.contains(reason, literal=True))
+    if not rows.height:
+        reasons = ledger_rows(stages, stage=stage).filter(pl.col("outcome") != "kept")["reason"].unique().sort()
+        raise UserError(f"{stage}: no document removed for {reason!r}; its reasons: {', '.join(reasons) or 'none'}")
+    picked = sorted(random.Random(seed).sample(range(rows.height), min(n, rows.height)))
+    return rows[picked]
+
+
+def quarantined_line(stages: list[Stage], stage: str, file: str, line: int) -> str | None:
+    """The raw line a stage quarantined for (file, line), from its quarantine files."""
+    s = next(x for x in stages if x.name == stage)
+    folder = io.join(ledger_dir(s), "quarantine")
+    if not io.exists(folder):
+        return None
+    for url in io.list_files(folder):
+        for record in _records(url):
+            if record.get("file") == file and record.get("line") == line:
+                return record.get("raw", "")
+    return None
+
+
+def _records(url: str) -> Iterator[dict]:
+    with io.open_url(url, "rb", compression="disable") as f:
+        data = f.read()
+    for raw in gzip.decompress(data).splitlines() if url.endswith(".gz") else data.splitlines():
+        yield msgspec.json.decode(raw)

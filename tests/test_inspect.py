@@ -1,0 +1,66 @@
+"""Looking at the data: `dolma show`, `trace` and `sample` read what a run decided, document by document."""
+
+import gzip
+import json
+
+import pytest
+from conftest import run_cli, sample_docs
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect")
+    docs = sample_docs("python-docs", 60)
+    raw = root / "raw"
+    raw.mkdir()
+    body = "".join(json.dumps(d) + "\n" for d in docs) + '{"id": "broken", "text": "unterminated\n'
+    (raw / "docs.jsonl.gz").write_bytes(gzip.compress(body.encode()))
+    recipe = root / "recipe.yaml"
+    recipe.write_text(
+        f"""
+stages:
+  - {{stage: import, input: "{raw}/*.jsonl.gz", output: "{root}/documents"}}
+  - {{stage: tag, input: "{root}/documents/*.jsonl.zst", experiment: q, taggers: [c4_v1, stats_v1]}}
+  - stage: mix
+    work: {root}/work
+    output: {root}/mix
+    target_tokens: 20000
+    streams:
+      - name: docs
+        documents: ["{root}/documents/*.jsonl.zst"]
+        attributes: [q]
+        tokens: q__stats_v1__tokens
+        exclude: [{{attribute: q__c4_v1__sentences, op: "<", value: 20}}]
+"""
+    )
+    run_cli("run", str(recipe), "--workers", "1")
+    return root, recipe, docs
+
+
+def test_show_prints_a_document_with_every_attribute(run):
+    root, _, docs = run
+    proc = run_cli("show", f"{root}/documents/docs.jsonl.zst:3", "--chars", "80")
+    assert docs[2]["id"] in proc.stdout and docs[2]["text"][:40].split("\n")[0] in proc.stdout
+    assert "q__c4_v1__sentences" in proc.stdout and "q__stats_v1__tokens" in proc.stdout
+
+
+def test_trace_follows_an_id_through_every_stage_and_show_finds_it_by_id(run):
+    root, recipe, docs = run
+    proc = run_cli("trace", docs[0]["id"], "--recipe", str(recipe))
+    for stage in ("import", "tag", "mix-stats", "mix-shuffle"):
+        assert stage in proc.stdout
+    by_id = run_cli("show", docs[0]["id"], "--recipe", str(recipe), "--chars", "60")
+    assert docs[0]["id"] in by_id.stdout and "q__c4_v1__sentences" in by_id.stdout
+    missing = run_cli("trace", "no-such-id", "--recipe", str(recipe), check=False)
+    assert missing.returncode == 2 and "no stage of the recipe read" in missing.stderr
+
+
+def test_sample_prints_the_documents_a_rule_removed_the_same_every_time(run):
+    root, recipe, docs = run
+    args = ["sample", "--recipe", str(recipe), "--stage", "mix-stats", "--reason", "sentences", "-n", "3"]
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.stdout == second.stdout and first.stdout.count("exclude: q__c4_v1__sentences") == 3
+    quarantined = run_cli("sample", "--recipe", str(recipe), "--stage", "import", "--reason", "invalid_json")
+    assert "unterminated" in quarantined.stdout
+    unknown = run_cli("sample", "--recipe", str(recipe), "--stage", "imprt", check=False)
+    assert unknown.returncode == 2 and "no stage named 'imprt'" in unknown.stderr
