@@ -1,6 +1,7 @@
 """Looking at the data: `dolma show`, `trace` and `sample` read what a run decided, document by document."""
 
 import gzip
+import html
 import json
 
 import pytest
@@ -64,3 +65,15 @@ def test_sample_prints_the_documents_a_rule_removed_the_same_every_time(run):
     assert "unterminated" in quarantined.stdout
     unknown = run_cli("sample", "--recipe", str(recipe), "--stage", "imprt", check=False)
     assert unknown.returncode == 2 and "no stage named 'imprt'" in unknown.stderr
+
+
+def test_the_report_shows_sampled_victims_of_each_rule_escaped(run):
+    root, recipe, docs = run
+    out = root / "report.html"
+    run_cli("report", str(recipe), "--output", str(out))
+    page = out.read_text()
+    section = page[page.index("What the rules removed") : page.index("</table>", page.index("What the rules removed"))]
+    assert "exclude: q__c4_v1__sentences" in section and section.count("<details>") >= 4
+    assert "invalid_json" in section  # the quarantined line is listed too
+    removed = [d for d in docs if d["id"] in section]
+    assert removed and all(html.escape(d["text"][:60]) in section for d in removed)  # texts escaped, not markup

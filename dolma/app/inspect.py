@@ -25,15 +25,18 @@ from dolma.runtime.state import ledger_dir
 LEDGER_COLUMNS = {"file": pl.String, "line": pl.Int64, "id": pl.String, "outcome": pl.String, "reason": pl.String}
 
 
-def ledger_rows(stages: list[Stage], id: str | None = None, stage: str | None = None) -> pl.DataFrame:
-    """Ledger rows of the stages (in run order), only those of ``id`` and of the stage named ``stage`` if given."""
+def ledger_rows(
+    stages: list[Stage], id: str | None = None, stage: str | None = None, max_files: int | None = None
+) -> pl.DataFrame:
+    """Ledger rows of the stages (in run order), only those of ``id`` and of the stage named ``stage`` if given;
+    ``max_files``: read at most that many of each stage's ledger files (a bounded sample of a large run)."""
     frames = []
     for order, s in enumerate(stages):
         if stage is not None and s.name != stage:
             continue
         pattern = io.join(ledger_dir(s), "documents")
         files = io.list_files(pattern) if io.is_remote(pattern) or io.exists(pattern) else []
-        for url in (f for f in files if f.endswith(".parquet")):
+        for url in [f for f in files if f.endswith(".parquet")][:max_files]:
             df = io.read_frame(url).cast({**LEDGER_COLUMNS, "detail": pl.String})
             if id is not None:
                 df = df.filter(pl.col("id") == id)
@@ -74,6 +77,15 @@ def _attribute_sets(root: str) -> list[str]:
     if io.is_remote(root):
         return sorted({u[len(root) + 1 :].split("/", 1)[0] for u in io.list_files(root)})
     return sorted(d for d in os.listdir(root) if not d.startswith(("_", "."))) if os.path.isdir(root) else []
+
+
+def documents_at(wanted: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """The texts of many (file, line) pairs, each file read once; files that hold no documents are skipped."""
+    by_file: dict[str, set[int]] = {}
+    for file, line in wanted:
+        if file.endswith(io.DOC_SUFFIXES) and io.exists(file):
+            by_file.setdefault(file, set()).add(line)
+    return {(f, n): doc.text for f, lines in by_file.items() for n, doc in io.read_selected(f, lines)}
 
 
 def parse_location(where: str) -> tuple[str, int] | None:

@@ -13,6 +13,7 @@ import os
 from collections import Counter
 
 import numpy as np
+import polars as pl
 
 from dolma import io
 from dolma.runtime.ledger import ShardSummary
@@ -46,6 +47,40 @@ def funnel(stages: list[Stage]) -> Section:
     return Section("Funnel", "Each stage accounts for every document it read.", [png(fig)], table)
 
 
+SAMPLES_PER_REASON = 3
+LEDGER_FILES_SAMPLED = 16  # per stage: samples come from a bounded part of a large run's ledger
+
+
+def removal_samples(stages: list[Stage], seed: int = 0) -> Section:
+    """For each stage and each of its most frequent removal reasons, a few seeded sample documents (text cut,
+    HTML-escaped, folded away), so a reviewer judges a rule by its victims."""
+    import random
+
+    from dolma.app import inspect
+
+    picks = []
+    for stage in stages:
+        rows = inspect.ledger_rows([stage], max_files=LEDGER_FILES_SAMPLED).filter(pl.col("outcome") != "kept")
+        for (reason,), group in sorted(rows.group_by("reason"), key=lambda g: -g[1].height)[:8]:
+            chosen = random.Random(seed).sample(range(group.height), min(SAMPLES_PER_REASON, group.height))
+            picks.append((stage.name, reason, group.height, group[sorted(chosen)]))
+    dropped = [g.filter(pl.col("outcome") == "dropped") for *_, g in picks]  # quarantined lines are not documents
+    texts = inspect.documents_at([(f, n) for g in dropped for f, n in zip(g["file"], g["line"])])
+    table = [["stage", "reason", "removed (sampled files)", "samples"]]
+    for name, reason, count, group in picks:
+        cells = []
+        for r in group.iter_rows(named=True):
+            text = texts.get((r["file"], r["line"]), f"({r['outcome']}; not a document line)")
+            summary = html.escape(f"{r['id'] or '?'} {(r['detail'] or '')[:100]}")
+            cells.append(
+                f"<details><summary>{summary}</summary><pre>"
+                f"{html.escape(text[:600])}{'…' if len(text) > 600 else ''}</pre></details>"
+            )
+        table.append([html.escape(name), html.escape(reason[:120]), f"{count:,}", "".join(cells)])
+    note = "Seeded samples of what each stage dropped or quarantined, per reason (the eight most frequent)."
+    return Section("What the rules removed", note, [], table)
+
+
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -54,6 +89,7 @@ h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: 
 img {{ max-width: 100%; display: block; margin: 1em 0; }}
 table {{ border-collapse: collapse; font-size: .85em; }} td, th {{ border: 1px solid #ddd; padding: .25em .5em; }}
 th {{ background: #f3f3f3; }} .note {{ color: #555; }}
+pre {{ white-space: pre-wrap; max-width: 40em; font-size: .9em; background: #fafafa; }}
 </style></head><body>
 <h1>{title}</h1>
 <p class="note">Recipe <code>{recipe}</code>. <span id="status">plots loading…</span></p>
@@ -98,7 +134,7 @@ def default_path(stages: list[Stage]) -> str:
 
 def write_report(stages: list[Stage], recipe: str, path: str | None = None) -> str:
     """Write the report of the stages' last run (each stage adds its own sections); returns its path."""
-    sections = [funnel(stages)] + [section for stage in stages for section in stage.report()]
+    sections = [funnel(stages), removal_samples(stages)] + [s for stage in stages for s in stage.report()]
     path = path or default_path(stages)
     with io.AtomicWriter(path) as out:
         out.write(render(sections, recipe).encode())
