@@ -65,6 +65,8 @@ def evaluate(documents: str, work: str, groundtruth: str, threshold: float) -> d
         and (t["copy"] in removed or t["original"] in removed)
         for t in positives
     ]
+    padded = [t for t in truth if t["kind"] == "boilerplate" and cluster_of.get(t["copy"]) is not None]
+    padded_kept = [t["copy"] not in removed and t["original"] in removed for t in padded]
     by_rate: dict[str, list[bool]] = {}
     for t, ok in zip(positives, found):
         by_rate.setdefault(f"{t['kind']} {t['edit_rate']}", []).append(ok)
@@ -76,4 +78,5 @@ def evaluate(documents: str, work: str, groundtruth: str, threshold: float) -> d
         "precision (Jaccard with keeper)": float(np.mean(keeper_ok)) if keeper_ok else 1.0,
         "precision (Jaccard with a cluster member)": float(np.mean(member_ok)) if member_ok else 1.0,
         "recall by edit": {k: round(float(np.mean(v)), 3) for k, v in sorted(by_rate.items())},
+        "boilerplate-padded copies kept over their clean original": f"{sum(padded_kept)} of {len(padded)}",
     }

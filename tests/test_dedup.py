@@ -216,3 +216,21 @@ def test_attribute_files_stay_aligned_around_a_broken_line(tmp_path):
         )
         assert sum(len(b.docs) for b in batches) == 29
         assert [r.reason for b in batches for r in b.rejected] == ["invalid_json"]
+
+
+@pytest.mark.parametrize("preset", ["dolma3", "fineweb"])
+def test_the_clean_original_is_kept_over_a_copy_padded_with_boilerplate(tmp_path, preset):
+    """The copy a site padded with navigation and a copyright footer is longer: "longest" kept it and removed
+    the clean text. The keeper is the member whose n-grams the others hold, so the original stays."""
+    base = [d for d in sample_docs("postgresql-docs") if 300 < len(d["text"].split()) < 3000][:40]
+    nav = "Home | Documentation | Downloads | Community | Support | About us | Contact | Search this site\n\n"
+    footer = "\n\nCopyright © 1996-2024 The Example Group. All rights reserved. Privacy policy. Terms of use."
+    padded = [{**d, "id": d["id"] + "-padded", "text": nav + d["text"] + footer} for d in base[:20]]
+    folder = tmp_path / "documents"
+    write_jsonl_gz(folder / "part-0.jsonl.gz", padded[:10] + base[:20])
+    write_jsonl_gz(folder / "part-1.jsonl.gz", base[20:] + padded[10:])
+    work = str(tmp_path / "work")
+    run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", work, "--preset", preset, "--workers", "2")
+    removed = removed_ids(folder, "dedup", "minhash")
+    assert {d["id"] for d in padded} <= removed
+    assert not removed & {d["id"] for d in base}

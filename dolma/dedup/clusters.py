@@ -55,11 +55,13 @@ class ClusterStage(Step):
                 for f in io.list_files(io.join(p.work, "docs", "**", "*.parquet"))
             ]
         )
-        clusters = clusters.join(docs, on="doc", how="left")
+        clusters = clusters.join(docs, on="doc", how="left").join(_contained(edges), on="doc", how="left")
+        clusters = clusters.with_columns(pl.col("contained").fill_null(0.0))
         order, descending = [], []
         for rule in p.keeper:
             column, desc = {
                 "quality": ("quality", True),
+                "contained": ("contained", True),
                 "newest": ("created", True),
                 "longest": ("length", True),
                 "lowest_id": ("id", False),
@@ -96,6 +98,16 @@ class ClusterStage(Step):
         removed = int(clusters["duplicate"].sum()) if len(sizes) else 0
         note = f"{len(sizes):,} clusters; {removed:,} documents flagged as duplicates of their cluster's keeper."
         return [Section("Duplicates", note, [png(fig)])]
+
+
+def _contained(edges: pl.DataFrame) -> pl.DataFrame:
+    """Per document in a verified edge, the summed share of its n-grams that its neighbours hold: highest for
+    the clean original a cluster's copies were made from (a padded copy adds n-grams no other member has, an
+    edited one loses some), so the ``contained`` keeper rule keeps it. Zero without verification (no sets)."""
+    if "ca" not in edges.columns:
+        return pl.DataFrame(schema={"doc": pl.UInt64, "contained": pl.Float64})
+    sides = pl.concat([edges.select(doc="a", c="ca"), edges.select(doc="b", c="cb")])
+    return sides.group_by("doc").agg(contained=pl.col("c").cast(pl.Float64).sum())
 
 
 @dataclass

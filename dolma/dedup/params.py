@@ -18,7 +18,7 @@ PRESETS = {
     "fineweb": {"ngram": 5, "bands": 14, "rows": 8, "jaccard_threshold": "off"},
     "dolma3": {"ngram": 5, "bands": 26, "rows": 11, "jaccard_threshold": 0.8},
 }
-KEEPER_RULES = ("quality", "newest", "longest", "lowest_id")
+KEEPER_RULES = ("quality", "contained", "newest", "longest", "lowest_id")
 
 
 @dataclass
@@ -40,7 +40,9 @@ class DedupParams:
         None, "verify candidates by true Jaccard at this threshold (unset: the preset's; off: no verification)"
     )
     keeper: list[str] = param(
-        help="keeper order within a cluster", factory=lambda: ["quality", "newest", "longest", "lowest_id"]
+        help="keeper order within a cluster: quality (the quality_attribute), contained (the member whose n-grams "
+        "the others hold: the clean original, not a padded or edited copy), newest, longest, lowest_id",
+        factory=lambda: ["quality", "contained", "newest", "longest", "lowest_id"],
     )
     quality_attribute: str | None = param(
         None, "SET/KEY whose score ranks 'quality', e.g. q/q__fasttext_classifier_v1__hq (higher is kept)"

@@ -158,8 +158,9 @@ class PairsStage(Step):
 class VerifyStage(Step):
     """Candidate edges checked by true Jaccard similarity, one task per shard holding the edges' smaller
     documents. A task holds the n-gram sets of its own shard's documents in edges and of one partner shard at a
-    time, so memory follows the shard size, not the corpus. Without a Jaccard threshold (or for exact dedup)
-    every candidate edge passes as it is."""
+    time, so memory follows the shard size, not the corpus. Each kept edge carries the share of each side's
+    n-grams the other holds, for the ``contained`` keeper rule. Without a Jaccard threshold every candidate edge
+    passes (the sets are still read when the keeper order uses ``contained``); exact dedup reads none."""
 
     params: DedupParams
     intermediate = True
@@ -185,7 +186,9 @@ class VerifyStage(Step):
         p = self.params
         edges = self._edges(task.payload) if task.payload is not None else self._edges().clear()
         ledger.metrics["candidate_edges"] += len(edges)
-        if p.method == "minhash" and p.jaccard_threshold is not None and len(edges):
+        # the sets are read to verify edges, and for the "contained" keeper rule (then every edge is kept)
+        if p.method == "minhash" and (p.jaccard_threshold is not None or "contained" in p.keeper) and len(edges):
+            threshold = p.jaccard_threshold if p.jaccard_threshold is not None else 0.0
             urls = p.shards()
             shard = task.payload
             edges = edges.with_columns(sb=pl.col("b") // 2**32)
@@ -194,8 +197,9 @@ class VerifyStage(Step):
             kept = []
             for (sb,), group in edges.group_by("sb", maintain_order=True):
                 other = own if sb == shard else self._sets(urls, sb, group["b"].to_numpy())
-                similarity = self._jaccard(group, own, other)
-                kept.append(group.filter(pl.Series(similarity >= p.jaccard_threshold)))
+                similarity, in_a, in_b = self._jaccard(group, own, other)
+                group = group.with_columns(ca=pl.Series(in_a, dtype=pl.Float32), cb=pl.Series(in_b, dtype=pl.Float32))
+                kept.append(group.filter(pl.Series(similarity >= threshold)))
             edges = pl.concat(kept).drop("sb")
         ledger.metrics["verified_edges"] += len(edges)
         io.write_frame(io.join(self.output, task.key + ".parquet"), edges.sort("a", "b"))
@@ -223,15 +227,20 @@ class VerifyStage(Step):
         return sets
 
     @staticmethod
-    def _jaccard(edges: pl.DataFrame, left: dict[int, np.ndarray], right: dict[int, np.ndarray]) -> np.ndarray:
-        """True Jaccard similarity of each edge's two n-gram sets."""
-        out = np.zeros(len(edges))
+    def _jaccard(
+        edges: pl.DataFrame, left: dict[int, np.ndarray], right: dict[int, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per edge: the true Jaccard similarity of its two n-gram sets, and the share of each side's n-grams
+        the other holds (its containment: a copy padded with boilerplate holds all of the clean original's
+        n-grams, the original only part of the padded copy's)."""
+        out, in_a, in_b = np.zeros(len(edges)), np.zeros(len(edges)), np.zeros(len(edges))
         for i, (a, b) in enumerate(zip(edges["a"].to_list(), edges["b"].to_list())):
             x, y = left.get(a), right.get(b)
             if x is not None and y is not None and (len(x) or len(y)):
                 inter = len(np.intersect1d(x, y, assume_unique=True))
                 out[i] = inter / (len(x) + len(y) - inter)
-        return out
+                in_a[i], in_b[i] = inter / max(len(x), 1), inter / max(len(y), 1)
+        return out, in_a, in_b
 
 
 def _quality_reader(p: DedupParams, url: str):
