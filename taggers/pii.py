@@ -1,6 +1,10 @@
-"""PII spans: e-mail addresses, phone numbers, IP addresses, credit-card numbers (Luhn-checked).
+"""PII spans: e-mail addresses, phone numbers, IP addresses, credit-card numbers.
 
-Spans are character offsets with score 1.0, one key per kind, so the mixer can mask or drop them.
+Spans are character offsets with score 1.0, one key per kind, so the mixer can mask or drop them. A card
+number must pass the Luhn check, start with a card network's issuer prefix at that network's length, be
+written whole or in groups with one kind of separator, and not be one digit repeated: in technical text digit
+runs (``0000000000000000``, digits of e) pass a bare Luhn check one time in ten. IPv6 addresses are found in
+full and in the compressed ``::`` form, each candidate validated by the standard library's parser.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from taggers.registry import Tagger, TagResult, TextBatch, tagger
 EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 PHONE = r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,4}\)[\s.\-]?|\d{2,4}[\s.\-])\d{3,4}[\s.\-]\d{3,4}(?![\w])"
 IPV4 = r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.])"
-IPV6 = r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])"
-CARD = r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])"
+IPV6 = r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
+CARD = r"(?<![\d\-.,])(?:\d[ \-]?){12,18}\d(?![\d\-]|[.,]\d)"  # not the fraction digits of a number
 PATTERN = re.compile(
     "|".join(
         f"(?P<{k}>{p})" for k, p in (("email", EMAIL), ("ip", IPV4 + "|" + IPV6), ("card", CARD), ("phone", PHONE))
@@ -21,6 +25,41 @@ PATTERN = re.compile(
 )
 # cheap prefilter: a text with none of these characters cannot contain any of the patterns
 MAY_CONTAIN = r"@|\d{3}|:[0-9A-Fa-f]{1,4}:"
+
+
+# (first digits, lengths) of the card networks: Visa, Mastercard, American Express, Discover, JCB, Diners, UnionPay
+ISSUERS = (
+    (("4",), (13, 16, 19)),
+    (tuple(str(x) for x in range(51, 56)) + tuple(str(x) for x in range(2221, 2721)), (16,)),
+    (("34", "37"), (15,)),
+    (("6011", "65") + tuple(str(x) for x in range(644, 650)), (16, 19)),
+    (tuple(str(x) for x in range(3528, 3590)), (16, 19)),
+    (("36", "38", "39") + tuple(str(x) for x in range(300, 306)), (14, 16, 19)),
+    (("62",), (16, 17, 18, 19)),
+)
+
+
+def card_ok(text: str) -> bool:
+    """A card number: issuer prefix and length, one separator style, not one repeated digit, Luhn-valid."""
+    digits = "".join(c for c in text if c.isdigit())
+    separators = {c for c in text if not c.isdigit()}
+    if len(separators) > 1 or len(set(digits)) == 1:
+        return False
+    if separators and not all(len(g) in (4, 5, 6) for g in re.split(r"[ \-]", text)[:-1]):
+        return False
+    issuer = any(digits.startswith(prefixes) and len(digits) in lengths for prefixes, lengths in ISSUERS)
+    return issuer and luhn_ok(digits)
+
+
+def ipv6_ok(text: str) -> bool:
+    """A valid IPv6 address with a decimal digit in it (not ``::``, a time, or C++'s ``a::b``)."""
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return any(c.isdigit() for c in text)
 
 
 def luhn_ok(number: str) -> bool:
@@ -41,7 +80,9 @@ class Pii(Tagger):
         for i in candidates:
             for m in PATTERN.finditer(texts[i]):
                 kind = m.lastgroup
-                if kind == "card" and not luhn_ok(m.group()):
+                if kind == "card" and not card_ok(m.group()):
+                    continue
+                if kind == "ip" and ":" in m.group() and not ipv6_ok(m.group()):
                     continue
                 out[kind][i].append([m.start(), m.end(), 1.0])
         return out

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT, read_jsonl, run_cli, sample_docs, write_jsonl_gz
+from conftest import ROOT, SHARED, read_jsonl, run_cli, sample_docs, write_jsonl_gz
 
 from dolma.core.errors import UserError
 from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -110,6 +110,30 @@ def test_pii_spans_are_exact_and_cards_are_luhn_checked():
         ((s, e, score),) = result[kind][0]
         assert text[s:e] == value and score == 1.0
     assert all(not result[k][1] for k in result)
+
+
+def test_card_numbers_and_short_ipv6_on_real_technical_text():
+    """Digit runs in documentation and source code (zero-filled constants, powers of two, digits of e) are not
+    cards, though one in ten passes a bare Luhn check; planted real-format cards and a compressed IPv6 are found."""
+    texts = [
+        d["text"]
+        for name in ("code_python", "code_go", "perl_pod")
+        for d in read_jsonl(SHARED / "text" / f"{name}.jsonl.gz")
+    ]
+    texts += [d["text"] for d in sample_docs("postgresql-docs") + sample_docs("go-src")]
+    hits = sum(len(spans) for spans in tag("pii_v1", texts)["card"])
+    assert hits <= 2, f"{hits} card numbers found in {len(texts):,} technical documents"
+    base = sample_docs("python-docs", 1)[0]["text"][:300]
+    cards = ["4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "6011111111111117"]
+    text = (
+        base
+        + " Paid with "
+        + ", then ".join(cards)
+        + ". Host fe80::1ff:fe23:4567:890a answered; e = 2.718281828459045."
+    )
+    result = tag("pii_v1", [text])
+    assert [text[s:e] for s, e, _ in result["card"][0]] == cards
+    assert [text[s:e] for s, e, _ in result["ip"][0]] == ["fe80::1ff:fe23:4567:890a"]
 
 
 def test_stats_count_characters_lines_and_tokens():
