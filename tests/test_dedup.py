@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import numpy as np
 import polars as pl
@@ -184,6 +185,20 @@ def test_paragraph_dedup_marks_repeated_paragraphs_and_saves_the_filter(tmp_path
         and s > 0
         and e == len("A fresh line nobody wrote before today.\n" + paragraph)
     )
+
+
+def test_paragraph_dedup_leaves_short_lines_alone_and_finds_repeated_headers(tmp_path):
+    """In source code, lines such as `}` or `return nil` recur in every file and are no duplicated content;
+    the licence header repeated at the top of every file is."""
+    docs = sample_docs("go-src")
+    folder = tmp_path / "documents"
+    write_jsonl_gz(folder / "go.jsonl.gz", docs)
+    run_cli("dedup-paragraphs", "--documents", str(folder / "*.gz"), "--expected-ngrams", "2000000")
+    attrs = read_jsonl(tmp_path / "attributes" / "paragraph_dedup" / "go.jsonl.gz")
+    key = "paragraph_dedup__paragraph_bloom__duplicate_paragraph"
+    marked = [d["text"][s:e] for d, a in zip(docs, attrs) for s, e, _ in a["attributes"].get(key, [])]
+    assert marked and all(len(re.findall(r"\w+", m)) >= 5 for m in marked)  # words as the filter counts them
+    assert sum("governed by a BSD-style" in m for m in marked) >= len(docs) // 2
 
 
 def test_bad_dedup_parameters_are_user_errors(tmp_path):

@@ -93,6 +93,11 @@ class ParagraphDedupStage(Stage):
     overlap_threshold: float = param(
         0.5, "share of a paragraph's n-grams already seen that makes it a duplicate", gt=0, le=1
     )
+    min_words: int = param(
+        5,
+        "paragraphs with fewer words are neither marked nor remembered (lines like `1` or `\\fi` recur everywhere)",
+        ge=0,
+    )
     expected_ngrams: int = param(100_000_000, "sizes the filter (with false_positive_rate)", ge=1)
     false_positive_rate: float = param(1e-4, "the filter's false-positive rate at expected_ngrams", gt=0, lt=1)
     bloom_in: str | None = param(None, "start from this saved filter")
@@ -156,7 +161,9 @@ class ParagraphDedupStage(Stage):
         )
         par = words["p"].to_numpy().astype(np.int64)
         h = words["w"].hash(seed=11).to_numpy()
-        length = np.bincount(par, minlength=len(paragraphs))[par]
+        counts = np.bincount(par, minlength=len(paragraphs))
+        eligible = counts >= max(self.min_words, 1)  # short paragraphs: never marked, never added
+        length = counts[par]
         pos = np.arange(len(par)) - np.searchsorted(par, par)
         g1, g2 = h.copy(), words["w"].hash(seed=12).to_numpy()
         with np.errstate(over="ignore"):
@@ -164,7 +171,7 @@ class ParagraphDedupStage(Stage):
                 nxt1 = np.where(pos + j < length, np.roll(h, -j), np.uint64(0))
                 g1 = g1 * np.uint64(0x100000001B3) + nxt1
                 g2 = g2 * np.uint64(0x9E3779B97F4A7C15) + nxt1
-        keep = (pos + self.ngram <= length) | ((length < self.ngram) & (pos == 0))
+        keep = ((pos + self.ngram <= length) | ((length < self.ngram) & (pos == 0))) & eligible[par]
         par, g1, g2 = par[keep], g1[keep], g2[keep]
         seen = bloom.contains(g1, g2)
         # an n-gram first met in an earlier paragraph of this batch counts as seen too
@@ -172,7 +179,7 @@ class ParagraphDedupStage(Stage):
         seen |= par[first[inverse]] < par
         found = np.bincount(par, weights=seen, minlength=len(paragraphs))
         total = np.bincount(par, minlength=len(paragraphs))
-        duplicate = (total > 0) & (found >= self.overlap_threshold * total)
+        duplicate = (total > 0) & (found >= self.overlap_threshold * total) & eligible
         ledger.metrics["paragraphs"] += len(paragraphs)
         ledger.metrics["duplicate_paragraphs"] += int(duplicate.sum())
         for p in np.flatnonzero(duplicate):
