@@ -157,6 +157,22 @@ def test_decontamination_finds_evaluation_text_inside_documents(tmp_path):
     assert docs[3]["text"][s:e].split()[:5] == question.split()[:5]
 
 
+def test_evaluation_items_shorter_than_the_ngram_are_matched_whole(tmp_path, capsys):
+    docs = sample_docs("python-docs", 30)
+    words = docs[5]["text"].split()
+    short = " ".join(words[40:48])  # eight words: no 13-gram to share
+    evals = write_jsonl_gz(
+        tmp_path / "eval.jsonl.gz",
+        [{"id": "short", "text": short.upper()}, {"id": "tiny", "text": "the"}, {"id": "none", "text": "zz qq " * 3}],
+    )
+    result = tag({"name": "decontam_v1", "eval_files": [str(evals)]}, [d["text"] for d in docs])
+    assert result["whole_item_matches"][5] >= 1 and result["overlap_fraction"][5] == 0
+    assert sum(result["whole_item_matches"] > 0) <= 2  # "the" alone is not checked, or every document would match
+    (s, e, _), *_ = result["overlap"][5]
+    assert docs[5]["text"][s:e].split()[:3] == words[40:43]
+    assert "2 shorter ones matched whole, 1 under 4 words not checked" in capsys.readouterr().err
+
+
 def test_tag_stage_writes_aligned_attributes_and_loads_custom_taggers(tmp_path):
     module = tmp_path / "my_taggers.py"
     module.write_text(
