@@ -72,6 +72,9 @@ def test_quality_and_domain_classifiers_train_and_report_held_out_precision_reca
     assert by_label["hq"].held_out > 10 and by_label["lq"].held_out > 10
     assert min(by_label["hq"].precision, by_label["hq"].recall, by_label["lq"].precision, by_label["lq"].recall) >= 0.9
     assert json.loads((tmp_path / "quality.bin.report.json").read_text())["accuracy"] == quality.accuracy
+    # quantised by default: megabytes, not the 800 MB of fastText's default 2M-row n-gram table
+    assert quality.model_bytes == (tmp_path / "quality.bin").stat().st_size < 20_000_000
+    assert quality.accuracy >= quality.accuracy_unquantised - 0.05
     domain = train_classifier(
         {"law": [str(FIXTURES / "domain/law.jsonl.gz")], "medicine": [str(FIXTURES / "domain/medicine.jsonl.gz")]},
         str(tmp_path / "domain.bin"),

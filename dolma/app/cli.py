@@ -116,10 +116,14 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
         if not sep:
             raise UserError(f"--label takes LABEL=GLOB, got {item!r}")
         labelled.setdefault(label, []).append(pattern)
-    keys = ("epoch", "lr", "word_ngrams", "dim", "held_out", "seed")
-    params = TrainParams(**{k: getattr(args, k) for k in keys}, balance=not args.no_balance)
+    keys = ("epoch", "lr", "word_ngrams", "dim", "bucket", "held_out", "seed")
+    params = TrainParams(
+        **{k: getattr(args, k) for k in keys}, balance=not args.no_balance, quantize=not args.no_quantize
+    )
     report = train_classifier(labelled, args.model, params)
-    table = Table(title=f"{args.model}: held-out accuracy {report.accuracy:.3f}")
+    size = f"{report.model_bytes / 1e6:.1f} MB"
+    before = f" ({report.accuracy_unquantised:.3f} before quantisation)" if params.quantize else ""
+    table = Table(title=f"{args.model} ({size}): held-out accuracy {report.accuracy:.3f}{before}")
     for col in ("label", "train", "held out", "precision", "recall", "F1"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for r in report.labels:
@@ -317,6 +321,8 @@ def _data_commands(sub) -> None:
     p.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
     p.add_argument("--word-ngrams", type=int, default=2, help="word n-grams (default 2)")
     p.add_argument("--dim", type=int, default=100, help="vector size (default 100)")
+    p.add_argument("--bucket", type=int, default=200_000, help="hashed word n-gram rows (default 200000)")
+    p.add_argument("--no-quantize", action="store_true", help="save the full model (default: quantised, .ftz-sized)")
     p.add_argument("--held-out", type=float, default=0.1, help="share of documents held out for the report")
     p.add_argument("--no-balance", action="store_true", help="keep every document (default: downsample labels)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the downsampling")
