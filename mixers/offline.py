@@ -62,4 +62,6 @@ def plan_from_description(path: str) -> Plan:
         if len(tokens) != desc.quantiles:
             raise UserError(f"{path}: {g.source}/{g.topic} has {len(tokens)} buckets, not {desc.quantiles}")
         groups[(g.source, g.topic)] = (list(np.linspace(0, 1, desc.quantiles + 1)), tokens)
-    return plan_from_histograms(params, groups)
+    # a source none of whose groups has quality buckets has no quality signal: nothing of it is thrown away
+    graded = {g.source for g in desc.groups if g.bucket_tokens}
+    return plan_from_histograms(params, groups, flat=set(desc.shares) - graded)

@@ -117,13 +117,18 @@ def _shares(params: MixParams, by_source: dict[str, float]) -> dict[str, float]:
 
 
 def plan_from_histograms(
-    params: MixParams, groups: dict[tuple[str, str], tuple[list[float], np.ndarray]], realisers: dict | None = None
+    params: MixParams,
+    groups: dict[tuple[str, str], tuple[list[float], np.ndarray]],
+    realisers: dict | None = None,
+    flat: set[str] | None = None,
 ) -> Plan:
-    """Targets per source from the shares, split over topics by their kept tokens, then solved per group."""
+    """Targets per source from the shares, split over topics by their kept tokens, then solved per group.
+    ``flat``: the sources without a quality signal, repeated uniformly with nothing thrown away (by default the
+    streams without a ``quality`` attribute); planning from documents and from a description use one rule."""
     available = {k: float(v[1].sum()) for k, v in groups.items()}
     by_source: dict[str, float] = {}
     kept_by_source: dict[str, float] = {}
-    flat = {s.name for s in params.streams if not s.quality and s.documents}
+    flat = {s.name for s in params.streams if not s.quality} if flat is None else flat
 
     def kept_tokens(source: str, tokens: np.ndarray) -> float:
         x = (np.arange(len(tokens)) + 1) / len(tokens)

@@ -156,6 +156,31 @@ def test_planning_6T_from_a_300T_pool_description_takes_seconds():
     assert "6,000,000,000,000" in proc.stdout
 
 
+def test_a_source_without_quality_buckets_is_not_thrown_away_planned_either_way():
+    """From a description (no bucket_tokens) and from documents (a stream without a quality attribute) the
+    same rule holds: no quality signal, nothing thrown away, one factor for every document."""
+    import numpy as np
+
+    from mixers.config import MixParams, Stream
+    from mixers.plan import plan_from_histograms
+
+    plan = plan_from_description(str(ROOT / "configs" / "mix" / "dolma3-300T-to-6T.yaml"))
+    flat = {g.source: g.factors for g in plan.groups if g.source in ("wikipedia", "arxiv", "stack_edu", "finemath")}
+    assert len(flat) == 4 and all(min(f) > 0 and max(f) - min(f) < 1e-9 for f in flat.values())
+    graded = [g for g in plan.groups if g.source == "common_crawl"]
+    assert all(g.factors[0] == 0 for g in graded)  # web text has buckets: its bottom 40% is left out
+    tokens = {("wiki", ""): np.full(20, 1e9), ("web", ""): np.linspace(5e10, 1e10, 20)}
+    edges = list(np.linspace(0, 1, 21))
+    streams = [
+        Stream("wiki", ["w/documents/*.gz"], share=0.3),
+        Stream("web", ["c/documents/*.gz"], attributes=["q"], share=0.7, quality="q__x__y"),
+    ]
+    params = MixParams(streams=streams, work="w", output="o", target_tokens=10**11)
+    from_docs = plan_from_histograms(params, {k: (edges, v) for k, v in tokens.items()})
+    by_docs = {g.source: g.factors for g in from_docs.groups}
+    assert min(by_docs["wiki"]) > 0 and by_docs["web"][0] == 0
+
+
 def test_an_attribute_file_out_of_step_is_an_error_naming_file_and_line(tmp_path):
     root = build_pool(tmp_path)
     attr = root / "attributes" / "q" / "code.jsonl.gz"
