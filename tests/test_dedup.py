@@ -132,6 +132,12 @@ def test_s_curve_and_presets():
     assert (fineweb.bands, fineweb.rows, fineweb.ngram, fineweb.jaccard_threshold) == (14, 8, 5, None)
     curve = dict(s_curve(26, 11))
     assert curve[0.5] < 0.02 and curve[0.9] > 0.99 and 0.85 < curve[0.8] < 0.95
+    # bands x rows for a requested threshold: datasketch's optimum within the preset's 286 hashes
+    tuned = DedupParams(input="x/documents/*.gz", work="w", lsh_threshold=0.8)
+    assert (tuned.bands, tuned.rows) == (17, 16) and tuned.bands * tuned.rows <= 286
+    steep = dict(s_curve(tuned.bands, tuned.rows))
+    assert steep[0.7] < curve[0.7] and 0.3 < steep[0.8] < 0.7 and steep[0.9] > 0.95  # steepest around 0.8
+    assert (DedupParams(input="x/documents/*.gz", work="w", lsh_threshold=0.8, bands=5).rows) == 11
 
 
 def test_connected_components_merge_chains():

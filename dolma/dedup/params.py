@@ -21,6 +21,15 @@ PRESETS = {
 KEEPER_RULES = ("quality", "contained", "newest", "longest", "lowest_id")
 
 
+def optimal_bands(threshold: float, hashes: int) -> tuple[int, int]:
+    """(bands, rows) with bands x rows <= ``hashes`` minimising the false-positive and false-negative areas under
+    the LSH S-curve around ``threshold`` (datasketch's MinHashLSH computes it as it is built)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=hashes)
+    return int(lsh.b), int(lsh.r)
+
+
 @dataclass
 class DedupParams:
     """Shared by the five steps; ``work`` holds the intermediates, ``name`` is the attribute set."""
@@ -35,6 +44,13 @@ class DedupParams:
     ngram: int | None = param(None, "word n-gram size (unset: the preset's)")
     bands: int | None = param(None, "LSH bands (unset: the preset's)")
     rows: int | None = param(None, "hashes per band (unset: the preset's)")
+    lsh_threshold: float | None = param(
+        None,
+        "choose bands x rows for this Jaccard threshold instead of the preset's (datasketch's optimum for the "
+        "preset's number of hashes, false positives and negatives weighted equally); bands/rows given win",
+        gt=0,
+        lt=1,
+    )
     seed: int = param(1, "seed of the hash permutations")
     jaccard_threshold: float | Literal["off"] | None = param(
         None, "verify candidates by true Jaccard at this threshold (unset: the preset's; off: no verification)"
@@ -60,6 +76,8 @@ class DedupParams:
             raise UserError(f"dedup method must be minhash or exact, not {self.method!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise UserError(f"unknown dedup preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+        if self.lsh_threshold is not None and self.bands is None and self.rows is None:
+            self.bands, self.rows = optimal_bands(self.lsh_threshold, self._preset_hashes())
         for key, value in PRESETS[self.preset or "dolma3"].items():  # a preset fills only what is unset
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -73,6 +91,10 @@ class DedupParams:
             raise UserError(f"unknown keeper rule {bad[0]!r}; rules: {', '.join(KEEPER_RULES)}")
         if self.quality_attribute and "/" not in self.quality_attribute:
             raise UserError("quality_attribute is '<attribute set>/<key>', e.g. 'quality/quality__x__hq'")
+
+    def _preset_hashes(self) -> int:
+        preset = PRESETS[self.preset or "dolma3"]
+        return int(preset["bands"]) * int(preset["rows"])
 
     @property
     def n_bands(self) -> int:
