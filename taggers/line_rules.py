@@ -12,7 +12,7 @@ import polars as pl
 
 from taggers.heuristics import TERMINAL, _as_result, _duplicates, _explode, _per_doc, _ratio
 from taggers.registry import Tagger, TagResult, TextBatch, tagger
-from taggers.words import split_words_long
+from taggers.words import split_words_bounded
 
 C4_POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
 
@@ -26,7 +26,7 @@ def _within_doc_cumsum(doc: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _sentences(texts: pl.Series) -> pl.Series:
     """Sentences per text as spaCy's sentencizer counts them: a new sentence starts at a word that follows a
     sentence-final mark (. ! ? and other Sentence_Terminal characters), skipping punctuation in between."""
-    words = split_words_long(texts).with_columns(
+    words = split_words_bounded(texts).with_columns(
         term=pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$"), punct=pl.col("w").str.contains(r"^\p{P}+$")
     )
     line = words["doc"].to_numpy()

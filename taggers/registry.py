@@ -47,9 +47,9 @@ class TextBatch:
     @functools.cached_property
     def words(self) -> pl.DataFrame:
         """``(doc, pos, w)``: spaCy-compatible English words of every text, in order."""
-        from taggers.words import split_words_long
+        from taggers.words import split_words_bounded
 
-        words = split_words_long(self.texts)
+        words = split_words_bounded(self.texts)
         doc = words["doc"].to_numpy()
         start = np.searchsorted(doc, doc, side="left")
         return words.with_columns(pos=pl.Series(np.arange(len(doc)) - start, dtype=pl.UInt32))

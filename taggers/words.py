@@ -16,6 +16,8 @@ spaCy's ~1,300 special-case exceptions (``e.g.``, emoticons, ``gonna``) are not 
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 _PUNCT = r"""…,:;!?¿؟¡()\[\]{}<>_#*&。？！，、；：～·।،۔؛٪'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧"""
@@ -47,6 +49,38 @@ INFIXES = [
     (r"([\p{L}0-9])(---|--|——|-|–|—|~)(\p{L})", "$1 $2 $3"),
     (r"([\p{L}0-9])([:<>=/])(\p{L})", "$1 $2 $3"),
 ]
+
+
+_SPACE = re.compile(r"\s")
+PIECE = 1_000_000  # characters: a longer text is split into words a piece at a time, its memory bounded
+
+
+def split_words_bounded(texts: pl.Series) -> pl.DataFrame:
+    """:func:`split_words_long`, with texts over ``PIECE`` characters cut into pieces at whitespace and batches
+    processed a few million characters at a time: words never span whitespace, so the words are the same, and
+    the intermediate columns of one giant document no longer grow with it."""
+    lengths = texts.str.len_chars().fill_null(0)
+    if lengths.sum() <= 4 * PIECE:
+        return split_words_long(texts)
+    pieces, owner = [], []
+    for i, text in enumerate(texts.to_list()):
+        start = 0
+        while start < len(text or ""):
+            cut = _SPACE.search(text, start + PIECE)
+            end = cut.start() if cut else len(text)
+            pieces.append(text[start:end])
+            owner.append(i)
+            start = end
+    frames, group, size = [], [], 0
+    for k, piece in enumerate(pieces):
+        group.append(k)
+        size += len(piece)
+        if size >= 4 * PIECE or k == len(pieces) - 1:
+            words = split_words_long(pl.Series([pieces[j] for j in group], dtype=pl.String))
+            docs = pl.Series([owner[j] for j in group], dtype=pl.UInt32)
+            frames.append(words.with_columns(doc=docs.gather(words["doc"].cast(pl.UInt32))))
+            group, size = [], 0
+    return pl.concat(frames) if frames else split_words_long(texts)
 
 
 def split_words_long(texts: pl.Series) -> pl.DataFrame:

@@ -158,3 +158,22 @@ def test_arrow_buffers_come_from_the_c_allocator_unless_the_user_chose_a_pool(ch
     code = "import dolma.io, pyarrow as pa; dolma.io.configure(); print(pa.default_memory_pool().backend_name)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (chosen or "system")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
+def test_compressed_files_are_cut_into_checked_units_whatever_buffer_is_written(tmp_path, monkeypatch, suffix):
+    """Writers get bytes, bytearrays and buffers (Arrow, memoryview); each is cut into units at line ends."""
+    from dolma.io import writers
+
+    monkeypatch.setattr(writers, "UNIT", 4096)
+    lines = [ENCODER.encode({"id": str(i), "text": f"line {i} " * 20}) + b"\n" for i in range(300)]
+    body = b"".join(lines)
+    path = str(tmp_path / f"x{suffix}")
+    with io.AtomicWriter(path) as w:
+        w.write(memoryview(body[:50_000]))
+        w.write(bytearray(body[50_000:60_000]))
+        w.write(body[60_000:])
+    got = [line for batch in io.read_lines(path) for line in batch.lines]
+    assert got == lines and all(not b.rejected for b in io.read_lines(path))
+    magic = b"\x1f\x8b\x08" if suffix.endswith("gz") else b"\x28\xb5\x2f\xfd"
+    assert (tmp_path / f"x{suffix}").read_bytes().count(magic) >= len(body) // 4096

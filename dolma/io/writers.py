@@ -131,16 +131,18 @@ class AtomicWriter:
         if self._file is self._raw:
             self._file.write(data)
             return
-        view = memoryview(data)
-        while len(view) > UNIT - self._unit:
+        if len(data) > UNIT - self._unit and not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)  # a buffer (Arrow, memoryview) about to be cut: one copy, to search it for line ends
+        view, at = memoryview(data), 0
+        while len(data) - at > UNIT - self._unit:
             room = UNIT - self._unit
-            cut = data.rfind(b"\n", len(data) - len(view), len(data) - len(view) + room) + 1
-            cut = cut - (len(data) - len(view)) if cut > 0 else room
-            self._file.write(view[:cut])
-            view = view[cut:]
+            newline = data.rfind(b"\n", at, at + room)
+            cut = newline + 1 - at if newline >= at else room
+            self._file.write(view[at : at + cut])
+            at += cut
             self._end_unit()
-        self._file.write(view)
-        self._unit += len(view)
+        self._file.write(view[at:])
+        self._unit += len(data) - at
 
     def _end_unit(self) -> None:
         self._unit = 0
