@@ -1,8 +1,9 @@
 """Document lines read in batches from JSONL(.gz/.zst) or Parquet, every unusable line a :class:`Rejected`.
 
-Memory is bounded by the batch (and one decompressed block). A line that cannot become a document is returned
-as a Rejected record with its line number and reason instead of raising, and a corrupt or truncated compressed
-stream ends the file with one such record (the lines before the damage are kept): the caller decides what to
+Memory is bounded by the batch (and one checked unit of the stream). A line that cannot become a document, for
+any reason (RecursionError on deep nesting included), is returned as a Rejected record with its line number and
+reason instead of raising; each damaged part of a compressed stream is one ``corrupt_stream`` record where it
+was, and the lines before and after it are read (:mod:`dolma.io.streams`): the caller decides what to
 quarantine, and nothing is skipped silently.
 """
 
