@@ -25,6 +25,7 @@ memory.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -59,9 +60,9 @@ def chunks(url: str) -> Iterator[bytes | Damage]:
     configure()
     with smart_open.open(url, "rb", compression="disable") as raw:
         if url.endswith((".gz", ".gzip")):
-            units = _units(raw, GZIP_MAGIC, lambda: isal_zlib.decompressobj(wbits=31), "gzip member")
+            units = (item for _, item in _units(raw, _Zlib, GZIP_MAGIC, "gzip member"))
         elif url.endswith((".zst", ".zstd")):
-            units = _units(raw, ZSTD_MAGIC, ZstdDecompressor, "zstd frame")
+            units = (item for _, item in _units(raw, _Zstd, ZSTD_MAGIC, "zstd frame"))
         else:
             units = iter(lambda: raw.read(_BLOCK), b"")
         yield from _coalesced(units)
@@ -150,18 +151,47 @@ class _Input:
             self.fill(len(self.buf) + _BLOCK)
 
 
-def _units(raw: BinaryIO, magic: bytes, decoder: Callable, kind: str) -> Iterator[bytes | Damage]:
+class _Zlib:
+    """A gzip member's decoder; it keeps input it has not used in ``unconsumed_tail``."""
+
+    def __init__(self) -> None:
+        self.d = isal_zlib.decompressobj(wbits=31)
+
+    def next(self, src: _Input) -> bytes | None:
+        """At most ``_BLOCK`` decoded bytes, fed from ``src`` when needed; None when the input ends first."""
+        if self.d.unconsumed_tail:
+            return self.d.decompress(self.d.unconsumed_tail, _BLOCK)
+        src.fill(1)
+        return self.d.decompress(src.take(), _BLOCK) if src.buf else None
+
+
+class _Zstd:
+    """A zstd frame's decoder; it keeps input inside and says ``needs_input`` False while output is pending."""
+
+    def __init__(self) -> None:
+        self.d = ZstdDecompressor()
+
+    def next(self, src: _Input) -> bytes | None:
+        if not self.d.needs_input:
+            return self.d.decompress(b"", _BLOCK)
+        src.fill(1)
+        return self.d.decompress(src.take(), _BLOCK) if src.buf else None
+
+
+def _units(raw: BinaryIO, decoder: Callable, magic: bytes, kind: str, hold: int | None = HOLD):
+    """(offset of its unit, checked bytes or Damage) for the whole stream: units in order, and the bytes between
+    or after them that are not a unit as one Damage each."""
     src = _Input(raw)
     while True:
         src.fill(len(magic))
         if not src.buf:
             return
+        start = src.offset
         if not src.buf.startswith(magic):
-            start = src.offset
-            dropped = src.skip_to(magic)
-            yield Damage(f"{dropped} bytes at offset {start} are not a {kind}")
+            yield start, Damage(f"{src.skip_to(magic)} bytes at offset {start} are not a {kind}")
             continue
-        yield from _unit(src, decoder(), magic, kind)
+        for item in _unit(src, decoder(), magic, kind, hold):
+            yield start, item
 
 
 def gzip_members(url: str) -> Iterator[tuple[int, bytes | Damage]]:
@@ -170,21 +200,15 @@ def gzip_members(url: str) -> Iterator[tuple[int, bytes | Damage]]:
     formats that put one record in each member (``.warc.gz``), so a damaged member costs only its record."""
     configure()
     with smart_open.open(url, "rb", compression="disable") as raw:
-        src = _Input(raw)
-        while True:
-            src.fill(len(GZIP_MAGIC))
-            if not src.buf:
-                return
-            start = src.offset
-            if not src.buf.startswith(GZIP_MAGIC):
-                yield start, Damage(f"{src.skip_to(GZIP_MAGIC)} bytes at offset {start} are not a gzip member")
-                continue
-            parts = list(_unit(src, isal_zlib.decompressobj(wbits=31), GZIP_MAGIC, "gzip member", hold=None))
-            damage = next((p for p in parts if isinstance(p, Damage)), None)
-            yield start, damage or b"".join(parts)
+        for start, parts in itertools.groupby(
+            _units(raw, _Zlib, GZIP_MAGIC, "gzip member", hold=None), key=lambda x: x[0]
+        ):
+            items = [item for _, item in parts]
+            damage = next((p for p in items if isinstance(p, Damage)), None)
+            yield start, damage or b"".join(items)
 
 
-def _unit(src: _Input, d, magic: bytes, kind: str, hold: int | None = HOLD) -> Iterator[bytes | Damage]:
+def _unit(src: _Input, d, magic: bytes, kind: str, hold: int | None) -> Iterator[bytes | Damage]:
     """One unit from the head of ``src``: its content once checked, or a Damage; ``src`` is left after it.
     ``hold`` None: the content is held whole, however large."""
     start = src.offset
@@ -193,8 +217,8 @@ def _unit(src: _Input, d, magic: bytes, kind: str, hold: int | None = HOLD) -> I
     size = 0
     released = False
     try:
-        while not d.eof:
-            out = _next_output(d, src)
+        while not d.d.eof:
+            out = d.next(src)
             if out is None:  # cut inside the unit: what it held up to the cut is unaltered
                 yield from held
                 yield Damage(f"the stream ends inside the {kind} at offset {start} (truncated)")
@@ -212,21 +236,6 @@ def _unit(src: _Input, d, magic: bytes, kind: str, hold: int | None = HOLD) -> I
         src.rewind_after(start)
         src.skip_to(magic, first=0)
         return
-    rest = d.unused_data
+    rest = d.d.unused_data
     src.buf, src.offset = rest + src.buf, src.offset - len(rest)
     yield from held
-
-
-def _next_output(d, src: _Input) -> bytes | None:
-    """The decoder's next output (at most ``_BLOCK`` bytes), fed from ``src`` when it needs input; None when
-    the input ends first. zlib keeps input it has not used in ``unconsumed_tail``; zstd keeps it inside and says
-    ``needs_input`` False while output is pending."""
-    tail = getattr(d, "unconsumed_tail", b"")
-    if tail:
-        return d.decompress(tail, _BLOCK)
-    if getattr(d, "needs_input", True) is False:
-        return d.decompress(b"", _BLOCK)
-    src.fill(1)
-    if not src.buf:
-        return None
-    return d.decompress(src.take(), _BLOCK)
