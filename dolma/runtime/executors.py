@@ -112,10 +112,14 @@ class _Round:
         self._listener.start()
 
     def _drain(self) -> None:
-        while not self._stop.is_set():
+        """Handle messages until told to stop, then those still queued (none is lost to the stop)."""
+        while True:
+            stopping = self._stop.is_set()
             try:
                 kind, a, b = self.queue.get(timeout=0.05)
             except (queue.Empty, EOFError, OSError, ValueError):
+                if stopping:
+                    return
                 continue
             if kind == _STARTED:
                 self.started[a] = b
@@ -125,10 +129,7 @@ class _Round:
     def close(self) -> None:
         if self._stop.is_set():
             return
-        if isinstance(self.queue, queue.Queue):
-            while not self.queue.empty():
-                time.sleep(0.01)
-        else:
+        if not isinstance(self.queue, queue.Queue):
             time.sleep(0.1)  # messages still in the pipe of a worker that just finished
         self._stop.set()
         self._listener.join()
