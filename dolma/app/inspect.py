@@ -37,9 +37,11 @@ def ledger_rows(
         pattern = io.join(ledger_dir(s), "documents")
         files = io.list_files(pattern) if io.is_remote(pattern) or io.exists(pattern) else []
         for url in [f for f in files if f.endswith(".parquet")][:max_files]:
-            df = io.read_frame(url).cast({**LEDGER_COLUMNS, "detail": pl.String})
+            # a local ledger is scanned with the id filter pushed into the Parquet reader; one file at a time
+            frame = io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
             if id is not None:
-                df = df.filter(pl.col("id") == id)
+                frame = frame.filter(pl.col("id") == id)
+            df = frame.collect().cast({**LEDGER_COLUMNS, "detail": pl.String})
             if df.height:
                 frames.append(df.with_columns(stage=pl.lit(s.name), order=pl.lit(order)))
     if not frames:

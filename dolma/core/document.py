@@ -66,9 +66,12 @@ def _blank(doc: Document | LazyDocument, lazy: bool) -> bool:
     """Whether a document's text is empty or whitespace only (a lazy text is decoded only when it may be)."""
     if not lazy:
         return not doc.text or doc.text.isspace()
-    raw = bytes(doc.text)
-    if raw == b'""':
+    head = memoryview(doc.text)[:16].tobytes()  # a text's first bytes almost always settle it: no copy of the text
+    if head == b'""':
         return True
+    if head.strip(_BLANK_JSON):
+        return False
+    raw = bytes(doc.text)
     return not raw.strip(_BLANK_JSON) and msgspec.json.decode(raw, type=str).isspace()
 
 
