@@ -185,20 +185,6 @@ def _gz_garbage(good):
     return gzip.compress(lines(good)) + b"this is not gzip at all", len(good) + 1, {"corrupt_stream": 1}
 
 
-@case("gz_damaged_member", ".jsonl.gz", n_good=9)
-def _gz_member(good):
-    first, second, third = _members(good, 3)
-    del good[3:6]  # the damaged member's documents are lost (and counted as one record)
-    return first + _flip(second, len(second) // 2) + third, 6 + 1, {"corrupt_stream": 1}
-
-
-@case("gz_crc_flip", ".jsonl.gz", n_good=9)
-def _gz_crc(good):
-    first, second, third = _members(good, 3)
-    del good[3:6]
-    return first + _flip(second, len(second) - 6) + third, 6 + 1, {"corrupt_stream": 1}
-
-
 @case("gz_empty_member", ".jsonl.gz")
 def _gz_empty_member(good):
     return gzip.compress(lines(good[:2])) + gzip.compress(b"") + gzip.compress(lines(good[2:])), len(good), {}
@@ -219,18 +205,22 @@ def _gz_plain(good):
     return lines(good_docs("plain", 3)), 1, {"corrupt_stream": 1}
 
 
-@case("zst_damaged_frame", ".jsonl.zst", n_good=9)
-def _zst_frame(good):
-    first, second, third = _frames(good, 3)
-    del good[3:6]
-    return first + _flip(second, len(second) // 2) + third, 6 + 1, {"corrupt_stream": 1}
+def damaged_middle_unit(name: str, suffix: str, units: Callable, at: Callable[[bytes], int]) -> None:
+    """Three units of three documents each, a byte of the middle one flipped at ``at(unit)``: its documents
+    are lost (counted as one record), the other six come through."""
+
+    def build(good):
+        first, second, third = units(good, 3)
+        del good[3:6]
+        return first + _flip(second, at(second)) + third, 6 + 1, {"corrupt_stream": 1}
+
+    case(name, suffix, n_good=9)(build)
 
 
-@case("zst_checksum_flip", ".jsonl.zst", n_good=9)
-def _zst_checksum(good):
-    first, second, third = _frames(good, 3)
-    del good[3:6]
-    return first + _flip(second, len(second) - 2) + third, 6 + 1, {"corrupt_stream": 1}
+damaged_middle_unit("gz_damaged_member", ".jsonl.gz", _members, lambda unit: len(unit) // 2)
+damaged_middle_unit("gz_crc_flip", ".jsonl.gz", _members, lambda unit: len(unit) - 6)  # the member's CRC
+damaged_middle_unit("zst_damaged_frame", ".jsonl.zst", _frames, lambda unit: len(unit) // 2)
+damaged_middle_unit("zst_checksum_flip", ".jsonl.zst", _frames, lambda unit: len(unit) - 2)  # the checksum
 
 
 @case("zst_cut", ".jsonl.zst", n_good=9)
