@@ -58,6 +58,12 @@ def _duplicates(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     )
 
 
+def _grouped(query: pl.LazyFrame) -> pl.DataFrame:
+    """A group-by over every k-gram of a batch, run by the streaming engine: it aggregates into a hash table,
+    where the eager one first gathers each group's row indices (about twice the memory on a giant document)."""
+    return query.collect(engine="streaming")
+
+
 def _as_result(values: pl.DataFrame, passed: pl.Expr) -> TagResult:
     out = values.with_columns(**{"pass": passed.cast(pl.Float64)})
     return {c: out[c].to_numpy() for c in out.columns}
@@ -184,6 +190,13 @@ class GopherRepetition(Tagger):
         return _as_result(v, passed)
 
 
+def _in_slices(columns: tuple[np.ndarray, ...], size: int = 1 << 16):
+    """The rows of equal-length arrays as tuples of Python numbers, converted a slice at a time (a list of a
+    giant document's repeats as Python ints would take ~30 bytes a number)."""
+    for at in range(0, len(columns[0]), size):
+        yield from zip(*(c[at : at + size].tolist() for c in columns))
+
+
 class _NGrams:
     """Word k-grams of a batch as 64-bit keys, built incrementally in numpy (key_k = key_{k-1} * P + hash of
     the k-th word, wrapping), with the document mixed in so equal k-grams of two documents never meet."""
@@ -191,31 +204,37 @@ class _NGrams:
     PRIME = np.uint64(0x9E3779B97F4A7C15)
 
     def __init__(self, words: pl.DataFrame):
-        self.doc = words["doc"].to_numpy().astype(np.int64)
-        self.pos = words["pos"].to_numpy().astype(np.int64)
-        self.wlen = words["w"].str.len_chars().to_numpy().astype(np.int64)
+        self.doc = words["doc"].to_numpy().astype(np.int32)
+        self.pos = words["pos"].to_numpy().astype(np.int32)
+        self.wlen = words["w"].str.len_chars().to_numpy().astype(np.int32)
         self.hash = words["w"].hash(seed=1).to_numpy()
-        self.doc_len = np.bincount(self.doc)[self.doc] if len(self.doc) else self.doc
         self._repeating: dict[int, np.ndarray] = {}  # k -> word rows whose k-gram occurs more than once
         self._start()
 
     def _start(self) -> None:
         self._k = 1
         self._key = self.hash ^ (self.doc.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))
-        self._char = self.wlen
+        self._char = self.wlen.astype(np.int64)
 
     def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row indices of valid k-grams, their keys, their word characters), in text order. Only the
-        latest k's arrays are kept (callers go up in k), so memory does not grow with the longest k."""
+        """(row indices of valid k-grams, their keys, their word characters), in text order. The arrays are
+        updated in place (callers go up in k): row i's k-gram adds the word at i + k - 1; the last rows, whose
+        k-gram would run past the batch, are never valid."""
         if k < self._k:
             self._start()
         with np.errstate(over="ignore"):
             for j in range(self._k + 1, k + 1):
-                self._key = self._key * self.PRIME + np.roll(self.hash, -(j - 1))
-                self._char = self._char + np.roll(self.wlen, -(j - 1))
+                self._key *= self.PRIME
+                self._key[: len(self._key) - (j - 1)] += self.hash[j - 1 :]
+                self._char[: len(self._char) - (j - 1)] += self.wlen[j - 1 :]
                 self._k = j
-        valid = np.flatnonzero(self.pos + k <= self.doc_len)
-        return valid, self._key[valid], self._char[valid]
+        n = len(self.doc)
+        valid = np.zeros(n, bool)  # the k-gram starting at row i ends in the same document
+        valid[: max(n - (k - 1), 0)] = self.doc[k - 1 :] == self.doc[: max(n - (k - 1), 0)]
+        if valid.all():
+            return np.arange(n), self._key, self._char
+        rows = np.flatnonzero(valid)
+        return rows, self._key[rows], self._char[rows]
 
     def top_chars(self, k: int, n_docs: int) -> np.ndarray:
         """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go
@@ -224,18 +243,19 @@ class _NGrams:
         out = np.zeros(n_docs)
         if not len(rows):
             return out
-        grams = (
-            pl.DataFrame({"key": keys, "doc": self.doc[rows]})
-            .with_row_index("i")
-            .group_by("key")
-            .agg(doc=pl.col("doc").first(), first=pl.col("i").min(), c=pl.len())
-            # per document the highest count wins, then the earliest first occurrence
-            .with_columns(score=pl.col("c").cast(pl.Int64) * 2**32 - pl.col("first").cast(pl.Int64))
-            .group_by("doc")
-            .agg(pl.all().sort_by("score").last())
+        grams = _grouped(
+            pl.LazyFrame({"key": keys}).with_row_index("i").group_by("key").agg(first=pl.col("i").min(), c=pl.len())
         )
-        first = grams["first"].to_numpy()
-        out[grams["doc"].to_numpy()] = grams["c"].to_numpy() * (chars[first] + k - 1)
+        first, count = grams["first"].to_numpy(), grams["c"].to_numpy()
+        # per document the highest count wins, then the earliest first occurrence
+        score = count.astype(np.int64) * 2**32 - first.astype(np.int64)
+        best = (
+            pl.DataFrame({"doc": self.doc[rows[first]], "score": score, "row": np.arange(len(first))})
+            .group_by("doc")
+            .agg(pl.col("row").get(pl.col("score").arg_max()))
+        )
+        doc, pick = best["doc"].to_numpy(), best["row"].to_numpy()
+        out[doc] = count[pick] * (chars[first[pick]] + k - 1)
         return out
 
     def greedy_duplicate_chars(self, k: int, n_docs: int) -> np.ndarray:
@@ -256,13 +276,9 @@ class _NGrams:
         if not len(rows):
             return out
         # among the rows of repeating k-grams: the first occurrence of each key, and a small integer id per key
-        firsts = (
-            pl.DataFrame({"key": keys})
-            .with_row_index("i")
-            .group_by("key")
-            .agg(first=pl.col("i").min())
-            .with_row_index("id")
-        )
+        firsts = _grouped(
+            pl.LazyFrame({"key": keys}).with_row_index("i").group_by("key").agg(first=pl.col("i").min())
+        ).with_row_index("id")
         lookup = pl.DataFrame({"key": keys}).join(firsts, on="key", how="left", maintain_order="left")
         first_row = lookup["first"].to_numpy().astype(np.int64)
         inverse = lookup["id"].to_numpy().astype(np.int64)
@@ -271,13 +287,14 @@ class _NGrams:
         skipped_starts: list[int] = []
         skipped_ends: list[int] = []
         seen_again: set[int] = set()
-        for doc, p, f, key, c in zip(
-            self.doc[rows[repeated]].tolist(),
-            self.pos[rows[repeated]].tolist(),
-            self.pos[rows[first_row[repeated]]].tolist(),
-            inverse[repeated].tolist(),
-            chars[repeated].tolist(),
-        ):
+        columns = (
+            self.doc[rows[repeated]],
+            self.pos[rows[repeated]],
+            self.pos[rows[first_row[repeated]]],
+            inverse[repeated],
+            chars[repeated],
+        )
+        for doc, p, f, key, c in _in_slices(columns):
             if doc != doc_prev:  # a new document: reset the scan
                 if doc_prev >= 0:
                     out[doc_prev] = total

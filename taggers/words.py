@@ -16,8 +16,7 @@ spaCy's ~1,300 special-case exceptions (``e.g.``, emoticons, ``gonna``) are not 
 
 from __future__ import annotations
 
-import re
-
+import numpy as np
 import polars as pl
 
 _PUNCT = r"""…,:;!?¿؟¡()\[\]{}<>_#*&。？！，、；：～·।،۔؛٪'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧"""
@@ -51,36 +50,54 @@ INFIXES = [
 ]
 
 
-_SPACE = re.compile(r"\s")
 PIECE = 1_000_000  # characters: a longer text is split into words a piece at a time, its memory bounded
+GROUP = 2 * PIECE  # characters split together: the splitter's columns take ~40 bytes per character at the peak
 
 
 def split_words_bounded(texts: pl.Series) -> pl.DataFrame:
-    """:func:`split_words_long`, with texts over ``PIECE`` characters cut into pieces at whitespace and batches
-    processed a few million characters at a time: words never span whitespace, so the words are the same, and
-    the intermediate columns of one giant document no longer grow with it."""
-    lengths = texts.str.len_chars().fill_null(0)
-    if lengths.sum() <= 4 * PIECE:
+    """:func:`split_words_long`, with texts over ``PIECE`` characters cut into pieces at whitespace and the
+    pieces split ``GROUP`` characters at a time: words never span whitespace, so the words are the same, and the
+    intermediate columns of one giant document (or a batch of large ones) no longer grow with it. The texts stay
+    in polars (a Python copy of a giant text takes up to four bytes a character)."""
+    lengths = texts.str.len_chars().fill_null(0).to_numpy()
+    if lengths.sum() <= GROUP:
         return split_words_long(texts)
-    pieces, owner = [], []
-    for i, text in enumerate(texts.to_list()):
-        start = 0
-        while start < len(text or ""):
-            cut = _SPACE.search(text, start + PIECE)
-            end = cut.start() if cut else len(text)
-            pieces.append(text[start:end])
-            owner.append(i)
-            start = end
-    frames, group, size = [], [], 0
-    for k, piece in enumerate(pieces):
-        group.append(k)
-        size += len(piece)
-        if size >= 4 * PIECE or k == len(pieces) - 1:
-            words = split_words_long(pl.Series([pieces[j] for j in group], dtype=pl.String))
-            docs = pl.Series([owner[j] for j in group], dtype=pl.UInt32)
+    owners, starts, sizes = _segments(texts, lengths)
+    frames, first, size = [], 0, 0
+    for k in range(len(owners)):
+        size += sizes[k]
+        if size >= GROUP or k == len(owners) - 1:
+            rows = slice(first, k + 1)
+            pieces = texts.gather(owners[rows]).str.slice(pl.Series(starts[rows]), pl.Series(sizes[rows]))
+            words = split_words_long(pieces)
+            docs = pl.Series(owners[rows], dtype=pl.UInt32)
             frames.append(words.with_columns(doc=docs.gather(words["doc"].cast(pl.UInt32))))
-            group, size = [], 0
-    return pl.concat(frames) if frames else split_words_long(texts)
+            first, size = k + 1, 0
+    return pl.concat(frames, rechunk=False)
+
+
+def _segments(texts: pl.Series, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text, start, length) of every piece, in order: a text over ``PIECE`` characters is cut at the first
+    whitespace after every ``PIECE`` characters, found in a small window of the text at a time."""
+    owners, starts, sizes = [], [], []
+    for i in np.flatnonzero(lengths > 0).tolist():
+        n, cuts = int(lengths[i]), [0]
+        one = texts.slice(i, 1)
+        while n - cuts[-1] > PIECE:
+            at, window = cuts[-1] + PIECE, 4096
+            while True:  # the run of non-space characters at ``at``: a window, widened while it is all word
+                run = one.str.slice(at, window).str.extract(r"^(\S*)", 1).str.len_chars().item()
+                if run < window or at + run >= n:
+                    break
+                window *= 16
+            if at + run >= n:
+                break
+            cuts.append(at + run)
+        cuts.append(n)
+        owners += [i] * (len(cuts) - 1)
+        starts += cuts[:-1]
+        sizes += np.diff(cuts).tolist()
+    return np.array(owners, np.int64), np.array(starts, np.int64), np.array(sizes, np.int64)
 
 
 def split_words_long(texts: pl.Series) -> pl.DataFrame:

@@ -36,8 +36,8 @@ finally:
 """
 
 
-def run_measured(*args: str, timeout: int = 600) -> tuple[subprocess.CompletedProcess, int]:
-    env = {**os.environ, "DOLMA_MAX_DOCUMENT_MB": "2"}
+def run_measured(*args: str, timeout: int = 600, cap_mb: str = "2") -> tuple[subprocess.CompletedProcess, int]:
+    env = {**os.environ, "DOLMA_MAX_DOCUMENT_MB": cap_mb}
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -111,6 +111,36 @@ def test_quarantine_keeps_the_raw_line_capped_with_its_full_length(hostile_runs)
     assert deep["reason"] == "invalid_json" and "nested too deeply" in deep["error"]
     surrogate = next(r for r in records if r["file"].endswith("lone_surrogate.jsonl"))
     assert "surrogate" in surrogate["error"]
+
+
+GIANT_MB = 8
+# peak memory a giant document adds to a stage, in multiples of its size: each split word of it is a row of
+# several columns (text, document, hashes), each k-gram pass a hash table: measured ~39x (tag), ~15x (tokenize)
+QUICKSTART_TAGGERS = ["gopher_quality_v1", "gopher_repetition_v1", "c4_v1", "fineweb_v1", "ft_lang_id_v1"]
+MEMORY_MULTIPLE = {"tag": 45, "tokenize": 18}
+
+
+@pytest.mark.parametrize("stage", ["tag", "tokenize"])
+def test_one_giant_document_costs_a_bounded_multiple_of_its_size(tmp_path, stage):
+    """An 8 MB document (real text, repeated) among small ones: the stage's peak memory grows by at most a
+    fixed multiple of the document's size over the same stage on the small ones alone."""
+    from conftest import sample_docs, write_jsonl_gz
+
+    docs = sample_docs("python-docs") + sample_docs("sympy-docs")
+    text = "\n\n".join(d["text"] for d in docs)
+    giant = (text * (GIANT_MB * 10**6 // len(text) + 1))[: GIANT_MB * 10**6]
+    peaks = {}
+    for name, shard in (("small", docs[:3]), ("giant", [*docs[:3], {"id": "giant", "text": giant}])):
+        write_jsonl_gz(tmp_path / name / "documents" / "d.jsonl.gz", shard)
+        glob = str(tmp_path / name / "documents" / "*")
+        if stage == "tag":
+            args = ["tag", "--documents", glob, "--taggers", *QUICKSTART_TAGGERS, "pii_v1", "stats_v1"]
+        else:
+            args = ["tokenize", "--input", glob, "--output", str(tmp_path / name / "tokens")]
+        proc, peaks[name] = run_measured(*args, "--workers", "1", cap_mb="50")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    grown = peaks["giant"] - peaks["small"]
+    assert grown < MEMORY_MULTIPLE[stage] * GIANT_MB, f"{stage}: an {GIANT_MB} MB document added {grown} MB"
 
 
 def read_jsonl_raw(path: Path) -> list[bytes]:

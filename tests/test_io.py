@@ -34,6 +34,22 @@ def test_reading_is_batched_and_numbers_lines(tmp_path):
     assert [line for b in batches for line in b.lines] == list(range(1, 101))
 
 
+def test_a_batch_of_large_documents_ends_at_its_byte_budget(tmp_path, monkeypatch):
+    """A batch holds ``batch_size`` documents or about ``BATCH_BYTES``, whichever comes first, so a shard of
+    large documents never puts a thousand of them in memory at once; lines stay numbered across batches."""
+    from dolma.io import lines as lines_module
+
+    docs = sample_docs("python-docs", 100)
+    sizes = [len(ENCODER.encode(d)) + 1 for d in docs]
+    monkeypatch.setattr(lines_module, "BATCH_BYTES", sum(sizes) // 7)
+    src = write_jsonl_gz(tmp_path / "in.jsonl.gz", docs)
+    batches = list(io.read_documents(str(src), batch_size=1000))
+    assert 7 <= len(batches) <= 9
+    assert all(b.nbytes - len(b.docs[-1].text) <= sum(sizes) // 7 for b in batches if b.docs)
+    assert [line for b in batches for line in b.lines] == list(range(1, 101))
+    assert [d.id for b in batches for d in b.docs] == [d["id"] for d in docs]
+
+
 def test_lines_read_in_blocks_match_the_file_line_for_line_even_where_it_is_cut(tmp_path, monkeypatch):
     """Lines are read a block at a time; a line longer than a block, a last line without a newline, and a
     stream cut inside a block must come out as a line-by-line reader gives them."""

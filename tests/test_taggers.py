@@ -139,6 +139,23 @@ def test_card_numbers_and_short_ipv6_on_real_technical_text():
     assert [text[s:e] for s, e, _ in result["ip"][0]] == ["fe80::1ff:fe23:4567:890a"]
 
 
+def test_words_of_giant_texts_split_in_pieces_are_the_words_of_the_whole(monkeypatch):
+    """Texts over ``PIECE`` characters are split into words a piece at a time (cut at whitespace) so memory
+    stays bounded; the words, their order and their documents must be exactly those of the text split whole,
+    a run of non-space characters longer than the search window included."""
+    import taggers.words as words
+
+    texts = [d["text"] for d in sample_docs("sympy-docs", 40)]
+    giant = "\n\n".join(texts) + " " + "x" * 30_000 + " tail, end."
+    batch = pl.Series([texts[0], giant, "", texts[1][:500], giant[:150_000]])
+    whole = words.split_words_long(batch)
+    monkeypatch.setattr(words, "PIECE", 10_000)
+    monkeypatch.setattr(words, "GROUP", 25_000)
+    pieces = words.split_words_bounded(batch)
+    assert len(whole) > 20_000
+    assert pieces.equals(whole)
+
+
 def test_stats_count_characters_lines_and_tokens():
     docs = sample_docs("sympy-docs", 10)
     result = tag("stats_v1", [d["text"] for d in docs])

@@ -27,6 +27,7 @@ from dolma.io.streams import Damage, chunks
 from dolma.io.urls import is_remote
 
 MAX_DOCUMENT_BYTES = int(float(os.environ.get("DOLMA_MAX_DOCUMENT_MB", "50")) * 1e6)  # larger lines: oversize
+BATCH_BYTES = 16 << 20  # a document batch ends past this many raw bytes, whatever its count: memory per batch
 RAW_CAP = 64 << 10  # bytes of a rejected line kept in quarantine; its full length is recorded beside them
 
 
@@ -141,9 +142,11 @@ class LineBatch:
         return len(self.lines) + len(self.rejected)
 
 
-def read_lines(url: str, batch_size: int = 4096) -> Iterator[LineBatch]:
+def read_lines(url: str, batch_size: int = 4096, max_bytes: int | None = None) -> Iterator[LineBatch]:
     """Document lines of a JSONL(.gz/.zst) file, or the rows of a Parquet file rendered as the same JSON lines,
-    unparsed: for readers that decode only some of them. A corrupt stream ends the file with a Rejected."""
+    unparsed: for readers that decode only some of them. A corrupt stream ends the file with a Rejected.
+    ``max_bytes`` also ends a batch once its lines hold that many bytes (readers that zip two files' batches
+    together leave it unset, so both are cut at the same lines)."""
     if url.endswith(".parquet"):
         yield from _parquet_lines(url, batch_size)
         return
@@ -156,20 +159,28 @@ def read_lines(url: str, batch_size: int = 4096) -> Iterator[LineBatch]:
         at = 0
         while at < len(lines):
             part = lines[at : at + batch_size - len(batch.lines)]
+            if max_bytes is not None:
+                part = part[: _fitting(part, max_bytes - batch.nbytes)]
             batch.numbers.extend(range(number + 1, number + 1 + len(part)))
             batch.lines.extend(part)
             batch.nbytes += sum(map(len, part))
             at, number = at + len(part), number + len(part)
-            if len(batch.lines) >= batch_size:
+            if len(batch.lines) >= batch_size or (max_bytes is not None and batch.nbytes >= max_bytes):
                 yield batch
                 batch = LineBatch()
     yield batch
 
 
+def _fitting(lines: list[bytes], room: int) -> int:
+    """How many of ``lines`` to take so that the batch reaches ``room`` more bytes: at least one."""
+    sizes = np.cumsum([len(x) for x in lines])
+    return max(1, int(np.searchsorted(sizes, room, side="left")) + 1)
+
+
 def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iterator[DocBatch]:
-    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches (``lazy``: as
-    :class:`LazyDocument`, the text left undecoded)."""
-    for raw in read_lines(url, batch_size):
+    """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches of at most ``batch_size``
+    documents and about ``BATCH_BYTES`` (``lazy``: as :class:`LazyDocument`, the text left undecoded)."""
+    for raw in read_lines(url, batch_size, BATCH_BYTES):
         batch = DocBatch(rejected=raw.rejected, nbytes=raw.nbytes)
         for number, line in zip(raw.numbers, raw.lines):
             try:
