@@ -19,7 +19,7 @@ from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import ResultTable, Section
 from dolma.runtime.run import read_summary, task_summaries
 from dolma.runtime.shards import read_shard
-from dolma.runtime.stage import Step, Task
+from dolma.runtime.stage import OneFile, Step, Task
 from mixers.config import MixParams, SpanEdit, Stream
 from mixers.plan import (
     Plan,
@@ -36,7 +36,7 @@ from mixers.plan import (
 
 
 @dataclass(frozen=True)
-class StreamFile:
+class StreamFile(OneFile):
     """A stats or shuffle task: one document file of one stream."""
 
     stream: str

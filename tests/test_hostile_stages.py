@@ -235,12 +235,15 @@ def test_a_folder_that_links_to_itself_is_listed_once(tmp_path):
         io.list_files(str(folder))
 
 
-def test_a_file_whose_task_fails_is_quarantined_and_the_stage_goes_on(tmp_path):
+@pytest.mark.parametrize("payload", ["shard", "stream_file"])
+def test_a_file_whose_task_fails_is_quarantined_and_the_stage_goes_on(tmp_path, payload):
+    """Every payload that names one file (a shard; a mix stream's file) gets the per-file boundary."""
     from dataclasses import dataclass
 
     from dolma.runtime.executors import LocalExecutor
     from dolma.runtime.run import run_stages
-    from dolma.runtime.stage import Stage, shard_tasks
+    from dolma.runtime.stage import Stage, Task, shard_tasks
+    from mixers.stats import StreamFile
 
     @dataclass
     class Copy(Stage):
@@ -251,7 +254,10 @@ def test_a_file_whose_task_fails_is_quarantined_and_the_stage_goes_on(tmp_path):
         name: str = "copy"
 
         def tasks(self):
-            return shard_tasks(self.input)
+            shards = shard_tasks(self.input)
+            if payload == "shard":
+                return shards
+            return [Task(t.key, StreamFile("web", t.payload.url)) for t in shards]
 
         def run(self, task, ledger):
             with io.DocumentWriter(io.join(self.output, task.key + ".jsonl")) as w:
@@ -274,3 +280,26 @@ def test_a_file_whose_task_fails_is_quarantined_and_the_stage_goes_on(tmp_path):
     assert sorted(p.name for p in out.glob("*.json*")) == ["a.extra.json", "a.jsonl", "c.extra.json", "c.jsonl"]
     (record,) = [json.loads(x) for x in gzip.open(out / "_ledger/copy/quarantine/bad.jsonl.gz")]
     assert record["reason"] == "unreadable_file" and "Input/output error" in record["error"]
+
+
+def test_a_link_that_leads_nowhere_is_quarantined_not_skipped(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jsonl").write_text(json.dumps({"id": "a", "text": "text of a"}) + "\n")
+    (src / "gone.jsonl.gz").symlink_to(tmp_path / "nowhere.jsonl.gz")
+    out = tmp_path / "out"
+    run_cli("import", "--input", str(src), "--output", str(out), "--workers", "1")
+    summary = json.loads((out / "_ledger/import/summary.json").read_text())
+    assert summary["read"] == 2 and summary["kept"] == 1 and summary["quarantined"] == {"unreadable_file": 1}
+    (record,) = [json.loads(x) for x in gzip.open(out / "_ledger/import/quarantine/gone.jsonl.gz")]
+    assert record["file"].endswith("gone.jsonl.gz") and "No such file" in record["error"]
+
+
+def test_a_pipe_among_the_inputs_is_an_error_naming_it_not_a_hang(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jsonl").write_text(json.dumps({"id": "a", "text": "text of a"}) + "\n")
+    os.mkfifo(src / "b.jsonl")
+    proc = run_cli("import", "--input", str(src), "--output", str(tmp_path / "out"), check=False)
+    assert proc.returncode == 2 and "b.jsonl" in proc.stderr and "not a regular file" in proc.stderr
+    assert "Traceback" not in proc.stderr

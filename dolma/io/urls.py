@@ -106,9 +106,21 @@ def _local_files(pattern: str) -> list[str]:
         for name in names:
             rel = name if rel_folder == "." else f"{rel_folder}/{name}"
             path = os.path.join(root, rel) if root else rel
-            if (wanted is None or wanted(rel)) and os.path.isfile(path):
+            if (wanted is None or wanted(rel)) and _is_input_file(path):
                 found.append(path)
     return sorted(p for p in found if not _is_bookkeeping(p, pattern))
+
+
+def _is_input_file(path: str) -> bool:
+    """A regular file, or a link that leads nowhere (listed, so its task quarantines it as unreadable rather
+    than the file vanishing from the run); a pipe, socket or device among the inputs is an error."""
+    if os.path.isfile(path):
+        return True
+    if os.path.islink(path) and not os.path.exists(path):
+        return True
+    if os.path.isdir(path):
+        return False
+    raise UserError(f"input {path!r} is not a regular file (a pipe, socket or device); move it out of the input")
 
 
 def _glob_regex(pattern: str) -> re.Pattern:

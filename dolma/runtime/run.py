@@ -26,7 +26,7 @@ from dolma.core.errors import UserError
 from dolma.runtime.executors import Executor, LocalExecutor
 from dolma.runtime.ledger import ShardLedger, ShardSummary
 from dolma.runtime.lock import locked
-from dolma.runtime.stage import Shard, Stage, StageGroup, Task, expand
+from dolma.runtime.stage import OneFile, Stage, StageGroup, Task, expand
 from dolma.runtime.state import (
     StagePlan,
     TaskState,
@@ -86,7 +86,7 @@ def run_task(stage: Stage, item: tuple[Task, TaskState]) -> TaskResult:
         except UserError:
             raise  # a problem with the recipe or a rule: the user must fix it, not skip the file
         except Exception as e:
-            if not isinstance(task.payload, Shard):
+            if not isinstance(task.payload, OneFile):
                 raise  # a task over many files or the whole stage: its failure is the stage's
             ledger = _file_failed(task.payload.url, e, written)
     summary = ledger.summary()

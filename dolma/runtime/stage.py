@@ -32,8 +32,15 @@ class Task:
     payload: Any = None
 
 
+class OneFile:
+    """A payload that names exactly one input file (``url``): if its task fails for a reason no line accounts
+    for, the runtime quarantines that file as one ``unreadable_file`` record and the stage goes on."""
+
+    url: str
+
+
 @dataclass(frozen=True)
-class Shard:
+class Shard(OneFile):
     """One input document file and its number in the stage's sorted list of input files."""
 
     url: str
