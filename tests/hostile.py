@@ -107,6 +107,15 @@ one_bad("binary_garbage", bytes(range(256)).replace(b"\n", b"") + b"\n", "invali
 one_bad("nul_bytes", b'{"id": "nb", "te\x00xt": "t"}\n', "invalid_json")
 one_bad("blank_line", b"   \t \n", "empty_line")
 one_bad("unclosed_object", b'{"id": "uo", "text": "t"\n', "invalid_json")
+one_bad("nan_metadata", b'{"id": "nn", "text": "t", "metadata": {"x": NaN}}\n', "invalid_json")
+one_bad("two_objects", b'{"id": "o1", "text": "t"}{"id": "o2", "text": "u"}\n', "invalid_json")
+one_bad("single_quotes", b"{'id': 'sq', 'text': 't'}\n", "invalid_json")
+one_bad("bad_escape", b'{"id": "be", "text": "bad \\x escape"}\n', "invalid_json")
+one_bad("comment_line", b"// a comment, as some JSON dialects allow\n", "invalid_json")
+one_bad("bool_text", b'{"id": "bt", "text": true}\n', "invalid_schema")
+one_bad("object_id", b'{"id": {"a": 1}, "text": "t"}\n', "invalid_schema")
+one_bad("float_id", b'{"id": 1.5, "text": "t"}\n', "invalid_schema")
+one_bad("repeated_text_key", b'{"id": "rk", "text": "t", "text": 5}\n', "invalid_schema")  # the last one counts
 
 
 @case("bom")
