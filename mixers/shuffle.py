@@ -265,6 +265,9 @@ class MixWriteStage(Step):
         plan = msgspec.convert(io.read_json(io.join(self.params.work, "plan.json")), Plan)
         return [Task(f"part-{k:05d}") for k in range(plan.partitions)]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        return f"one per shuffle partition of about {self.params.partition_tokens:,} tokens (partition_tokens)"
+
     def inputs(self, task: Task) -> list[str]:
         work, part = self.params.work, task.key.removeprefix("part-")
         return [io.join(work, "shuffle", f"part={part}", "**", "*.arrow"), io.join(work, "plan.json")]

@@ -281,6 +281,9 @@ class MixPlanStage(Step):
     def tasks(self) -> list[Task]:
         return [Task("plan")]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        return "one: the plan, from every file's statistics"
+
     def inputs(self, task: Task) -> list[str]:
         return [io.join(self.params.work, "stats", "**", "*.parquet")]
 

@@ -86,6 +86,10 @@ class PdfStage(Stage):
         groups = pack_by_size(files, self.shard_mb * 1e6, self.files_per_shard)
         return [Task(f"pdf-{k:05d}", Files(tuple(group))) for k, group in enumerate(groups)]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        files = sum(len(t.payload.urls) for t in tasks)
+        return f"{files:,} PDFs in groups of about {self.shard_mb:g} MB or {self.files_per_shard} files at most"
+
     def run(self, task: Task, ledger: ShardLedger) -> None:
         options = Options(self.ocr, self.ocr_language, self.ocr_dpi, self.min_page_chars, self.password)
         answers: list[tuple[str, Answer]] = []

@@ -111,3 +111,20 @@ def test_every_bundled_recipe_validates(monkeypatch):
         names[path.stem] = [s.name for s in stages]
     assert set(names) >= {"quickstart", "pretrain", "midtrain", "long-context", "dolma3-mix"}
     assert names["pretrain"][-1] == "tokenize" and "mix-plan" in names["long-context"]
+
+
+def test_each_stage_says_how_many_tasks_it_made_and_why(tmp_path):
+    """Loose HTML pages are grouped by bytes (task_mb), so a folder of pages keeps every worker busy, and the
+    stage says so when it starts; a per-shard stage says one task per input file."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for k in range(6):
+        for f in (ROOT / "tests/fixtures/html").glob("*.html"):
+            (pages / f"{k}-{f.name}").write_bytes(f.read_bytes())
+    size_mb = sum(p.stat().st_size for p in pages.iterdir()) / 1e6
+    out = tmp_path / "documents"
+    proc = run_cli("web", "--input", str(pages), "--output", str(out), "--task-mb", f"{size_mb / 4:.4f}")
+    said = re.search(r"web: (\d+) tasks, 18 loose HTML pages in (\d+) groups of about", " ".join(proc.stderr.split()))
+    assert said and said[1] == said[2] and 4 <= int(said[1]) <= 5
+    proc = run_cli("tag", "--documents", str(out) + "/*.jsonl.zst", "--taggers", "stats_v1")
+    assert f"tag: {said[1]} tasks, one per input file" in proc.stderr

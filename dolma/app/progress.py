@@ -43,6 +43,11 @@ class RichProgress:
         self._bar = self._bars.add_task(stage.name, total=tasks, docs=0, dps=0.0, mbps=0.0)
 
     def planned(self, stage: Stage, plan: StagePlan) -> None:
+        tasks = plan.skip + [t for t, _ in plan.redo] + plan.new
+        basis = stage.task_basis(tasks)
+        console.print(
+            f"[bold]{stage.name}[/]: {len(tasks):,} task{'s' * (len(tasks) != 1)}" + (f", {basis}" if basis else "")
+        )
         if plan.skip or plan.redo or plan.stale:  # a first run needs no explanation
             console.print(plan.describe(stage.name))
 

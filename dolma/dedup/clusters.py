@@ -34,6 +34,9 @@ class ClusterStage(Step):
     def tasks(self) -> list[Task]:
         return [Task("all")]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        return "one over every verified edge (connected components)"
+
     def inputs(self, task: Task) -> list[str]:
         work = self.params.work
         return [io.join(work, "verified", "*.parquet"), io.join(work, "docs", "**", "*.parquet")]

@@ -113,6 +113,9 @@ class ParagraphDedupStage(Stage):
     def tasks(self) -> list[Task]:
         return [Task("all", Files(tuple(io.document_files(self.input))))]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        return f"one Bloom filter over all {len(tasks[0].payload.urls):,} files, read in order"
+
     def inputs(self, task: Task) -> list[str]:
         return list(task.payload.urls) + ([self.bloom_in] if self.bloom_in else [])
 

@@ -129,6 +129,9 @@ class PairsStage(Step):
             for k in range(parts)
         ]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        return f"{self.params.n_bands} bands × {self.params.pair_partitions} key partitions (pair_partitions)"
+
     def inputs(self, task: Task) -> list[str]:
         return [io.join(self.params.work, "bands", f"band={task.payload.band:03d}", "**", "*.parquet")]
 
@@ -177,6 +180,9 @@ class VerifyStage(Step):
     def tasks(self) -> list[Task]:
         shards = self._edges().select(pl.col("a") // 2**32).unique().sort("a")["a"].to_list()
         return [Task(f"{a:05d}", a) for a in shards] or [Task("none")]
+
+    def task_basis(self, tasks: list[Task]) -> str:
+        return "one per shard that leads some candidate pair"
 
     def inputs(self, task: Task) -> list[str]:
         return [io.join(self.params.work, "edges", "*.parquet"), self.params.input]

@@ -91,6 +91,15 @@ class WebStage(Stage):
                 html.append(Task(folder.replace("/", "_") + "-html" + suffix, Files(tuple(group))))
         return warcs + html
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        warcs = sum(isinstance(t.payload, Shard) for t in tasks)
+        pages = sum(len(t.payload.urls) for t in tasks if isinstance(t.payload, Files))
+        parts = [f"one per WARC file ({warcs:,})"] if warcs else []
+        if pages:
+            groups = len(tasks) - warcs
+            parts.append(f"{pages:,} loose HTML pages in {groups:,} groups of about {self.task_mb:g} MB (task_mb)")
+        return ", ".join(parts)
+
     def run(self, task: Task, ledger: ShardLedger) -> None:
         options = Options(self.favor_precision, self.include_tables, self.include_comments)
         out_url = io.join(self.output, task.key + ".jsonl.zst")

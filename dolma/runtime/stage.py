@@ -104,6 +104,16 @@ class Stage(abc.ABC):
             return list(task.payload.urls)
         return []
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        """Why the stage has the tasks it has, in a few words, printed when it starts (with their number): by
+        default read from the payloads; a stage whose tasks come from elsewhere says so."""
+        if tasks and all(isinstance(t.payload, OneFile) for t in tasks):
+            return "one per input file"
+        if tasks and all(isinstance(t.payload, Files) for t in tasks):
+            sizes = [len(t.payload.urls) for t in tasks]
+            return f"{sum(sizes):,} files in groups of {min(sizes)}-{max(sizes)}"
+        return ""
+
     def finish(self, tasks: list[Task]) -> None:  # noqa: B027  (an optional hook: most stages have nothing to do)
         """Runs once after every task is done (e.g. to merge a manifest): cheap and idempotent."""
 
