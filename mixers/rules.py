@@ -10,12 +10,19 @@ Three forms are accepted:
 
 In the two allenai forms a comparison on a missing attribute is false, as in allenai dolma. The column of a key
 holds the score of its first span (``[0][2]``), null when the document has no such key.
+
+Those forms compile to polars (vectorised). Any other jq program (other indexes, ``length``, ``any``,
+arithmetic, ``select``...) is compiled by the real jq library and run per document over ``{"attributes":
+{key: spans}}`` of the keys it names (``.attributes.key`` or ``.attributes["key"]``). It matches as allenai's
+mixer decides: every output is true, where ``false``, ``null``, ``0``, ``""``, ``[]`` and ``{}`` are false, and
+no output is no match. :attr:`Rule.vectorised` says which rules run which way.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 
 import polars as pl
 
@@ -37,6 +44,16 @@ class Rule:
     keys: set[str]
     text: str
     missing: str = "keep"  # native rules: what a document without the attribute does (keep, drop, error)
+    vectorised: bool = True  # False: a jq program run per document over the spans columns (``spans_column``)
+
+
+SPANS = "\x00spans"
+JQ_KEY = re.compile(r"\.attributes(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\"([^\"]+)\"\])")
+
+
+def spans_column(key: str) -> str:
+    """The frame column holding every span of ``key`` (a list of ``[start, end, score]``), for jq rules."""
+    return key + SPANS
 
 
 def native(attribute: str, op: str, value: float, missing: str = "keep") -> Rule:
@@ -49,18 +66,57 @@ def native(attribute: str, op: str, value: float, missing: str = "keep") -> Rule
 
 
 def parse(text: str) -> Rule:
-    """Compile an allenai-style JSONPath or jq filter."""
+    """Compile an allenai-style JSONPath or jq filter: to polars where it is in the vectorised subset, else (jq)
+    with the jq library."""
+    try:
+        return _vectorised(text)
+    except UserError:
+        if text.lstrip().startswith("$"):
+            raise
+        return _jq_rule(text)
+
+
+def _jq_rule(text: str) -> Rule:
+    import jq
+
+    try:
+        program = jq.compile(text)
+    except ValueError as e:
+        raise UserError(f"filter {text!r} is neither in the vectorised subset nor valid jq: {e}") from None
+    keys = sorted({a or b for a, b in JQ_KEY.findall(text)})
+    if not keys:
+        raise UserError(f'jq filter {text!r} names no attribute (write .attributes.<key> or .attributes["<key>"])')
+    columns = [pl.col(spans_column(k)) for k in keys]
+    expr = pl.struct(columns).map_batches(partial(_run_jq, program, text), return_dtype=pl.Boolean)
+    return Rule(expr, set(keys), text, vectorised=False)
+
+
+def _run_jq(program, text: str, rows: pl.Series) -> pl.Series:
+    """The jq program's verdict on each document of a batch (jq has no batch API: one call per document)."""
+    out = []
+    for row in rows.to_list():
+        attributes = {k.removesuffix(SPANS): v for k, v in row.items() if v is not None}
+        try:
+            results = program.input_value({"attributes": attributes}).all()
+        except ValueError as e:
+            raise UserError(f"jq filter {text!r} failed on attributes {attributes}: {e}") from None
+        out.append(bool(results) and all(bool(r) for r in results))
+    return pl.Series(out, dtype=pl.Boolean)
+
+
+def _vectorised(text: str) -> Rule:
     tokens = [t for t in TOKEN.findall(text) if t]
     if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", text):
         raise UserError(
             f"cannot parse filter {text!r}: only comparisons of attribute scores with numbers, "
             "&& || ! (JSONPath) or and/or/not (jq) are supported"
         )
-    if tokens and tokens[0].startswith("$.attributes"):
+    jsonpath = bool(tokens) and tokens[0].startswith("$.attributes")
+    if jsonpath:
         if tokens[-1] != ")]":
             raise UserError(f"JSONPath filter {text!r} must end with ')]'")
         tokens = tokens[1:-1]
-    parser = _Parser(tokens, text)
+    parser = _Parser(tokens, text, jsonpath)
     expr = parser.expression()
     if parser.i != len(tokens):
         raise UserError(f"cannot parse filter {text!r} near {' '.join(tokens[parser.i :])!r}")
@@ -68,8 +124,8 @@ def parse(text: str) -> Rule:
 
 
 class _Parser:
-    def __init__(self, tokens: list[str], text: str):
-        self.tokens, self.text, self.i, self.keys = tokens, text, 0, set()
+    def __init__(self, tokens: list[str], text: str, jsonpath: bool):
+        self.tokens, self.text, self.i, self.keys, self.jsonpath = tokens, text, 0, set(), jsonpath
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -107,13 +163,16 @@ class _Parser:
             self.take()
             right, _ = self.operand()
             return getattr(left, OPS[op])(right)
+        if is_value and not self.jsonpath:  # a jq value standing alone is true unless 0 or empty: jq decides
+            raise UserError(f"filter {self.text!r}: a jq value used as a truth value")
         return left.is_not_null() if is_value else left
 
     def operand(self) -> tuple[pl.Expr, bool]:
         """An expression, and whether it is an attribute value (so that standing alone means 'present')."""
         token = self.take()
         if token == "(":
-            if self.peek() and self.peek().startswith(".attributes."):
+            ahead = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
+            if self.peek() and self.peek().startswith(".attributes.") and ahead in ("//", ")"):
                 value = self.attribute(self.take())
                 if self.peek() == "//":  # (.attributes.key // [[0, 0, V]])[0][2]
                     self.take()

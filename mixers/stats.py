@@ -33,6 +33,7 @@ from mixers.plan import (
     share_misses,
     write_plan_plot,
 )
+from mixers.rules import spans_column
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def _stats_frame(
             "line": pl.Series(batch.lines, dtype=pl.Int64),
             "id": pl.Series(batch.ids, dtype=pl.String),
             **{k: pl.Series(_first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
+            **{spans_column(k): pl.Series(spans[k], dtype=SPANS_TYPE, strict=False) for k in _jq_keys(rules)},
         }
     )
     reason = pl.lit(None, pl.String)
@@ -214,6 +216,14 @@ def _checked_values(stream: Stream, batch: io.AttributeColumns) -> tuple[io.Attr
     columns = {k: [v[i] for i in keep] for k, v in batch.columns.items()}
     lines, ids = [batch.lines[i] for i in keep], [batch.ids[i] for i in keep]
     return io.AttributeColumns(lines, ids, columns, batch.rejected, batch.nbytes, docs), rejected
+
+
+SPANS_TYPE = pl.List(pl.List(pl.Float64))
+
+
+def _jq_keys(rules: tuple[list, list]) -> set[str]:
+    """The keys that rules run by jq read whole (every span, not only the first score)."""
+    return {k for r in rules[0] + rules[1] if not r.vectorised for k in r.keys}
 
 
 def _first_scores(spans: list) -> list:

@@ -128,3 +128,80 @@ def test_allenai_mix_filters_on_the_attributes_of_our_taggers(tmp_path):
     run_allenai_dolma("-c", str(tmp_path / "mix.json"), "mix")
     mixed = [d for f in io.document_files(str(tmp_path / "mixed")) for d in read_jsonl(f)]
     assert 0 < len(keep) < len(attrs) and {d["id"] for d in mixed} == keep
+
+
+JQ_FILTERS = [
+    ".attributes.q__stats_v1__tokens[0][2] >= 500",
+    ".attributes.q__stats_v1__tokens[0][2] >= 1000",
+    ".attributes.q__fineweb_v1__line_punct_ratio[0][2] > 0.3 and .attributes.q__stats_v1__tokens[0][2] < 3000",
+    ".attributes.q__c4_v1__pass[0][2] == 1 or .attributes.q__fineweb_v1__pass[0][2] == 1",
+    ".attributes.q__fineweb_v1__short_line_ratio[0][2] <= 0.5 and (.attributes.q__c4_v1__sentences[0][2] < 9)",
+    "(.attributes.q__fineweb_v1__list_ratio[0][2] > 0.2) or (.attributes.q__c4_v1__curly_bracket[0][2] > 0)",
+    ".attributes.q__c4_v1__sentences[0][2] >= 3 and .attributes.q__c4_v1__lorem_ipsum[0][2] == 0",
+    "(.attributes.q__pii_v1__email // [[0, 0, 0]])[0][2] > 0.5",
+    ".attributes.q__pii_v1__ip",
+    "(.attributes.q__pii_v1__email // [[0, 0, 0]])[0][2]",
+    ".attributes.q__c4_v1__removed_line | length > 3",
+    "(.attributes.q__c4_v1__removed_line // []) | length == 0",
+    "any(.attributes.q__c4_v1__removed_line[]?; .[1] - .[0] > 200)",
+    "all((.attributes.q__c4_v1__removed_line // [])[]; .[1] - .[0] < 80)",
+    ".attributes.q__stats_v1__words[0][2] / .attributes.q__stats_v1__chars[0][2] > 0.12",
+    '.attributes["q__stats_v1__tokens"][0][2] > 800',
+    "[.attributes.q__pii_v1__ip[]?] | length >= 2",
+    "(.attributes.q__c4_v1__removed_lines[0][2] | floor) < 5",
+    ".attributes.q__stats_v1__tokens[0][2] as $t | $t > 200 and $t < 5000",
+    ".attributes.q__stats_v1__paragraphs[0][2] > (.attributes.q__stats_v1__lines[0][2] / 4)",
+    "(.attributes.q__c4_v1__removed_line // []) | map(.[1] - .[0]) | add // 0 | . > 300",
+    ".attributes.q__fineweb_v1__lines[0][1] > 4000",
+]
+
+
+def test_jq_filters_keep_the_documents_allenai_mix_keeps(tmp_path):
+    """Each filter, vectorised or run by jq, keeps exactly the documents allenai's mixer keeps with it."""
+    docs_dir = tmp_path / "documents"
+    for shard in ("postgresql-docs", "go-src"):
+        run_cli("import", "--input", str(SAMPLE / f"{shard}.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
+    taggers = ["stats_v1", "fineweb_v1", "pii_v1", "c4_v1"]
+    run_cli("tag", "--documents", str(docs_dir / "*.jsonl.zst"), "--experiment", "q", "--taggers", *taggers)
+    documents = [str(docs_dir / "*.jsonl.zst")]
+    allenai = {
+        "streams": [
+            {
+                "name": f"f{i}",
+                "documents": documents,
+                "attributes": ["q"],
+                "output": {"path": str(tmp_path / "allenai" / f"f{i}"), "max_size_in_bytes": 10**9},
+                "filter": {"include": [text], "syntax": "jq"},
+            }
+            for i, text in enumerate(JQ_FILTERS)
+        ],
+        "processes": 1,
+    }
+    (tmp_path / "allenai.json").write_text(json.dumps(allenai))
+    run_allenai_dolma("-c", str(tmp_path / "allenai.json"), "mix")
+    ours = {
+        "stages": [
+            {
+                "stage": "mix",
+                "work": str(tmp_path / "ours" / "work"),
+                "output": str(tmp_path / "ours" / "mix"),
+                "target_tokens": 1000,
+                "streams": [
+                    {"name": f"f{i}", "documents": documents, "attributes": ["q"], "include": [text]}
+                    for i, text in enumerate(JQ_FILTERS)
+                ],
+            }
+        ]
+    }
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    run_cli("run", str(tmp_path / "ours.json"), "--workers", "1")
+    import polars as pl
+
+    from mixers.rules import parse
+
+    assert sum(not parse(t).vectorised for t in JQ_FILTERS) >= 10
+    for i, text in enumerate(JQ_FILTERS):
+        theirs = {d["id"] for f in io.document_files(str(tmp_path / "allenai" / f"f{i}")) for d in read_jsonl(f)}
+        stats = pl.read_parquet(tmp_path / "ours" / "work" / "stats" / f"f{i}" / "*.parquet")
+        kept = set(stats.filter(pl.col("drop_reason").is_null())["id"].to_list())
+        assert kept == theirs, f"{text}: ours keeps {len(kept)}, allenai {len(theirs)}"

@@ -305,3 +305,33 @@ def test_topic_is_the_best_scoring_key_of_the_prefix_per_line():
     }
     assert _topics(columns, "t__topic__", 4) == ["code", "math", "code", ""]  # a tie: the first key in order
     assert _topics(columns, None, 4) == [""] * 4
+
+
+def test_jq_programs_outside_the_vectorised_subset_run_with_the_jq_library():
+    """Any jq program over named attributes is accepted: other indexes, length, any/all, arithmetic, variables;
+    it sees every span of the keys it names, and matches when every output is true in allenai's sense."""
+    spans = pl.List(pl.List(pl.Float64))
+    df = pl.DataFrame(
+        {
+            "a__b__c": [0.2, 0.7, None],
+            "a__b__c\x00spans": pl.Series([[[0, 10, 0.2]], [[0, 5, 0.7], [5, 90, 1.0]], None], dtype=spans),
+            "x__y__z": [1.0, None, 0.0],
+            "x__y__z\x00spans": pl.Series([[[0, 3, 1.0]], None, [[0, 3, 0.0]]], dtype=spans),
+        }
+    )
+
+    def run(text):
+        rule = parse(text)
+        assert not rule.vectorised
+        return df.select(rule.expr).to_series().to_list()
+
+    assert run(".attributes.a__b__c | length > 1") == [False, True, False]
+    assert run("any(.attributes.a__b__c[]?; .[1] - .[0] > 50)") == [False, True, False]
+    assert run('.attributes["x__y__z"][0][1] == 3') == [True, False, True]
+    assert run("(.attributes.x__y__z // [[0, 0, 0]])[0][2]") == [True, False, False]  # 0 is false, as in allenai
+    assert run(".attributes.a__b__c[0][2] as $s | $s > 0.1 and $s < 0.5") == [True, False, False]
+    assert parse(".attributes.a__b__c[0][2] >= 0.5").vectorised
+    with pytest.raises(UserError, match="neither in the vectorised subset nor valid jq"):
+        parse(".attributes.a__b__c[0][2] >=")
+    with pytest.raises(UserError, match="names no attribute"):
+        parse(".text | length > 10")
