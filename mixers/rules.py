@@ -30,7 +30,7 @@ from dolma.core.errors import UserError
 
 OPS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 TOKEN = re.compile(
-    r"\s*(\$\.attributes\[\?\(|\)\]$|&&|\|\||==|!=|<=|>=|<|>|!|\(|\)|//|\[\[[^\]]*\]\]|\[\d+\]|"
+    r"\s*(\$@?\.attributes\[\?\(|\)\]$|&&|\|\||==|!=|<=|>=|<|>|!|\(|\)|//|\[\[[^\]]*\]\]|\[\d+\]|"
     r"@\.[A-Za-z0-9_\-.]+|\.attributes\.[A-Za-z0-9_\-.]+|-?\d+(?:\.\d+)?(?:[eE]-?\d+)?|true|false|"
     r"and|or|not|\"[^\"]*\")"
 )
@@ -111,7 +111,7 @@ def _vectorised(text: str) -> Rule:
             f"cannot parse filter {text!r}: only comparisons of attribute scores with numbers, "
             "&& || ! (JSONPath) or and/or/not (jq) are supported"
         )
-    jsonpath = bool(tokens) and tokens[0].startswith("$.attributes")
+    jsonpath = bool(tokens) and tokens[0].startswith(("$.attributes", "$@.attributes"))
     if jsonpath:
         if tokens[-1] != ")]":
             raise UserError(f"JSONPath filter {text!r} must end with ')]'")
@@ -126,6 +126,7 @@ def _vectorised(text: str) -> Rule:
 class _Parser:
     def __init__(self, tokens: list[str], text: str, jsonpath: bool):
         self.tokens, self.text, self.i, self.keys, self.jsonpath = tokens, text, 0, set(), jsonpath
+        self.indexed: list[str] = []  # the indexes after the last attribute read
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -160,6 +161,8 @@ class _Parser:
         left, is_value = self.operand()
         op = self.peek()
         if op in OPS:
+            if self.indexed == ["[0]"]:
+                raise UserError(f"filter {self.text!r}: a span ([0]) compared with a number; compare [0][2]")
             self.take()
             right, _ = self.operand()
             return getattr(left, OPS[op])(right)
@@ -203,9 +206,12 @@ class _Parser:
         return pl.col(key)
 
     def indexes(self) -> None:
-        """[0][2] (the first span's score) is what a key's column holds; other indexes are not supported."""
+        """[0][2] (the first span's score) is what a key's column holds; [0] alone (the first span) can only be
+        tested for presence, as in allenai's ``@.k && @.k[0] && @.k[0][2] >= 1`` idiom; other indexes are not
+        supported here (jq runs them)."""
         seen = []
         while self.peek() and re.fullmatch(r"\[\d+\]", self.peek()):
             seen.append(self.take())
-        if seen and seen != ["[0]", "[2]"]:
+        if seen not in ([], ["[0]"], ["[0]", "[2]"]):
             raise UserError(f"filter {self.text!r}: only [0][2] (the first span's score) can be compared")
+        self.indexed = seen

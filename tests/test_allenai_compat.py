@@ -156,8 +156,33 @@ JQ_FILTERS = [
 ]
 
 
+JSONPATH_FILTERS = [
+    "$.attributes[?(@.q__stats_v1__tokens[0][2] >= 500)]",
+    "$.attributes[?(@.q__stats_v1__tokens[0][2] >= 1000)]",
+    "$@.attributes[?(@.q__pii_v1__email && @.q__pii_v1__email[0] && @.q__pii_v1__email[0][2] >= 1.0)]",
+    "$.attributes[?(@.q__pii_v1__ip)]",
+    "$.attributes[?(@.q__c4_v1__removed_line && @.q__c4_v1__removed_line[0])]",
+    "$.attributes[?(@.q__fineweb_v1__line_punct_ratio[0][2] > 0.3 && @.q__stats_v1__tokens[0][2] < 3000)]",
+    "$.attributes[?(@.q__c4_v1__sentences[0][2] < 3 || @.q__fineweb_v1__list_ratio[0][2] > 0.2)]",
+    "$.attributes[?(!(@.q__fineweb_v1__short_line_ratio[0][2] > 0.5))]",
+    "$.attributes[?((@.q__stats_v1__tokens[0][2] > 200) && (@.q__c4_v1__curly_bracket[0][2] < 0.5))]",
+]
+
+
+def test_jsonpath_filters_keep_the_documents_allenai_mix_keeps(tmp_path):
+    """allenai's JSONPath forms, the existence idiom and the ``$@.`` prefix included, keep what its mixer keeps."""
+    compare_with_allenai_mix(tmp_path, JSONPATH_FILTERS, "jsonpath")
+
+
 def test_jq_filters_keep_the_documents_allenai_mix_keeps(tmp_path):
     """Each filter, vectorised or run by jq, keeps exactly the documents allenai's mixer keeps with it."""
+    compare_with_allenai_mix(tmp_path, JQ_FILTERS, "jq")
+    from mixers.rules import parse
+
+    assert sum(not parse(t).vectorised for t in JQ_FILTERS) >= 10
+
+
+def compare_with_allenai_mix(tmp_path, filters: list[str], syntax: str) -> None:
     docs_dir = tmp_path / "documents"
     for shard in ("postgresql-docs", "go-src"):
         run_cli("import", "--input", str(SAMPLE / f"{shard}.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
@@ -171,9 +196,9 @@ def test_jq_filters_keep_the_documents_allenai_mix_keeps(tmp_path):
                 "documents": documents,
                 "attributes": ["q"],
                 "output": {"path": str(tmp_path / "allenai" / f"f{i}"), "max_size_in_bytes": 10**9},
-                "filter": {"include": [text], "syntax": "jq"},
+                "filter": {"include": [text], "syntax": syntax},
             }
-            for i, text in enumerate(JQ_FILTERS)
+            for i, text in enumerate(filters)
         ],
         "processes": 1,
     }
@@ -188,7 +213,7 @@ def test_jq_filters_keep_the_documents_allenai_mix_keeps(tmp_path):
                 "target_tokens": 1000,
                 "streams": [
                     {"name": f"f{i}", "documents": documents, "attributes": ["q"], "include": [text]}
-                    for i, text in enumerate(JQ_FILTERS)
+                    for i, text in enumerate(filters)
                 ],
             }
         ]
@@ -197,10 +222,7 @@ def test_jq_filters_keep_the_documents_allenai_mix_keeps(tmp_path):
     run_cli("run", str(tmp_path / "ours.json"), "--workers", "1")
     import polars as pl
 
-    from mixers.rules import parse
-
-    assert sum(not parse(t).vectorised for t in JQ_FILTERS) >= 10
-    for i, text in enumerate(JQ_FILTERS):
+    for i, text in enumerate(filters):
         theirs = {d["id"] for f in io.document_files(str(tmp_path / "allenai" / f"f{i}")) for d in read_jsonl(f)}
         stats = pl.read_parquet(tmp_path / "ours" / "work" / "stats" / f"f{i}" / "*.parquet")
         kept = set(stats.filter(pl.col("drop_reason").is_null())["id"].to_list())
