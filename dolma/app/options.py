@@ -62,6 +62,8 @@ def _mapping_or_name(text: str) -> Any:
 
 
 def _default_text(f: dataclasses.Field) -> str:
+    if "(default:" in f.metadata.get("help", ""):  # the help names the default in words (not a local path)
+        return ""
     if f.default is not dataclasses.MISSING:
         return "" if f.default in (None, "") else f" (default: {f.default})"
     if f.default_factory is not dataclasses.MISSING:
