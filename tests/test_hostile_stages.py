@@ -303,3 +303,40 @@ def test_a_pipe_among_the_inputs_is_an_error_naming_it_not_a_hang(tmp_path):
     proc = run_cli("import", "--input", str(src), "--output", str(tmp_path / "out"), check=False)
     assert proc.returncode == 2 and "b.jsonl" in proc.stderr and "not a regular file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_file_that_fails_inside_a_task_over_many_files_costs_that_file_only(tmp_path):
+    """Paragraph dedup reads every file in one task: a link that leads nowhere among them is one unreadable
+    record, and the files around it are marked as they would be without it."""
+    docs = tmp_path / "documents"
+    docs.mkdir()
+    para = "A paragraph long enough to count, repeated across two of the files here."
+    for name in ("a", "c"):
+        (docs / f"{name}.jsonl").write_text(json.dumps({"id": name, "text": f"{para}\n\nonly in {name}"}) + "\n")
+    (docs / "b.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    run_cli("dedup-paragraphs", "--documents", str(docs / "*.jsonl"), "--workers", "1")
+    out = tmp_path / "attributes" / "paragraph_dedup"
+    summary = json.loads((out / "_ledger/paragraph_dedup/summary.json").read_text())
+    assert summary["read"] == 3 and summary["kept"] == 2 and summary["quarantined"] == {"unreadable_file": 1}
+    (c,) = read_jsonl(out / "c.jsonl")
+    assert c["attributes"]["paragraph_dedup__paragraph_bloom__duplicate_paragraph"][0][:2] == [0, len(para)]
+    assert not (out / "b.jsonl").exists()
+
+
+def test_a_file_that_fails_half_read_leaves_one_record_and_nothing_else_of_it():
+    from dolma.runtime.ledger import ShardLedger
+    from dolma.runtime.shards import file_boundary
+
+    ledger = ShardLedger()
+    ledger.read = 2
+    ledger.kept("a", [1, 2], ["a1", "a2"])
+    with file_boundary(ledger, "b"):
+        ledger.read += 3
+        ledger.kept("b", [1], ["b1"])
+        ledger.dropped("b", [2], ["b2"], "too_short")
+        ledger.quarantined("b", [io.Rejected(3, "invalid_json", "bad")])
+        raise OSError(5, "Input/output error")
+    summary = ledger.summary()
+    assert summary.read == 3 and summary.kept == 2 and not summary.dropped
+    assert summary.quarantined == {"unreadable_file": 1} and summary.balanced()
+    assert [(q.file, q.reason) for q in ledger.quarantine] == [("b", "unreadable_file")]

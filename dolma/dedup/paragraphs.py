@@ -26,7 +26,7 @@ from dolma.core.config import param
 from dolma.core.document import ENCODER, AttributeLine
 from dolma.core.errors import UserError
 from dolma.runtime.ledger import ShardLedger
-from dolma.runtime.shards import AlignedAttributes, read_shard
+from dolma.runtime.shards import AlignedAttributes, file_boundary, read_shard
 from dolma.runtime.stage import Files, Stage, Task
 
 LINE = re.compile(r"[^\n]+")
@@ -129,7 +129,7 @@ class ParagraphDedupStage(Stage):
         )
         key = f"{self.name}__paragraph_bloom__"
         for url in task.payload.urls:
-            with AlignedAttributes(io.attributes_url(url, self.name)) as out:
+            with file_boundary(ledger, url), AlignedAttributes(io.attributes_url(url, self.name)) as out:
                 for batch in read_shard(url, ledger, self.batch_size, keep_all=True):
                     spans = self._duplicate_spans(bloom, [d.text for d in batch.docs], ledger)
                     lines = []

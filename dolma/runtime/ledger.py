@@ -106,6 +106,16 @@ class ShardLedger:
                 QuarantineRecord(file, r.line, r.reason, r.error, r.id, r.raw.decode("utf-8", "replace"), r.size)
             )
 
+    def forget(self, file: str) -> None:
+        """Drop every outcome recorded for ``file`` (its task is about to count it as one unreadable record)."""
+        for chunk in (c for c in self._chunks if c[0] == file):
+            _, outcome, lines, _, reasons, _ = chunk
+            for reason, n in (Counter({reasons: len(lines)}) if isinstance(reasons, str) else Counter(reasons)).items():
+                self._counts[(outcome, reason)] -= n
+        self._counts = +self._counts
+        self._chunks = [c for c in self._chunks if c[0] != file]
+        self.quarantine = [q for q in self.quarantine if q.file != file]
+
     def summary(self) -> ShardSummary:
         return ShardSummary(
             read=self.read,

@@ -12,9 +12,7 @@ same bytes.
 
 from __future__ import annotations
 
-import os
 import time
-import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import Protocol
@@ -26,6 +24,7 @@ from dolma.core.errors import UserError
 from dolma.runtime.executors import Executor, LocalExecutor
 from dolma.runtime.ledger import ShardLedger, ShardSummary
 from dolma.runtime.lock import locked
+from dolma.runtime.shards import unreadable
 from dolma.runtime.stage import OneFile, Stage, StageGroup, Task, expand
 from dolma.runtime.state import (
     StagePlan,
@@ -105,11 +104,9 @@ def _file_failed(url: str, error: Exception, written: list[str]) -> ShardLedger:
     for out in written:
         io.remove(out)
     written.clear()
-    frame = traceback.extract_tb(error.__traceback__)[-1]
-    where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})"
     ledger = ShardLedger()
     ledger.read = 1
-    ledger.quarantined(url, [io.Rejected(0, "unreadable_file", io.error_text(error) + where)])
+    ledger.quarantined(url, [unreadable(error)])
     return ledger
 
 

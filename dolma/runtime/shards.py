@@ -9,11 +9,15 @@ line in its place (the unreadable tail of a corrupt stream has no lines, so it g
 
 from __future__ import annotations
 
+import contextlib
+import os
+import traceback
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from dolma import io
 from dolma.core.document import ENCODER, AttributeLine
+from dolma.core.errors import UserError
 from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 
@@ -39,6 +43,29 @@ def read_shard(
             ledger.kept(url, batch.lines, [d.id for d in batch.docs])
         yield batch
         report_progress(n, batch.nbytes)
+
+
+def unreadable(error: Exception) -> io.Rejected:
+    """The record of a file that failed for a reason no line accounts for, naming the error and where."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})"
+    return io.Rejected(0, "unreadable_file", io.error_text(error) + where)
+
+
+@contextlib.contextmanager
+def file_boundary(ledger: ShardLedger, url: str) -> Iterator[None]:
+    """One file of a task over many: if reading it fails for a reason no line accounts for, what the ledger
+    holds for it is replaced by one ``unreadable_file`` record and the task goes on with the next file (what
+    the file's writer had not published is discarded by the writer itself)."""
+    read_before = ledger.read
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        ledger.forget(url)
+        ledger.read = read_before + 1
+        ledger.quarantined(url, [unreadable(e)])
 
 
 def placeholder(rejected: io.Rejected) -> AttributeLine:
