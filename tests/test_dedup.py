@@ -97,6 +97,20 @@ def test_minhash_dedup_finds_near_copies_and_spares_far_ones(tmp_path):
     for c, o, k in truth:
         if k == "near" and c in by_id:
             assert by_id[c] == f"duplicate of {o}"
+    # the report shows the largest clusters: the keeper's text and copies removed for it, escaped
+    import html
+
+    from dolma.dedup.clusters import ClusterStage, DedupStage
+
+    (section,) = ClusterStage(DedupStage(str(folder / "*.gz"), str(tmp_path / "work"))).report()
+    header, *rows = section.table
+    assert header[0] == "documents" and 0 < len(rows) <= 5
+    texts = {d["id"]: d["text"] for f in folder.glob("*.gz") for d in read_jsonl(f)}
+    for size, kept, copies in rows:
+        assert int(size) >= 2 and kept.startswith("<details><summary>kept: ") and copies.count("removed: ") >= 1
+        keeper = re.search(r"kept: ([^<]+)</summary>", kept)[1]
+        assert keeper in texts and html.escape(texts[keeper][:20]) in kept
+        assert all(r in removed for r in re.findall(r"removed: ([^<]+)</summary>", copies))
 
 
 def test_dedup_output_does_not_depend_on_workers_or_key_ranges(tmp_path):

@@ -99,8 +99,49 @@ class ClusterStage(Step):
         ax.set_ylabel("clusters")
         ax.set_title("Near-duplicate cluster sizes")
         removed = int(clusters["duplicate"].sum()) if len(sizes) else 0
-        note = f"{len(sizes):,} clusters; {removed:,} documents flagged as duplicates of their cluster's keeper."
-        return [Section("Duplicates", note, [png(fig)])]
+        note = (
+            f"{len(sizes):,} clusters; {removed:,} documents flagged as duplicates of their cluster's keeper. "
+            f"The {LARGEST} largest clusters: the keeper and a few of the copies removed for it."
+        )
+        return [Section("Duplicates", note, [png(fig)], self._largest(clusters))]
+
+    def _largest(self, clusters: pl.DataFrame) -> list[list[str]]:
+        """A table of the largest clusters: size, the keeper's text and a few removed copies' (cut, escaped)."""
+        import html
+
+        top = clusters.filter(~pl.col("duplicate")).sort(["size", "doc"], descending=[True, False]).head(LARGEST)
+        shown = {k: clusters.filter(pl.col("keeper") == k).sort("doc").head(COPIES_SHOWN + 1) for k in top["doc"]}
+        urls = {t.payload.number: t.payload.url for t in shard_tasks(self.params.input)}
+        texts = _texts(urls, [d for rows in shown.values() for d in rows["doc"].to_list()])
+
+        def cell(doc: int, label: str) -> str:
+            id, text = texts.get(doc, ("?", "(no longer readable)"))
+            label = f"{label}: {id}"
+            cut = html.escape(text[:500]) + ("…" if len(text) > 500 else "")
+            return f"<details><summary>{html.escape(label)}</summary><pre>{cut}</pre></details>"
+
+        table = [["documents", "keeper", "removed copies (a few)"]]
+        for keeper, size in zip(top["doc"].to_list(), top["size"].to_list()):
+            rows = shown[keeper]
+            copies = [d for d, dup in zip(rows["doc"].to_list(), rows["duplicate"].to_list()) if dup]
+            table.append([f"{size:,}", cell(keeper, "kept"), "".join(cell(d, "removed") for d in copies)])
+        return table
+
+
+LARGEST = 5  # clusters shown in the report
+COPIES_SHOWN = 2  # removed copies shown per cluster
+
+
+def _texts(urls: dict[int, str], docs: list[int]) -> dict[int, tuple[str, str]]:
+    """(id, text) of documents referred to as ``shard << 32 | line``, each shard read once (only those lines)."""
+    wanted: dict[int, set[int]] = {}
+    for doc in docs:
+        wanted.setdefault(doc >> 32, set()).add(doc & 0xFFFFFFFF)
+    out = {}
+    for shard, lines in wanted.items():
+        if shard in urls and io.exists(urls[shard]):
+            out.update({(shard << 32) | n: (d.id, d.text) for n, d in io.read_selected(urls[shard], lines)})
+    return out
 
 
 def _contained(edges: pl.DataFrame) -> pl.DataFrame:
