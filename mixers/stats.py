@@ -57,6 +57,13 @@ class MixStatsStage(Step):
             io.require_attributes(url, self.params.stream(stream).attributes, f"{self.params.name} stream {stream!r}")
         return [Task(key, StreamFile(stream, url)) for stream, key, url in files]
 
+    def task_basis(self, tasks: list[Task]) -> str:
+        rules = [r for s in self.params.streams for side in s.rules() for r in side]
+        by_jq = [r.text for r in rules if not r.vectorised]
+        said = f"one per stream's document file; {len(rules) - len(by_jq)} rules vectorised"
+        shown = "; ".join(by_jq[:3]) + ("; …" if len(by_jq) > 3 else "")
+        return said + (f", {len(by_jq)} run by jq per document ({shown})" if by_jq else "")
+
     def inputs(self, task: Task) -> list[str]:
         url = task.payload.url
         return [url] + [io.attributes_url(url, n) for n in self.params.stream(task.payload.stream).attributes]
