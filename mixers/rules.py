@@ -48,6 +48,7 @@ class Rule:
 
 
 SPANS = "\x00spans"
+DOC_FIELD = re.compile(r"(?<![\w\]\)\"])\.(text|metadata|id|source|added|created)\b")
 JQ_KEY = re.compile(r"\.attributes(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\"([^\"]+)\"\])")
 
 
@@ -83,6 +84,12 @@ def _jq_rule(text: str) -> Rule:
         program = jq.compile(text)
     except ValueError as e:
         raise UserError(f"filter {text!r} is neither in the vectorised subset nor valid jq: {e}") from None
+    other = DOC_FIELD.search(JQ_KEY.sub("", text))
+    if other:
+        raise UserError(
+            f"jq filter {text!r} reads the document's {other[1]!r}: mix rules see the attributes only "
+            "(tag what you need, e.g. stats_v1's chars, and compare that)"
+        )
     keys = sorted({a or b for a, b in JQ_KEY.findall(text)})
     if not keys:
         raise UserError(f'jq filter {text!r} names no attribute (write .attributes.<key> or .attributes["<key>"])')

@@ -333,5 +333,7 @@ def test_jq_programs_outside_the_vectorised_subset_run_with_the_jq_library():
     assert parse(".attributes.a__b__c[0][2] >= 0.5").vectorised
     with pytest.raises(UserError, match="neither in the vectorised subset nor valid jq"):
         parse(".attributes.a__b__c[0][2] >=")
+    with pytest.raises(UserError, match="reads the document's 'text': mix rules see the attributes only"):
+        parse("(.attributes.a__b__c | length) / (.text | length) > 0.1")
     with pytest.raises(UserError, match="names no attribute"):
-        parse(".text | length > 10")
+        parse("length > 10")
