@@ -57,6 +57,14 @@ def spans_column(key: str) -> str:
     return key + SPANS
 
 
+SPANS_TYPE = pl.List(pl.List(pl.Float64))  # the dtype of a spans column
+
+
+def jq_keys(rules: list[Rule]) -> set[str]:
+    """The keys that rules run by jq read whole (every span, not only the first score)."""
+    return {k for r in rules if not r.vectorised for k in r.keys}
+
+
 def native(attribute: str, op: str, value: float, missing: str = "keep") -> Rule:
     if op not in OPS:
         raise UserError(f"rule on {attribute}: op must be one of {', '.join(OPS)}, not {op!r}")

@@ -28,7 +28,7 @@ from mixers.plan import (
     share_misses,
     shuffle_keys,
 )
-from mixers.stats import QUARANTINED_BY_STATS, REPEATED_ID, StreamFile, _edited
+from mixers.stats import QUARANTINED_BY_STATS, REPEATED_ID, StreamFile, edited_text
 
 
 # ----------------------------------------------------------------------------------------------- step 3
@@ -240,7 +240,7 @@ def _encoded_copies(doc: LazyDocument, n: int, stream: Stream, cuts: list[list[i
     if not doc.source:
         doc = msgspec.structs.replace(doc, source=stream.name)
     if cuts:
-        text = _edited(msgspec.json.decode(doc.text, type=str), cuts, stream.spans)
+        text = edited_text(msgspec.json.decode(doc.text, type=str), cuts, stream.spans)
         doc = msgspec.structs.replace(doc, text=msgspec.Raw(ENCODER.encode(text)))
     line = ENCODER.encode(doc) + b"\n"
     rest = line[len(ID_HEAD) + len(ENCODER.encode(doc.id)) :]

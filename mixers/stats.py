@@ -33,7 +33,7 @@ from mixers.plan import (
     share_misses,
     write_plan_plot,
 )
-from mixers.rules import spans_column
+from mixers.rules import SPANS_TYPE, jq_keys, spans_column
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,11 @@ def _stats_frame(
         {
             "line": pl.Series(batch.lines, dtype=pl.Int64),
             "id": pl.Series(batch.ids, dtype=pl.String),
-            **{k: pl.Series(_first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
-            **{spans_column(k): pl.Series(spans[k], dtype=SPANS_TYPE, strict=False) for k in _jq_keys(rules)},
+            **{k: pl.Series(first_scores(v), dtype=pl.Float64) for k, v in spans.items()},
+            **{
+                spans_column(k): pl.Series(spans[k], dtype=SPANS_TYPE, strict=False)
+                for k in jq_keys(rules[0] + rules[1])
+            },
         }
     )
     reason = pl.lit(None, pl.String)
@@ -175,9 +178,9 @@ def _stats_frame(
     for rule in reversed(exclude):
         hit = rule.expr.fill_null(rule.missing == "drop") if rule.missing != "error" else rule.expr
         reason = pl.when(hit.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
-    cuts = _cuts([spans[e.attribute] for e in stream.spans], stream.spans) if stream.spans else None
+    cuts = span_cuts([spans[e.attribute] for e in stream.spans], stream.spans) if stream.spans else None
     if docs is not None:
-        texts = [_edited(d.text, c, stream.spans) for d, c in zip(docs, cuts or [None] * n)]
+        texts = [edited_text(d.text, c, stream.spans) for d, c in zip(docs, cuts or [None] * n)]
         tokens = pl.Series(_count_tokens(p.tokenizer, texts), dtype=pl.Int64)
     else:
         tokens = frame[stream.tokens].fill_null(0).cast(pl.Int64)
@@ -208,7 +211,7 @@ def _checked_values(stream: Stream, batch: io.AttributeColumns) -> tuple[io.Attr
         checks.append((stream.quality, np.isfinite))
     bad: dict[int, str] = {}
     for key, valid in checks:
-        values = np.array(_first_scores(batch.columns.get(key, [])), dtype=np.float64)  # None -> nan: missing
+        values = np.array(first_scores(batch.columns.get(key, [])), dtype=np.float64)  # None -> nan: missing
         with np.errstate(invalid="ignore"):
             wrong = ~np.isnan(values) & ~valid(values)
         for i in np.flatnonzero(wrong).tolist():
@@ -225,15 +228,7 @@ def _checked_values(stream: Stream, batch: io.AttributeColumns) -> tuple[io.Attr
     return io.AttributeColumns(lines, ids, columns, batch.rejected, batch.nbytes, docs), rejected
 
 
-SPANS_TYPE = pl.List(pl.List(pl.Float64))
-
-
-def _jq_keys(rules: tuple[list, list]) -> set[str]:
-    """The keys that rules run by jq read whole (every span, not only the first score)."""
-    return {k for r in rules[0] + rules[1] if not r.vectorised for k in r.keys}
-
-
-def _first_scores(spans: list) -> list:
+def first_scores(spans: list) -> list:
     """The score of each line's first span (None where the line lacks the attribute): what rules compare."""
     return [v[0][2] if v else None for v in spans]
 
@@ -244,14 +239,14 @@ def _topics(columns: dict[str, list], prefix: str | None, n: int) -> list[str]:
     topic_keys = sorted(k for k in columns if prefix and k.startswith(prefix))
     if not topic_keys:
         return [""] * n
-    scores = np.array([_first_scores(columns[k]) for k in topic_keys], dtype=np.float64)  # None -> nan
+    scores = np.array([first_scores(columns[k]) for k in topic_keys], dtype=np.float64)  # None -> nan
     present = ~np.isnan(scores)
     best = np.argmax(np.where(present, scores, -np.inf), axis=0)
     names = np.array([k[len(prefix) :] for k in topic_keys], dtype=object)
     return np.where(present.any(axis=0), names[best], "").tolist()
 
 
-def _cuts(spans: list[list], edits: list[SpanEdit]) -> list[list[list[int]]]:
+def span_cuts(spans: list[list], edits: list[SpanEdit]) -> list[list[list[int]]]:
     """Per line, the spans to edit, sorted: [start, end, index of the edit] for each span at or over its
     threshold (``spans``: the spans of each edit's attribute, per line)."""
     return [
@@ -265,7 +260,7 @@ def _cuts(spans: list[list], edits: list[SpanEdit]) -> list[list[list[int]]]:
     ]
 
 
-def _edited(text: str, cuts: list[list[int]] | None, edits: list[SpanEdit]) -> str:
+def edited_text(text: str, cuts: list[list[int]] | None, edits: list[SpanEdit]) -> str:
     if not cuts:
         return text
     out, cursor = [], 0

@@ -229,3 +229,58 @@ def compare_with_allenai_mix(tmp_path, filters: list[str], syntax: str) -> None:
         stats = pl.read_parquet(tmp_path / "ours" / "work" / "stats" / f"f{i}" / "*.parquet")
         kept = set(stats.filter(pl.col("drop_reason").is_null())["id"].to_list())
         assert kept == theirs, f"{text}: ours keeps {len(kept)}, allenai {len(theirs)}"
+
+
+@pytest.mark.parametrize("syntax", ["jq", "jsonpath"])
+def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp_path, syntax):
+    """The same mixer config (two include filters, an exclude, a PII span replacement, a size limit) through
+    allenai's `dolma -c F mix` and ours: the same documents, with the same edited texts."""
+    docs_dir = tmp_path / "documents"
+    for shard in ("postgresql-docs", "python-docs"):
+        run_cli("import", "--input", str(SAMPLE / f"{shard}.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
+    run_cli("tag", "--documents", str(docs_dir / "*.jsonl.zst"), "--experiment", "q", "--taggers", "stats_v1", "pii_v1")
+    if syntax == "jq":
+        include = [".attributes.q__stats_v1__tokens[0][2] >= 2000", ".attributes.q__pii_v1__email | length > 0"]
+        exclude = [".attributes.q__stats_v1__tokens[0][2] > 6000"]
+    else:
+        include = ["$.attributes[?(@.q__stats_v1__tokens[0][2] >= 2000)]", "$.attributes[?(@.q__pii_v1__email)]"]
+        exclude = ["$.attributes[?(@.q__stats_v1__tokens[0][2] > 6000)]"]
+
+    def config(out):
+        return {
+            "streams": [
+                {
+                    "name": "docs",
+                    "documents": [str(docs_dir / "*.jsonl.zst")],
+                    "attributes": ["q"],
+                    "output": {"path": str(out), "max_size_in_bytes": 200_000},
+                    "filter": {"include": include, "exclude": exclude, "syntax": syntax},
+                    "span_replacement": [
+                        {"span": "$.attributes.q__pii_v1__email", "min_score": 0.5, "replacement": "|||EMAIL|||"}
+                    ],
+                }
+            ],
+            "processes": 1,
+        }
+
+    (tmp_path / "allenai.json").write_text(json.dumps(config(tmp_path / "allenai")))
+    run_allenai_dolma("-c", str(tmp_path / "allenai.json"), "mix")
+    (tmp_path / "ours.yaml").write_text(json.dumps(config(tmp_path / "ours")))  # JSON is YAML
+    proc = run_cli("-c", str(tmp_path / "ours.yaml"), "mix")
+    assert "mix-docs:" in proc.stderr
+
+    def mixed(folder):
+        return {d["id"]: d["text"] for f in sorted(folder.glob("*.json*.gz")) for d in read_jsonl(f)}
+
+    theirs, ours = mixed(tmp_path / "allenai"), mixed(tmp_path / "ours")
+    assert 0 < len(theirs) and set(ours) == set(theirs)
+    assert ours == theirs
+    assert any("|||EMAIL|||" in t for t in ours.values())
+    assert len(list((tmp_path / "ours").glob("*.json.gz"))) > 2  # max_size_in_bytes splits the output
+    summary = json.loads((tmp_path / "ours/_ledger/mix-docs/summary.json").read_text())
+    documents = sum(len(read_jsonl(f)) for f in docs_dir.glob("*.jsonl.zst"))
+    assert summary["read"] == documents and summary["kept"] == len(ours)
+    assert summary["read"] == summary["kept"] + sum(summary["dropped"].values())
+    assert any(r.startswith("exclude: ") for r in summary["dropped"]) and any(
+        r.startswith("include: ") for r in summary["dropped"]
+    )

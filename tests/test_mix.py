@@ -337,3 +337,15 @@ def test_jq_programs_outside_the_vectorised_subset_run_with_the_jq_library():
         parse("(.attributes.a__b__c | length) / (.text | length) > 0.1")
     with pytest.raises(UserError, match="names no attribute"):
         parse("length > 10")
+
+
+def test_an_allenai_mixer_config_with_a_typo_is_an_error_naming_the_key(tmp_path):
+    config = {"streams": [{"name": "s", "documents": ["x/*.gz"], "output": {"path": "o"}, "filtr": {}}]}
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and "streams[0]: unknown key 'filtr'" in proc.stderr and "Traceback" not in proc.stderr
+    config["streams"][0] = {**config["streams"][0], "filter": {"include": [".attributes.a[0][2] >"], "syntax": "jq"}}
+    del config["streams"][0]["filtr"]
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    proc = run_cli("-c", str(tmp_path / "m.json"), "mix", check=False)
+    assert proc.returncode == 2 and "neither in the vectorised subset nor valid jq" in proc.stderr

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dolma import io
-from dolma.app.commands import STAGE_COMMANDS, StageCommand
+from dolma.app.commands import STAGE_COMMANDS, StageCommand, add_allenai_mix
 from dolma.app.options import add_options, given
 from dolma.app.progress import RichProgress, print_summary, print_table
 from dolma.app.recipe import build_stage, load_recipe, stage_class
@@ -357,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser.add_argument("-c", "--config", dest="top_config", help="a config for the command (`dolma -c F mix`)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _tool_commands(sub)
+    add_allenai_mix(sub, _command)
     for command in STAGE_COMMANDS:
         p = _command(sub, command.command, command.summary, command.detail, command.example)
         add_options(p, stage_class(command.kind), command.names)

@@ -145,3 +145,38 @@ STAGE_COMMANDS = [
         after=after_paragraphs,
     ),
 ]  # fmt: skip
+
+
+def add_allenai_mix(sub, command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``dolma mix -c mixer.json``: an allenai dolma mixer config, run unchanged (also ``dolma -c F mix``)."""
+    p = command(
+        sub, "mix", "Run an allenai dolma mixer config (JSON or YAML) unchanged.",
+        "Streams, documents, attributes, filter include/exclude (JSONPath or jq syntax), span_replacement and "
+        "output max_size_in_bytes, as allenai's `dolma mix` reads them; every document read is kept or dropped "
+        "with the filter that decided, in the ledger under each stream's output. For a token target with "
+        "value-weighted repetition, use a recipe's `stage: mix`.",
+        "dolma mix -c mixer.json --workers 2    (or, as allenai writes it: dolma -c mixer.json mix)",
+    )  # fmt: skip
+    p.add_argument("-c", "--config", dest="mixer_config", help="the allenai mixer config")
+    p.add_argument("--workers", type=int, help="worker processes (default: the config's processes, else all cores)")
+    p.add_argument("--force", action="store_true", help="redo every task, even those whose inputs did not change")
+    p.set_defaults(fn=cmd_allenai_mix)
+
+
+def cmd_allenai_mix(args: argparse.Namespace) -> None:
+    from dolma.app.progress import RichProgress, print_summary
+    from dolma.app.recipe import load_yaml
+    from dolma.core.errors import UserError
+    from dolma.runtime.executors import LocalExecutor
+    from dolma.runtime.run import run_stages
+    from dolma.runtime.stage import expand
+    from mixers.allenai import allenai_mixer
+
+    path = args.mixer_config or args.top_config
+    if not path:
+        raise UserError("dolma mix needs an allenai mixer config: dolma mix -c mixer.json")
+    config = load_yaml(path, "mixer config")
+    mix = allenai_mixer(path, config)
+    workers = args.workers or config.get("processes")
+    print_summary(run_stages(expand([mix]), LocalExecutor(workers), RichProgress(), bool(args.force)))
+    print("outputs: " + ", ".join(sorted({s.output for s in mix.stages()})))

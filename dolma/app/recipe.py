@@ -115,25 +115,31 @@ def _expanded_size(value, sizes: dict[int, int]) -> int:
     return sizes[id(value)]
 
 
-def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
-    """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
+def load_yaml(path: str, what: str = "recipe") -> dict:
+    """A YAML (or JSON) settings file as a mapping; missing, malformed, over-deep or alias-bomb files are errors."""
     try:
         with open(path) as f:
             raw = yaml.safe_load(f)
     except FileNotFoundError:
-        raise UserError(f"recipe {path!r} does not exist") from None
+        raise UserError(f"{what} {path!r} does not exist") from None
     except yaml.YAMLError as e:
-        raise UserError(f"recipe {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
+        raise UserError(f"{what} {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
     except RecursionError:
-        raise UserError(f"recipe {path!r} nests too deeply to be a recipe") from None
+        raise UserError(f"{what} {path!r} nests too deeply to be a {what}") from None
     if not isinstance(raw, dict):
-        raise UserError(f"recipe {path!r} must be a mapping with 'stages' (and optionally 'executor')")
+        raise UserError(f"{what} {path!r} must be a mapping (a recipe: 'stages' and optionally 'executor')")
     try:
         too_large = _expanded_size(raw, {}) > MAX_VALUES
     except RecursionError:
-        raise UserError(f"recipe {path!r} nests too deeply to be a recipe") from None
+        raise UserError(f"{what} {path!r} nests too deeply to be a {what}") from None
     if too_large:
-        raise UserError(f"recipe {path!r} expands to over {MAX_VALUES:,} values (YAML aliases nested in aliases?)")
+        raise UserError(f"{what} {path!r} expands to over {MAX_VALUES:,} values (YAML aliases nested in aliases?)")
+    return raw
+
+
+def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
+    """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
+    raw = load_yaml(path)
     unknown = sorted(set(raw) - set(Recipe.model_fields))
     if unknown:
         raise unknown_key("recipe", unknown[0], list(Recipe.model_fields))

@@ -1,0 +1,218 @@
+"""allenai dolma mixer configs, run unchanged: ``dolma mix -c mixer.json`` (or ``dolma -c mixer.yaml mix``).
+
+An allenai mixer config is a list of streams, each: documents (globs), attribute sets to join, a filter
+(``include``/``exclude`` in JSONPath or jq ``syntax``), ``span_replacement`` edits, and an output folder with a
+``max_size_in_bytes``. It filters and edits; it has no token target (that is our ``mix`` recipe stage). We run
+each stream as a stage with one task per document file, with our rules (vectorised where they can be, jq per
+document otherwise) and allenai's decisions: a document is kept when it passes **any** include filter (or
+there are none) and **no** exclude filter; a span of ``span``'s attribute scoring at least ``min_score`` is
+replaced by ``replacement``. Output documents carry the joined attributes, as allenai's do; every document
+read is kept or dropped with the filter that decided, in the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import msgspec
+import polars as pl
+
+from dolma import io
+from dolma.core.errors import UserError
+from dolma.runtime.ledger import ShardLedger
+from dolma.runtime.shards import read_shard
+from dolma.runtime.stage import Stage, StageGroup, Task, shard_tasks
+from mixers.config import SpanEdit
+from mixers.rules import SPANS_TYPE, Rule, parse, spans_column
+from mixers.stats import edited_text, first_scores, span_cuts
+
+TOP_KEYS = {"streams", "processes", "work_dir", "debug"}
+STREAM_KEYS = {"name", "documents", "attributes", "output", "filter", "span_replacement", "compression"}
+OUTPUT_KEYS = {"path", "max_size_in_bytes", "discard_fields", "min_text_length"}
+FILTER_KEYS = {"include", "exclude", "syntax"}
+SPAN_KEYS = {"span", "min_score", "replacement", "syntax"}
+
+
+def _check(where: str, given: dict, allowed: set[str]) -> None:
+    if not isinstance(given, dict):
+        raise UserError(f"{where}: expected a mapping, not {given!r}")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+@dataclass
+class AllenaiStream(Stage):
+    """One stream of an allenai mixer config."""
+
+    stream: str
+    documents: list[str]
+    output: str
+    attributes: list[str] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    syntax: str = "jsonpath"
+    edits: list[SpanEdit] = field(default_factory=list)
+    max_size_in_bytes: int = 2**30
+    discard_fields: list[str] = field(default_factory=list)
+    batch_size: int = 4096
+
+    @property
+    def name(self) -> str:
+        return f"mix-{self.stream}"
+
+    def rules(self) -> tuple[list[Rule], list[Rule]]:
+        for text in self.include + self.exclude:
+            if (self.syntax == "jq") == text.lstrip().startswith("$"):
+                raise UserError(f"stream {self.stream!r}: filter {text!r} is not {self.syntax} (filter.syntax)")
+        return [parse(t) for t in self.include], [parse(t) for t in self.exclude]
+
+    def tasks(self) -> list[Task]:
+        tasks = [t for pattern in self.documents for t in shard_tasks(pattern)]
+        if not tasks:
+            raise UserError(f"stream {self.stream!r}: no document files match {self.documents}")
+        return tasks
+
+    def task_basis(self, tasks: list[Task]) -> str:
+        include, exclude = self.rules()
+        by_jq = sum(not r.vectorised for r in include + exclude)
+        return f"one per document file; {len(include) + len(exclude) - by_jq} rules vectorised, {by_jq} by jq"
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        include, exclude = self.rules()
+        src = task.payload.url
+        urls = {a: io.attributes_url(src, a) for a in self.attributes}
+        reader = partial(_aligned, urls)
+        out = _Output(io.join(self.output, f"{self.stream}-{task.key.replace('/', '_')}"), self.max_size_in_bytes)
+        try:
+            for batch in read_shard(src, ledger, self.batch_size, reader=reader):
+                merged = [{k: v for spans in found.values() for k, v in spans.items()} for found in batch.attributes]
+                reasons = _decide(merged, include, exclude)
+                keep = [i for i, r in enumerate(reasons) if r is None]
+                drop = [i for i, r in enumerate(reasons) if r is not None]
+                ledger.dropped(src, [batch.lines[i] for i in drop], [batch.docs[i].id for i in drop],
+                               [reasons[i] for i in drop])  # fmt: skip
+                ledger.kept(src, [batch.lines[i] for i in keep], [batch.docs[i].id for i in keep])
+                out.write([self._record(batch.docs[i], merged[i]) for i in keep])
+        finally:
+            out.close()
+
+    def _record(self, doc, attributes: dict[str, list]) -> bytes:
+        spans = [[attributes.get(e.attribute)] for e in self.edits]
+        cuts = span_cuts(spans, self.edits)[0] if self.edits else None
+        record = {
+            "id": doc.id,
+            "text": edited_text(doc.text, cuts, self.edits),
+            "source": doc.source,
+            "added": doc.added,
+            "created": doc.created,
+            "metadata": msgspec.json.decode(bytes(doc.metadata)),
+            "attributes": attributes,
+        }
+        for name in self.discard_fields:
+            record.pop(name, None)
+        return msgspec.json.encode(record) + b"\n"
+
+
+def _aligned(urls: dict[str, str], url: str, batch_size: int):
+    return io.read_aligned(url, urls, batch_size)
+
+
+def _decide(attributes: list[dict[str, list]], include: list[Rule], exclude: list[Rule]) -> list[str | None]:
+    """Per document, None (kept) or the reason: no include filter passed, or the exclude filter that matched."""
+    keys = sorted({k for r in include + exclude for k in r.keys})
+    frame = pl.DataFrame(
+        {
+            **{k: pl.Series(first_scores([a.get(k) for a in attributes]), dtype=pl.Float64) for k in keys},
+            **{
+                spans_column(k): pl.Series([a.get(k) for a in attributes], dtype=SPANS_TYPE, strict=False) for k in keys
+            },
+        },
+        height=len(attributes),
+    )
+    reason = pl.lit(None, pl.String)
+    if include:
+        passed = pl.any_horizontal([r.expr.fill_null(False) for r in include])
+        texts = " | ".join(r.text for r in include)
+        reason = pl.when(~passed).then(pl.lit(f"include: {texts}")).otherwise(reason)
+    for rule in reversed(exclude):  # the first matching exclude filter names the reason
+        reason = pl.when(rule.expr.fill_null(False)).then(pl.lit(f"exclude: {rule.text}")).otherwise(reason)
+    return frame.select(reason.alias("r"))["r"].to_list()
+
+
+class _Output:
+    """Output files ``<prefix>-NNNN.json.gz``, a new one once ``limit`` bytes are written, each atomic."""
+
+    def __init__(self, prefix: str, limit: int):
+        self.prefix, self.limit, self.part, self.size, self.writer = prefix, limit, 0, 0, None
+
+    def write(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if self.writer is None:
+                self.writer = io.AtomicWriter(f"{self.prefix}-{self.part:04d}.json.gz").__enter__()
+            self.writer.write(line)
+            self.size += len(line)
+            if self.size >= self.limit:
+                self.close()
+                self.part, self.size = self.part + 1, 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.__exit__(None, None, None)
+            self.writer = None
+
+
+@dataclass
+class AllenaiMix(StageGroup):
+    """An allenai mixer config: one stage per stream."""
+
+    streams: list[AllenaiStream]
+    name: str = "mix"
+
+    def stages(self) -> list[Stage]:
+        return list(self.streams)
+
+
+def allenai_mixer(path: str, config: dict) -> AllenaiMix:
+    """An allenai mixer config (as loaded from ``path``), every key checked; unknown keys are errors naming them."""
+    _check(path, config, TOP_KEYS)
+    if not config.get("streams"):
+        raise UserError(f"{path}: an allenai mixer config needs streams")
+    return AllenaiMix([_stream(path, i, s) for i, s in enumerate(config["streams"])])
+
+
+def _stream(path: str, i: int, s: dict) -> AllenaiStream:
+    where = f"{path}: streams[{i}]"
+    _check(where, s, STREAM_KEYS)
+    for key in ("name", "documents", "output"):
+        if key not in s:
+            raise UserError(f"{where}: missing {key!r}")
+    _check(f"{where}.output", s["output"], OUTPUT_KEYS)
+    flt = s.get("filter") or {}
+    _check(f"{where}.filter", flt, FILTER_KEYS)
+    edits = []
+    for j, e in enumerate(s.get("span_replacement") or []):
+        _check(f"{where}.span_replacement[{j}]", e, SPAN_KEYS)
+        span = str(e.get("span", ""))
+        if not span.startswith("$.attributes."):
+            raise UserError(f"{where}.span_replacement[{j}]: span must be '$.attributes.<key>', not {span!r}")
+        edits.append(
+            SpanEdit(span.removeprefix("$.attributes."), float(e.get("min_score", 0.5)), e.get("replacement", ""))
+        )
+    stream = AllenaiStream(
+        stream=str(s["name"]),
+        documents=list(s["documents"]),
+        output=s["output"]["path"],
+        attributes=list(s.get("attributes") or []),
+        include=list(flt.get("include") or []),
+        exclude=list(flt.get("exclude") or []),
+        syntax=flt.get("syntax", "jsonpath"),
+        edits=edits,
+        max_size_in_bytes=int(s["output"].get("max_size_in_bytes", 2**30)),
+        discard_fields=list(s["output"].get("discard_fields") or []),
+    )
+    if stream.syntax not in ("jsonpath", "jq"):
+        raise UserError(f"{where}.filter.syntax: jsonpath or jq, not {stream.syntax!r}")
+    stream.rules()  # every filter is checked before any work starts
+    return stream
