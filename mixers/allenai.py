@@ -95,8 +95,10 @@ class AllenaiStream(Stage):
                                [reasons[i] for i in drop])  # fmt: skip
                 ledger.kept(src, [batch.lines[i] for i in keep], [batch.docs[i].id for i in keep])
                 out.write([self._record(batch.docs[i], merged[i]) for i in keep])
-        finally:
-            out.close()
+        except BaseException as e:
+            out.close(e)  # the unfinished file is discarded, never published
+            raise
+        out.close()
 
     def _record(self, doc, attributes: dict[str, list]) -> bytes:
         spans = [[attributes.get(e.attribute)] for e in self.edits]
@@ -157,9 +159,9 @@ class _Output:
                 self.close()
                 self.part, self.size = self.part + 1, 0
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
         if self.writer is not None:
-            self.writer.__exit__(None, None, None)
+            self.writer.__exit__(type(error) if error else None, error, None)
             self.writer = None
 
 
