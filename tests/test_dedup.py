@@ -269,3 +269,25 @@ def test_the_clean_original_is_kept_over_a_copy_padded_with_boilerplate(tmp_path
     removed = removed_ids(folder, "dedup", "minhash")
     assert {d["id"] for d in padded} <= removed
     assert not removed & {d["id"] for d in base}
+
+
+def test_a_killed_runs_temporary_file_beside_a_steps_folder_is_swept_on_rerun(tmp_path):
+    """Dedup's pairs step writes its edges in the work folder beside its own: a temporary file a killed run
+    left there is removed by the next run, so reruns give the same tree."""
+    import socket
+    import subprocess
+    import sys
+
+    folder, _ = plant(tmp_path)
+    work = tmp_path / "work"
+    args = ["dedup", "--documents", str(folder / "*.gz"), "--work", str(work), "--workers", "1"]
+    run_cli(*args)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = (
+        work
+        / "edges"
+        / f".band=002.parquet.{socket.gethostname().replace('.', '_')}-{dead.stdout.strip()}-0a1b2c3d.tmp"
+    )
+    leftover.write_bytes(b"half a file")
+    run_cli(*args)
+    assert not leftover.exists()

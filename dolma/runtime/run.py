@@ -25,7 +25,7 @@ from dolma.runtime.executors import Executor, LocalExecutor
 from dolma.runtime.ledger import ShardLedger, ShardSummary
 from dolma.runtime.lock import locked
 from dolma.runtime.shards import unreadable
-from dolma.runtime.stage import OneFile, Stage, StageGroup, Task, expand
+from dolma.runtime.stage import OneFile, Stage, StageGroup, Step, Task, expand
 from dolma.runtime.state import (
     StagePlan,
     TaskState,
@@ -196,7 +196,9 @@ def run_stages(
     progress = progress or Quiet()
     flat = expand(stages)
     results = []
-    with locked([stage.output for stage in flat]):
+    # a step may write beside its own folder in its group's work folder (dedup's edges and bands): lock that
+    # too, so a killed run's temporary files there are swept as well
+    with locked(sorted({s.output for s in flat} | {s.params.work for s in flat if isinstance(s, Step)})):
         for stage in flat:
             started = time.perf_counter()
             progress.start(stage, len(stage.tasks()))
