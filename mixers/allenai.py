@@ -27,9 +27,10 @@ from mixers.config import SpanEdit
 from mixers.rules import SPANS_TYPE, Rule, parse, spans_column
 from mixers.stats import edited_text, first_scores, span_cuts
 
-TOP_KEYS = {"streams", "processes", "work_dir", "debug"}
-STREAM_KEYS = {"name", "documents", "attributes", "output", "filter", "span_replacement", "compression"}
-OUTPUT_KEYS = {"path", "max_size_in_bytes", "discard_fields", "min_text_length"}
+TOP_KEYS = {"streams", "processes", "work_dir"}  # work_dir: accepted, not needed (ledgers live beside the output)
+STREAM_KEYS = {"name", "documents", "attributes", "output", "filter", "span_replacement"}
+OUTPUT_KEYS = {"path", "max_size_in_bytes", "discard_fields"}
+UNSUPPORTED = {"debug", "compression", "min_text_length"}  # allenai keys we do not run: an error, never ignored
 FILTER_KEYS = {"include", "exclude", "syntax"}
 SPAN_KEYS = {"span", "min_score", "replacement", "syntax"}
 
@@ -37,6 +38,9 @@ SPAN_KEYS = {"span", "min_score", "replacement", "syntax"}
 def _check(where: str, given: dict, allowed: set[str]) -> None:
     if not isinstance(given, dict):
         raise UserError(f"{where}: expected a mapping, not {given!r}")
+    unsupported = sorted(set(given) & UNSUPPORTED)
+    if unsupported:
+        raise UserError(f"{where}: {unsupported[0]!r} is an allenai mixer key this toolkit does not run; remove it")
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")

@@ -349,3 +349,7 @@ def test_an_allenai_mixer_config_with_a_typo_is_an_error_naming_the_key(tmp_path
     (tmp_path / "m.json").write_text(json.dumps(config))
     proc = run_cli("-c", str(tmp_path / "m.json"), "mix", check=False)
     assert proc.returncode == 2 and "neither in the vectorised subset nor valid jq" in proc.stderr
+    config["streams"][0]["output"]["min_text_length"] = 10
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and "'min_text_length' is an allenai mixer key this toolkit does not run" in proc.stderr
