@@ -24,7 +24,7 @@ from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Stage, StageGroup, Task, shard_tasks
 from mixers.config import SpanEdit
-from mixers.rules import SPANS_TYPE, Rule, parse, spans_column
+from mixers.rules import SPANS_TYPE, Rule, jq_keys, parse, spans_column
 from mixers.stats import edited_text, first_scores, span_cuts
 
 TOP_KEYS = {"streams", "processes", "work_dir"}  # work_dir: accepted, not needed (ledgers live beside the output)
@@ -76,6 +76,8 @@ class AllenaiStream(Stage):
         tasks = [t for pattern in self.documents for t in shard_tasks(pattern)]
         if not tasks:
             raise UserError(f"stream {self.stream!r}: no document files match {self.documents}")
+        for t in tasks:  # a missing attribute set is an error naming it, not a shard of quarantined lines
+            io.require_attributes(t.payload.url, self.attributes, f"stream {self.stream!r}")
         return tasks
 
     def task_basis(self, tasks: list[Task]) -> str:
@@ -132,7 +134,8 @@ def _decide(attributes: list[dict[str, list]], include: list[Rule], exclude: lis
         {
             **{k: pl.Series(first_scores([a.get(k) for a in attributes]), dtype=pl.Float64) for k in keys},
             **{
-                spans_column(k): pl.Series([a.get(k) for a in attributes], dtype=SPANS_TYPE, strict=False) for k in keys
+                spans_column(k): pl.Series([a.get(k) for a in attributes], dtype=SPANS_TYPE, strict=False)
+                for k in jq_keys(include + exclude)
             },
         },
         height=len(attributes),

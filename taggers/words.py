@@ -77,27 +77,37 @@ def split_words_bounded(texts: pl.Series) -> pl.DataFrame:
 
 
 def _segments(texts: pl.Series, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(text, start, length) of every piece, in order: a text over ``PIECE`` characters is cut at the first
-    whitespace after every ``PIECE`` characters, found in a small window of the text at a time."""
-    owners, starts, sizes = [], [], []
-    for i in np.flatnonzero(lengths > 0).tolist():
-        n, cuts = int(lengths[i]), [0]
-        one = texts.slice(i, 1)
-        while n - cuts[-1] > PIECE:
-            at, window = cuts[-1] + PIECE, 4096
-            while True:  # the run of non-space characters at ``at``: a window, widened while it is all word
-                run = one.str.slice(at, window).str.extract(r"^(\S*)", 1).str.len_chars().item()
-                if run < window or at + run >= n:
-                    break
-                window *= 16
-            if at + run >= n:
+    """(text, start, length) of every piece, in order: a text of up to ``PIECE`` characters is one piece
+    (taken as a whole, no Python per text); a longer one is cut at the first whitespace after every ``PIECE``
+    characters (:func:`_cuts`)."""
+    whole = np.flatnonzero((lengths > 0) & (lengths <= PIECE))
+    owners, starts = [whole], [np.zeros(len(whole), np.int64)]
+    sizes = [lengths[whole].astype(np.int64)]
+    for i in np.flatnonzero(lengths > PIECE).tolist():
+        cuts = np.array(_cuts(texts.slice(i, 1), int(lengths[i])), np.int64)
+        owners.append(np.full(len(cuts) - 1, i))
+        starts.append(cuts[:-1])
+        sizes.append(np.diff(cuts))
+    owner, start, size = (np.concatenate(x).astype(np.int64) for x in (owners, starts, sizes))
+    order = np.lexsort((start, owner))  # text order: by text, then by position in it
+    return owner[order], start[order], size[order]
+
+
+def _cuts(one: pl.Series, n: int) -> list[int]:
+    """Where a text of ``n`` characters is cut: 0, the first whitespace after every ``PIECE`` characters
+    (found in a small window of the text at a time, widened while it is all word), and ``n``."""
+    cuts = [0]
+    while n - cuts[-1] > PIECE:
+        at, window = cuts[-1] + PIECE, 4096
+        while True:
+            run = one.str.slice(at, window).str.extract(r"^(\S*)", 1).str.len_chars().item()
+            if run < window or at + run >= n:
                 break
-            cuts.append(at + run)
-        cuts.append(n)
-        owners += [i] * (len(cuts) - 1)
-        starts += cuts[:-1]
-        sizes += np.diff(cuts).tolist()
-    return np.array(owners, np.int64), np.array(starts, np.int64), np.array(sizes, np.int64)
+            window *= 16
+        if at + run >= n:
+            break
+        cuts.append(at + run)
+    return [*cuts, n]
 
 
 def split_words_long(texts: pl.Series) -> pl.DataFrame:
