@@ -1,4 +1,4 @@
-"""Peer tools (allenai dolma, datatrove) installed from PyPI into their own virtual environments.
+"""Peer tools (allenai dolma, datatrove, ai2-olmo-core) installed from PyPI into their own virtual environments.
 
 Each lives in ``$DOLMA_PEERS_DIR`` (default ``~/.cache/dolma-curator/peers``) and is created on first use, so
 benchmarks and compatibility tests run them side by side with ours without sharing an environment (allenai's
@@ -31,6 +31,8 @@ PEERS = {
         "python-magic",
         "warcio",
     ],
+    # torch 2.13.0 is the CPU build pip finds locally; a newer or unpinned torch pulls several GB of CUDA wheels
+    "olmo-core": ["torch==2.13.0", "ai2-olmo-core==3.0.0"],
 }
 
 
