@@ -2,12 +2,13 @@
 
 An allenai mixer config is a list of streams, each: documents (globs), attribute sets to join, a filter
 (``include``/``exclude`` in JSONPath or jq ``syntax``), ``span_replacement`` edits, and an output folder with a
-``max_size_in_bytes``. It filters and edits; it has no token target (that is our ``mix`` recipe stage). We run
-each stream as a stage with one task per document file, with our rules (vectorised where they can be, jq per
-document otherwise) and allenai's decisions: a document is kept when it passes **any** include filter (or
-there are none) and **no** exclude filter; a span of ``span``'s attribute scoring at least ``min_score`` is
-replaced by ``replacement``. Output documents carry the joined attributes, as allenai's do; every document
-read is kept or dropped with the filter that decided, in the ledger.
+``max_size_in_bytes``. It filters and edits; it has no token target (that is our ``mix`` recipe stage). We run each
+stream as a stage with one task per document file, with our rules (vectorised where they can be, the jq or JSONPath
+library per document otherwise) and allenai's decisions: a document is kept when it passes **any** include filter
+(or there are none) and **no** exclude filter; a span of ``span``'s attribute scoring at least ``min_score`` is
+replaced by ``replacement``. Output documents carry the joined attributes, as allenai's do; every document read is
+kept or dropped with the filter that decided, in the ledger. An integer literal never equals a float score in
+allenai's JSONPath (``== 1`` is false for a score of 1.0, ``!= 1`` true); here numbers compare by value.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ class AllenaiStream(Stage):
 
     def task_basis(self, tasks: list[Task]) -> str:
         include, exclude = self.rules()
-        by_jq = sum(not r.vectorised for r in include + exclude)
-        return f"one per document file; {len(include) + len(exclude) - by_jq} rules vectorised, {by_jq} by jq"
+        each = [r for r in include + exclude if not r.vectorised]
+        engines = " and ".join(sorted({r.engine for r in each})) or "jq or JSONPath"
+        fast = len(include) + len(exclude) - len(each)
+        return f"one per document file; {fast} rules vectorised, {len(each)} by {engines}"
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         include, exclude = self.rules()

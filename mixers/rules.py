@@ -8,14 +8,24 @@ Three forms are accepted:
 - allenai dolma's jq form: ``.attributes.set__tagger__key[0][2] >= 0.5``, with ``and``/``or``/``not`` and
   ``(.attributes.key // [[0,0,V]])[0][2]`` for a default value.
 
-In the two allenai forms a comparison on a missing attribute is false, as in allenai dolma. The column of a key
-holds the score of its first span (``[0][2]``), null when the document has no such key.
+The column of a key holds the score of its first span (``[0][2]``), null when the document has no such key.
+A comparison with a missing value means what its library says, so a rule gives the same verdict vectorised or
+not: in JSONPath (RFC 9535, as allenai's mixer) only ``!=`` is true; in jq null sorts before every number, so
+``<``, ``<=`` and ``!=`` are true (allenai's mixer stops with an error on a missing key in jq).
 
-Those forms compile to polars (vectorised). Any other jq program (other indexes, ``length``, ``any``,
-arithmetic, ``select``...) is compiled by the real jq library and run per document over ``{"attributes":
-{key: spans}}`` of the keys it names (``.attributes.key`` or ``.attributes["key"]``). It matches as allenai's
-mixer decides: every output is true, where ``false``, ``null``, ``0``, ``""``, ``[]`` and ``{}`` are false, and
-no output is no match. :attr:`Rule.vectorised` says which rules run which way.
+Those forms compile to polars (vectorised). Anything else runs per document over ``{"attributes": {key:
+spans}}`` of the keys it names, with the real library of its syntax:
+
+- jq programs (other indexes, ``length``, ``any``, arithmetic, ``select``...) by the jq library, matching as
+  allenai's mixer decides: every output is true, where ``false``, ``null``, ``0``, ``""``, ``[]`` and ``{}``
+  are false, and no output is no match;
+- JSONPath (other indexes such as ``[1]`` or ``[-1]``, filters over a key's spans like
+  ``$.attributes.key[?(@[2] > 0.5)]``...) by python-jsonpath (RFC 9535), matching when it selects anything.
+  Every JSONPath is compiled by it first, vectorised or not, so its grammar is the library's. In allenai's
+  ``$.attributes[?(...)]`` form ``@`` is the attributes object itself, so that form is evaluated over a
+  one-element list holding it.
+
+:attr:`Rule.engine` says which rules run which way.
 """
 
 from __future__ import annotations
@@ -24,7 +34,9 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
+import jsonpath
 import polars as pl
+from jsonpath import JSONPathError
 
 from dolma.core.errors import UserError
 
@@ -44,12 +56,17 @@ class Rule:
     keys: set[str]
     text: str
     missing: str = "keep"  # native rules: what a document without the attribute does (keep, drop, error)
-    vectorised: bool = True  # False: a jq program run per document over the spans columns (``spans_column``)
+    engine: str = "polars"  # or "jq" / "JSONPath": run per document over the spans columns (``spans_column``)
+
+    @property
+    def vectorised(self) -> bool:
+        return self.engine == "polars"
 
 
 SPANS = "\x00spans"
 DOC_FIELD = re.compile(r"(?<![\w\]\)\"])\.(text|metadata|id|source|added|created)\b")
 JQ_KEY = re.compile(r"\.attributes(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\"([^\"]+)\"\])")
+PATH_KEY = re.compile(r"(?:@|\$\.attributes)(?:\.([A-Za-z_][A-Za-z0-9_\-]*)|\[['\"]([^'\"]+)['\"]\])")
 
 
 def spans_column(key: str) -> str:
@@ -75,14 +92,36 @@ def native(attribute: str, op: str, value: float, missing: str = "keep") -> Rule
 
 
 def parse(text: str) -> Rule:
-    """Compile an allenai-style JSONPath or jq filter: to polars where it is in the vectorised subset, else (jq)
-    with the jq library."""
+    """Compile an allenai-style JSONPath or jq filter: to polars where it is in the vectorised subset, else with
+    the real library of its syntax."""
+    path = _jsonpath(text) if text.lstrip().startswith("$") else None
     try:
         return _vectorised(text)
     except UserError:
-        if text.lstrip().startswith("$"):
-            raise
-        return _jq_rule(text)
+        return _jq_rule(text) if path is None else _jsonpath_rule(text, path)
+
+
+def _jsonpath(text: str):
+    """The expression compiled by python-jsonpath (allenai's ``$@.`` prefix read as ``$.``)."""
+    source = "$" + text.lstrip()[2:] if text.lstrip().startswith("$@.") else text
+    try:
+        return jsonpath.compile(source)
+    except JSONPathError as e:
+        raise UserError(f"filter {text!r} is not valid JSONPath: {e}") from None
+
+
+def _jsonpath_rule(text: str, path) -> Rule:
+    if re.search(r"\*|\.\.", text):
+        raise UserError(f"JSONPath filter {text!r}: name each attribute key (no * or ..): a mix reads named keys only")
+    keys = sorted({a or b for a, b in PATH_KEY.findall(text)})
+    if not keys:
+        raise UserError(f"JSONPath filter {text!r} names no attribute (write @.<key> or $.attributes.<key>)")
+    whole = re.match(r"\s*\$@?\.attributes\s*\[\s*\?", text) is not None  # @ is the attributes object
+
+    def verdict(attributes: dict) -> bool:
+        return bool(path.findall({"attributes": [attributes] if whole else attributes}))
+
+    return _per_document(keys, verdict, text, "JSONPath")
 
 
 def _jq_rule(text: str) -> Rule:
@@ -101,21 +140,29 @@ def _jq_rule(text: str) -> Rule:
     keys = sorted({a or b for a, b in JQ_KEY.findall(text)})
     if not keys:
         raise UserError(f'jq filter {text!r} names no attribute (write .attributes.<key> or .attributes["<key>"])')
+
+    def verdict(attributes: dict) -> bool:
+        results = program.input_value({"attributes": attributes}).all()
+        return bool(results) and all(bool(r) for r in results)
+
+    return _per_document(keys, verdict, text, "jq")
+
+
+def _per_document(keys: list[str], verdict, text: str, engine: str) -> Rule:
     columns = [pl.col(spans_column(k)) for k in keys]
-    expr = pl.struct(columns).map_batches(partial(_run_jq, program, text), return_dtype=pl.Boolean)
-    return Rule(expr, set(keys), text, vectorised=False)
+    expr = pl.struct(columns).map_batches(partial(_run_each, verdict, text), return_dtype=pl.Boolean)
+    return Rule(expr, set(keys), text, engine=engine)
 
 
-def _run_jq(program, text: str, rows: pl.Series) -> pl.Series:
-    """The jq program's verdict on each document of a batch (jq has no batch API: one call per document)."""
+def _run_each(verdict, text: str, rows: pl.Series) -> pl.Series:
+    """The rule's verdict on each document of a batch (neither library has a batch API: one call per document)."""
     out = []
     for row in rows.to_list():
         attributes = {k.removesuffix(SPANS): v for k, v in row.items() if v is not None}
         try:
-            results = program.input_value({"attributes": attributes}).all()
-        except ValueError as e:
-            raise UserError(f"jq filter {text!r} failed on attributes {attributes}: {e}") from None
-        out.append(bool(results) and all(bool(r) for r in results))
+            out.append(verdict(attributes))
+        except (ValueError, JSONPathError) as e:  # jq's runtime errors are ValueErrors
+            raise UserError(f"filter {text!r} failed on attributes {attributes}: {e}") from None
     return pl.Series(out, dtype=pl.Boolean)
 
 
@@ -180,10 +227,20 @@ class _Parser:
                 raise UserError(f"filter {self.text!r}: a span ([0]) compared with a number; compare [0][2]")
             self.take()
             right, _ = self.operand()
-            return getattr(left, OPS[op])(right)
+            return self.compare(left, op, right)
         if is_value and not self.jsonpath:  # a jq value standing alone is true unless 0 or empty: jq decides
             raise UserError(f"filter {self.text!r}: a jq value used as a truth value")
         return left.is_not_null() if is_value else left
+
+    def compare(self, left: pl.Expr, op: str, right: pl.Expr) -> pl.Expr:
+        """``left op right`` where either side may be missing (null), as the syntax's library decides."""
+        if op in ("==", "!="):
+            return left.eq_missing(right) if op == "==" else left.ne_missing(right)
+        plain = getattr(left, OPS[op])(right).fill_null(False)
+        if self.jsonpath:  # Nothing compares false, except Nothing <= Nothing and >= (they are equal)
+            return plain | (left.is_null() & right.is_null()) if op in ("<=", ">=") else plain
+        low, high = (left, right) if op in ("<", "<=") else (right, left)  # jq: null is below every number
+        return plain | (low.is_null() & high.is_not_null()) if op in ("<", ">") else plain | low.is_null()
 
     def operand(self) -> tuple[pl.Expr, bool]:
         """An expression, and whether it is an attribute value (so that standing alone means 'present')."""

@@ -59,10 +59,11 @@ class MixStatsStage(Step):
 
     def task_basis(self, tasks: list[Task]) -> str:
         rules = [r for s in self.params.streams for side in s.rules() for r in side]
-        by_jq = [r.text for r in rules if not r.vectorised]
-        said = f"one per stream's document file; {len(rules) - len(by_jq)} rules vectorised"
-        shown = "; ".join(by_jq[:3]) + ("; …" if len(by_jq) > 3 else "")
-        return said + (f", {len(by_jq)} run by jq per document ({shown})" if by_jq else "")
+        each = [r for r in rules if not r.vectorised]
+        said = f"one per stream's document file; {len(rules) - len(each)} rules vectorised"
+        engines = " and ".join(sorted({r.engine for r in each}))
+        shown = "; ".join(r.text for r in each[:3]) + ("; …" if len(each) > 3 else "")
+        return said + (f", {len(each)} run by {engines} per document ({shown})" if each else "")
 
     def inputs(self, task: Task) -> list[str]:
         url = task.payload.url

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, SHARED, read_jsonl, run_cli, sample_docs, tree_bytes, write_jsonl_gz
 
 from dolma.core.errors import UserError
+from mixers import rules
 from mixers.offline import plan_from_description
 from mixers.plan import Plan
 from mixers.rules import native, parse
@@ -32,8 +33,8 @@ def test_allenai_jsonpath_and_jq_filters_and_native_rules():
     assert run(parse("(.attributes.a__b__c // [[0,0,1.0]])[0][2] > 0.5")) == [False, True, True]
     assert run(parse("$.attributes[?(!(@.a__b__c[0][2] > 0.5))]")) == [True, False, True]
     assert run(native("a__b__c", ">=", 0.5)) == [False, True, None]  # null: the rule's missing policy decides
-    with pytest.raises(UserError, match="cannot parse filter"):
-        parse("$.attributes[?(@.a__b__c[0][2] =~ /x/)]")
+    with pytest.raises(UserError, match="is not valid JSONPath"):
+        parse("$.attributes[?(@.a__b__c[0][2] >= )]")
     with pytest.raises(UserError, match="missing must be"):
         native("a", ">", 1, missing="maybe")
 
@@ -337,6 +338,51 @@ def test_jq_programs_outside_the_vectorised_subset_run_with_the_jq_library():
         parse("(.attributes.a__b__c | length) / (.text | length) > 0.1")
     with pytest.raises(UserError, match="names no attribute"):
         parse("length > 10")
+
+
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">=", "==", "!="])
+def test_a_vectorised_rule_gives_the_verdict_of_its_library_on_missing_and_present_attributes(op):
+    """Vectorised comparisons agree with the jq library and with python-jsonpath, missing keys included."""
+    spans = pl.List(pl.List(pl.Float64))
+    df = pl.DataFrame(
+        {
+            "a__b__c": [0.2, 0.5, None, 0.9, None],
+            "a__b__c\x00spans": pl.Series([[[0, 1, 0.2]], [[0, 1, 0.5]], None, [[0, 1, 0.9]], None], dtype=spans),
+            "x__y__z": [0.5, None, 0.5, 0.1, None],
+            "x__y__z\x00spans": pl.Series([[[0, 1, 0.5]], None, [[0, 1, 0.5]], [[0, 1, 0.1]], None], dtype=spans),
+        }
+    )
+    forms = {
+        "jq": [f".attributes.a__b__c[0][2] {op} 0.5", f".attributes.a__b__c[0][2] {op} .attributes.x__y__z[0][2]"],
+        "JSONPath": [
+            f"$.attributes[?(@.a__b__c[0][2] {op} 0.5)]",
+            f"$.attributes[?(@.a__b__c[0][2] {op} @.x__y__z[0][2])]",
+        ],
+    }
+    for engine, texts in forms.items():
+        for text in texts:
+            fast = parse(text)
+            slow = rules._jq_rule(text) if engine == "jq" else rules._jsonpath_rule(text, rules._jsonpath(text))
+            assert fast.vectorised and slow.engine == engine
+            assert df.select(fast.expr).to_series().to_list() == df.select(slow.expr).to_series().to_list(), text
+
+
+def test_jsonpath_outside_the_vectorised_subset_runs_with_python_jsonpath():
+    spans = pl.List(pl.List(pl.Float64))
+    df = pl.DataFrame({"a__b__c\x00spans": pl.Series([[[0, 10, 0.2]], [[0, 5, 0.7], [5, 90, 1.0]], None], dtype=spans)})
+
+    def run(text):
+        rule = parse(text)
+        assert rule.engine == "JSONPath"
+        return df.select(rule.expr).to_series().to_list()
+
+    assert run("$.attributes[?(@.a__b__c[1])]") == [False, True, False]
+    assert run("$.attributes.a__b__c[?(@[2] >= 0.9)]") == [False, True, False]
+    assert run("$.attributes[?(@['a__b__c'][-1][1] > 50)]") == [False, True, False]
+    with pytest.raises(UserError, match="is not valid JSONPath"):
+        parse("$.attributes[?(@.a__b__c[0][2] >")
+    with pytest.raises(UserError, match="name each attribute key"):
+        parse("$.attributes[?(@.*)]")
 
 
 def test_an_allenai_mixer_config_with_a_typo_is_an_error_naming_the_key(tmp_path):
