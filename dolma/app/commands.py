@@ -144,6 +144,21 @@ STAGE_COMMANDS = [
         names={"input": "documents"},
         after=after_paragraphs,
     ),
+    StageCommand(
+        "hf-import", "hf_import", "Read a Hugging Face dataset (save_to_disk folder or hub layout) as documents.",
+        "Read a folder written by datasets' save_to_disk, or a repository in the hub's layout (Parquet or JSON "
+        "Lines data files, splits from its README configs or file names), into Dolma documents under "
+        "OUTPUT/<split>/, one task per data file. --fields maps our fields to its columns; other columns go to "
+        "metadata. Rows without id or text, and repeated ids, are quarantined. No network is used.",
+        "dolma hf-import --input ./fineweb-sample --output out/documents --fields text=content id=doc_id",
+    ),
+    StageCommand(
+        "export", "hf_export", "Export documents (a mix) as a Hugging Face hub dataset with a dataset card.",
+        "Write data/<split>-NNNNN-of-NNNNN.parquet (one per input file; metadata as JSON text) and a README.md "
+        "dataset card with the YAML header the hub reads (licence, configs, features, sizes), so "
+        "datasets.load_dataset(OUTPUT) loads it and the folder can be uploaded as is.",
+        "dolma export --format hf --input out/mix --output out/hf-dataset --license odc-by",
+    ),
 ]  # fmt: skip
 
 

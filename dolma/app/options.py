@@ -61,6 +61,19 @@ def _mapping_or_name(text: str) -> Any:
     return yaml.safe_load(text) if text.lstrip().startswith("{") else text
 
 
+class _Pairs(argparse.Action):
+    """``KEY=VALUE ...`` into a dict (a mapping field, e.g. ``--fields text=content id=doc_id``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        pairs = {}
+        for item in values:
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {item!r}")
+            pairs[key] = value
+        setattr(namespace, self.dest, pairs)
+
+
 def _default_text(f: dataclasses.Field) -> str:
     if "(default:" in f.metadata.get("help", ""):  # the help names the default in words (not a local path)
         return ""
@@ -85,6 +98,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, names: dict[str, str
         members, optional = _unwrap(hints[f.name])
         if members == [bool]:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(members[0]) is dict:
+            kwargs.update(nargs="+", action=_Pairs, metavar="KEY=VALUE")
         elif typing.get_origin(members[0]) is list:
             item = typing.get_args(members[0])[0]
             kwargs["nargs"] = "+" if required else "*"

@@ -37,6 +37,8 @@ STAGE_KINDS: dict[str, str] = {
     "dedup": "dolma.dedup.clusters:DedupStage",
     "paragraph_dedup": "dolma.dedup.paragraphs:ParagraphDedupStage",
     "mix": "mixers.mix:MixStage",
+    "hf_import": "dolma.hub.source:HubImportStage",
+    "hf_export": "dolma.hub.export:HubExportStage",
 }
 
 

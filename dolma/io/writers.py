@@ -178,6 +178,9 @@ class AtomicWriter:
             os.remove(self.tmp)
 
 
+PARQUET_SCHEMA = pa.schema([(name, pa.string()) for name in ("id", "text", "source", "added", "created", "metadata")])
+
+
 class DocumentWriter:
     """Write documents as JSONL (.gz/.zst by suffix) or Parquet, atomically."""
 
@@ -203,7 +206,8 @@ class DocumentWriter:
                 "added": [d.added for d in docs],
                 "created": [d.created for d in docs],
                 "metadata": [bytes(d.metadata).decode() for d in docs],
-            }
+            },
+            schema=PARQUET_SCHEMA,  # explicit: a file whose `added` is all null still has string columns
         )
         if self._pq is None:
             self._pq = pq.ParquetWriter(self._writer._file, table.schema, compression="zstd")
