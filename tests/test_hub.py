@@ -97,3 +97,31 @@ def test_a_hub_layout_jsonl_repository_with_configs_in_its_card_is_read_split_by
     assert set(docs) == {f"d{i}" for i in range(5)} and docs["d4"]["metadata"] == {"lang": "en"}
     written = sorted(str(p.relative_to(tmp_path / "docs")) for p in (tmp_path / "docs").rglob("*.jsonl.zst"))
     assert written == ["train/en/train.jsonl.zst", "validation/en/validation.jsonl.zst"]
+
+
+def test_a_saved_dataset_on_s3_imports_and_a_mix_exports_to_s3(tmp_path):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    ds = datasets.Dataset.from_dict({"id": [f"r{i}" for i in range(50)], "text": [f"row {i}" for i in range(50)]})
+    ds.save_to_disk(str(tmp_path / "saved"), num_shards=2)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        s3.create_bucket(Bucket="hub")
+        for path in (tmp_path / "saved").iterdir():
+            s3.upload_file(str(path), "hub", f"saved/{path.name}")
+        run_cli("hf-import", "--input", "s3://hub/saved", "--output", str(tmp_path / "docs"), env=env)
+        docs = documents(tmp_path / "docs")
+        assert len(docs) == 50 and docs["r7"]["text"] == "row 7" and docs["r7"]["source"] == "saved"
+        run_cli("export", "--input", str(tmp_path / "docs"), "--output", "s3://hub/out", env=env)
+        card = s3.get_object(Bucket="hub", Key="out/README.md")["Body"].read().decode()
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="hub", Prefix="out/data/")["Contents"]}
+    finally:
+        server.stop()
+    assert "num_examples: 50" in card and keys == {f"out/data/train-0000{i}-of-00002.parquet" for i in range(2)}
