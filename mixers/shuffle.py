@@ -41,6 +41,12 @@ class MixShuffleStage(Step):
     def tasks(self) -> list[Task]:
         return [Task(key, StreamFile(stream, url)) for stream, key, url in self.params.files()]
 
+    def sample_groups(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for stream, key, _ in self.params.files():
+            groups.setdefault(stream, []).append(key)
+        return groups
+
     def finish(self, tasks: list[Task]) -> None:
         """With ``strict_shares``, a stream more than half a point from its share fails the mix."""
         if not self.params.strict_shares:

@@ -78,7 +78,8 @@ CHROMIUM_FLAGS = [
 def check_report_renders(report, tmp_path):
     """Open the report in headless Chromium: every plot must decode, and the screenshot must show them."""
     html = report.read_text()
-    for title in ("Funnel", "Quality and language", "Duplicates", "Mix mix-pretrain", "Long-context pool"):
+    titles = ("Funnel", "What the rules removed", "What each stream kept", "Quality and language", "Duplicates")
+    for title in (*titles, "Mix mix-pretrain", "Long-context pool"):
         assert f"<h2>{title}" in html, title
     assert "http://" not in html.replace("http://127.0.0.1", "") and "<script src" not in html  # self-contained
     if CHROMIUM is None:
@@ -89,6 +90,8 @@ def check_report_renders(report, tmp_path):
     ).stdout
     rendered = re.search(r"plots rendered: (\d+)/(\d+)", dom)
     assert rendered and rendered.group(1) == rendered.group(2) and int(rendered.group(2)) >= 12, dom[-500:]
+    samples = dom.count("<details>")  # sampled documents: present and folded away until clicked
+    assert samples >= 10 and "<details open" not in dom, samples
     shot = tmp_path / "report.png"
     subprocess.run(
         [CHROMIUM, *flags, "--window-size=1100,4000", f"--screenshot={shot}", report.as_uri()],

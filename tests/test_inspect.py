@@ -77,3 +77,15 @@ def test_the_report_shows_sampled_victims_of_each_rule_escaped(run):
     assert "invalid_json" in section  # the quarantined line is listed too
     removed = [d for d in docs if d["id"] in section]
     assert removed and all(html.escape(d["text"][:60]) in section for d in removed)  # texts escaped, not markup
+
+
+def test_the_report_samples_what_each_mix_stream_kept_escaped(run):
+    root, recipe, docs = run
+    out = root / "report.html"
+    run_cli("report", str(recipe), "--output", str(out))
+    page = out.read_text()
+    start = page.index("What each stream kept")
+    section = page[start : page.index("</table>", start)]
+    kept = [d for d in docs if d["id"] in section]
+    assert section.count("<details>") >= 3 and len(kept) >= 3
+    assert all(html.escape(d["text"][:60]) in section for d in kept)

@@ -68,17 +68,49 @@ def removal_samples(stages: list[Stage], seed: int = 0) -> Section:
     texts = inspect.documents_at([(f, n) for g in dropped for f, n in zip(g["file"], g["line"])])
     table = [["stage", "reason", "removed (sampled files)", "samples"]]
     for name, reason, count, group in picks:
-        cells = []
-        for r in group.iter_rows(named=True):
-            text = texts.get((r["file"], r["line"]), f"({r['outcome']}; not a document line)")
-            summary = html.escape(f"{r['id'] or '?'} {(r['detail'] or '')[:100]}")
-            cells.append(
-                f"<details><summary>{summary}</summary><pre>"
-                f"{html.escape(text[:600])}{'…' if len(text) > 600 else ''}</pre></details>"
-            )
-        table.append([html.escape(name), html.escape(reason[:120]), f"{count:,}", "".join(cells)])
+        table.append([html.escape(name), html.escape(reason[:120]), f"{count:,}", _sample_cells(group, texts)])
     note = "Seeded samples of what each stage dropped or quarantined, per reason (the eight most frequent)."
     return Section("What the rules removed", note, [], table)
+
+
+def kept_samples(stages: list[Stage], seed: int = 0) -> Section | None:
+    """For each group a stage samples (a mix's streams), a few seeded documents it kept: what the output holds."""
+    import random
+
+    from dolma.app import inspect
+    from dolma.runtime.state import task_files
+
+    picks = []
+    for stage in stages:
+        for group, keys in stage.sample_groups().items():
+            ledgers = [f for k in keys[:LEDGER_FILES_SAMPLED] if io.exists(f := task_files(stage, k)[2])]
+            if not ledgers:
+                continue
+            rows = pl.concat([io.read_frame(f) for f in ledgers], how="vertical_relaxed")
+            rows = rows.filter(pl.col("outcome") == "kept").with_columns(detail=pl.lit(""))
+            chosen = random.Random(seed).sample(range(rows.height), min(SAMPLES_PER_REASON, rows.height))
+            picks.append((stage.name, group, rows.height, rows[sorted(chosen)]))
+    if not picks:
+        return None
+    texts = inspect.documents_at([(f, n) for *_, g in picks for f, n in zip(g["file"], g["line"])])
+    table = [["stage", "stream", "kept (sampled files)", "samples"]]
+    for name, group, count, rows in picks:
+        table.append([html.escape(name), html.escape(group), f"{count:,}", _sample_cells(rows, texts)])
+    note = "Seeded samples of the documents each mix stream wrote (each copy of a repeated document counts once)."
+    return Section("What each stream kept", note, [], table)
+
+
+def _sample_cells(rows: pl.DataFrame, texts: dict[tuple[str, int], str]) -> str:
+    """One folded-away, HTML-escaped sample per ledger row: id and detail above, the text cut below."""
+    cells = []
+    for r in rows.iter_rows(named=True):
+        text = texts.get((r["file"], r["line"]), f"({r['outcome']}; not a document line)")
+        summary = html.escape(f"{r['id'] or '?'} {(r['detail'] or '')[:100]}")
+        cells.append(
+            f"<details><summary>{summary}</summary><pre>"
+            f"{html.escape(text[:600])}{'…' if len(text) > 600 else ''}</pre></details>"
+        )
+    return "".join(cells)
 
 
 PAGE = """<!doctype html>
@@ -134,7 +166,9 @@ def default_path(stages: list[Stage]) -> str:
 
 def write_report(stages: list[Stage], recipe: str, path: str | None = None) -> str:
     """Write the report of the stages' last run (each stage adds its own sections); returns its path."""
-    sections = [funnel(stages), removal_samples(stages)] + [s for stage in stages for s in stage.report()]
+    kept = kept_samples(stages)
+    sections = [funnel(stages), removal_samples(stages), *([kept] if kept else [])]
+    sections += [s for stage in stages for s in stage.report()]
     path = path or default_path(stages)
     with io.AtomicWriter(path) as out:
         out.write(render(sections, recipe).encode())

@@ -125,6 +125,11 @@ class Stage(abc.ABC):
         """Tables printed after a run that included this stage (e.g. a mix plan)."""
         return []
 
+    def sample_groups(self) -> dict[str, list[str]]:
+        """Task keys by group (a mix: by stream) whose kept documents the report samples, so a reviewer reads
+        what each group put in the output; none by default (the report samples every stage's removals)."""
+        return {}
+
 
 class Step(Stage):
     """One step of a :class:`StageGroup` that shares the group's parameters (``params``, with ``name`` and
