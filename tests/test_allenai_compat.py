@@ -293,3 +293,46 @@ def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp
     assert any(r.startswith("exclude: ") for r in summary["dropped"]) and any(
         r.startswith("include: ") for r in summary["dropped"]
     )
+
+
+def test_an_allenai_tagger_config_runs_unchanged_and_writes_where_allenai_writes(tmp_path):
+    """The same tagger config file runs in both tools (only the tagger names are each tool's own): attributes
+    land in the same files, aligned line by line with the documents, and allenai's mixer reads ours."""
+    docs_dir = tmp_path / "documents"
+    for shard in ("go-src", "sympy-docs"):
+        run_cli("import", "--input", str(SAMPLE / f"{shard}.jsonl.gz"), "--output", str(docs_dir / "sub"))
+    config = {"documents": [str(docs_dir / "sub" / "*.jsonl.zst")], "processes": 1, "work_dir": {}}
+
+    def written(experiment):
+        root = tmp_path / "attributes" / experiment
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*.jsonl*") if "_ledger" not in p.parts)
+
+    (tmp_path / "theirs.json").write_text(json.dumps({**config, "experiment": "peer", "taggers": ["char_length_v1"]}))
+    run_allenai_dolma("-c", str(tmp_path / "theirs.json"), "tag")
+    (tmp_path / "ours.yaml").write_text(json.dumps({**config, "experiment": "ours", "taggers": ["stats_v1"]}))
+    run_cli("tag", "-c", str(tmp_path / "ours.yaml"))
+    assert written("ours") == written("peer") == ["sub/go-src.jsonl.zst", "sub/sympy-docs.jsonl.zst"]
+    for name in written("ours"):
+        ids = [d["id"] for d in read_jsonl(docs_dir / name)]
+        assert [a["id"] for a in read_jsonl(tmp_path / "attributes" / "ours" / name)] == ids
+
+    mixer = {
+        "streams": [
+            {
+                "name": "long",
+                "documents": config["documents"],
+                "attributes": ["ours", "peer"],
+                "output": {"path": str(tmp_path / "mixed"), "max_size_in_bytes": 10**9},
+                "filter": {"include": ["$.attributes[?(@.ours__stats_v1__chars[0][2] >= 3000)]"]},
+            }
+        ],
+        "processes": 1,
+    }
+    (tmp_path / "mixer.json").write_text(json.dumps(mixer))
+    run_allenai_dolma("-c", str(tmp_path / "mixer.json"), "mix")
+    kept = {d["id"] for f in io.document_files(str(tmp_path / "mixed")) for d in read_jsonl(f)}
+    long = {d["id"] for n in written("ours") for d in read_jsonl(docs_dir / n) if len(d["text"]) >= 3000}
+    assert kept == long and 0 < len(kept)
+
+    unknown = run_cli("-c", str(tmp_path / "theirs.json"), "tag", check=False)
+    assert unknown.returncode == 2 and "unknown tagger 'char_length_v1'" in unknown.stderr

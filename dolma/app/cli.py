@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dolma import io
-from dolma.app.commands import STAGE_COMMANDS, StageCommand, add_allenai_mix
+from dolma.app.commands import STAGE_COMMANDS, StageCommand, add_allenai_dedupe, add_allenai_mix, allenai_tag_args
 from dolma.app.options import add_options, given
 from dolma.app.progress import RichProgress, print_summary, print_table
 from dolma.app.recipe import build_stage, load_recipe, stage_class
@@ -361,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _tool_commands(sub)
     add_allenai_mix(sub, _command)
+    add_allenai_dedupe(sub, _command)
     for command in STAGE_COMMANDS:
         p = _command(sub, command.command, command.summary, command.detail, command.example)
         add_options(p, stage_class(command.kind), command.names)
@@ -371,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = allenai_tag_args(argv) or build_parser().parse_args(argv)
     try:
         args.fn(args)
     except UserError as e:

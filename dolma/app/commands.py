@@ -112,7 +112,8 @@ STAGE_COMMANDS = [
     StageCommand(
         "tag", "tag", "Run taggers over documents into an attribute set.",
         "Run taggers (see `dolma list`) over documents under a documents/ folder; attributes go to the "
-        "parallel attributes/EXPERIMENT/ tree, one line per document, as allenai dolma writes them.",
+        "parallel attributes/EXPERIMENT/ tree, one line per document, as allenai dolma writes them. An allenai "
+        "tagger config runs unchanged with `dolma tag -c tagger.json` (our tagger names).",
         "dolma tag --documents 'out/documents/*.jsonl.zst' --taggers gopher_quality_v1 c4_v1 --experiment quality",
         names={"input": "documents"},
     ),
@@ -195,3 +196,57 @@ def cmd_allenai_mix(args: argparse.Namespace) -> None:
     workers = args.workers or config.get("processes")
     print_summary(run_stages(expand([mix]), LocalExecutor(workers), RichProgress(), bool(args.force)))
     print("outputs: " + ", ".join(sorted({s.output for s in mix.stages()})))
+
+
+def run_allenai_tag(path: str, workers: int | None, force: bool) -> None:
+    """``dolma tag -c tagger.json`` (or ``dolma -c tagger.json tag``): an allenai tagger config, run unchanged."""
+    from dolma.app.progress import RichProgress, print_summary
+    from dolma.app.recipe import load_yaml
+    from dolma.runtime.executors import LocalExecutor
+    from dolma.runtime.run import run_stages
+    from dolma.runtime.stage import expand
+    from taggers.allenai import allenai_tagger
+
+    stages, processes, redo = allenai_tagger(load_yaml(path, "tagger config"))
+    print_summary(run_stages(expand(stages), LocalExecutor(workers or processes), RichProgress(), force or redo))
+    print("attributes: " + ", ".join(sorted({s.output for s in stages})))
+
+
+def allenai_tag_args(argv: list[str]) -> argparse.Namespace | None:
+    """``dolma tag -c F`` or ``dolma -c F tag`` (allenai's forms): parsed on their own, since the generated
+    ``tag`` options (``--documents``, ``--taggers``) come from the config instead."""
+    if "tag" not in argv or not {"-c", "--config"} & set(argv):
+        return None
+    p = argparse.ArgumentParser(prog="dolma tag", description="Run an allenai tagger config unchanged.")
+    p.add_argument("-c", "--config", required=True, help="the allenai tagger config (JSON or YAML)")
+    p.add_argument("--workers", type=int, help="worker processes (default: the config's processes)")
+    p.add_argument("--force", action="store_true", help="redo every task")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    args = p.parse_args([a for a in argv if a != "tag"])
+    args.fn = lambda a: run_allenai_tag(a.config, a.workers, a.force)
+    return args
+
+
+DEDUPE_WHY = (
+    "allenai dedupe configs are not run here: our paragraph dedup writes <name>__paragraph_bloom__duplicate_paragraph "
+    "spans and its own Bloom filter file, and our exact document dedup normalises the text, so neither an allenai "
+    "attribute name nor a saved allenai filter would carry over; use `dolma dedup-paragraphs` (bloom_in/bloom_out/"
+    "read_only, min_words) or `dolma dedup --method exact`"
+)
+
+
+def add_allenai_dedupe(sub, command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``dolma dedupe -c F``: says, in one line, why allenai dedupe configs are not run and what to use."""
+    p = command(
+        sub, "dedupe", "Explain what to use instead of an allenai dedupe config (not run here).",
+        DEDUPE_WHY + ".",
+        "dolma dedup-paragraphs --documents 'out/documents/*.jsonl.zst' --bloom-out out/paragraphs.bloom",
+    )  # fmt: skip
+    p.add_argument("-c", "--config", dest="dedupe_config", help="the allenai dedupe config")
+    p.set_defaults(fn=cmd_allenai_dedupe)
+
+
+def cmd_allenai_dedupe(args: argparse.Namespace) -> None:
+    from dolma.core.errors import UserError
+
+    raise UserError(DEDUPE_WHY)
