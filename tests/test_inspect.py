@@ -7,6 +7,9 @@ import json
 import pytest
 from conftest import run_cli, sample_docs
 
+from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from dolma.tokenize.reader import TokenReader
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -32,6 +35,7 @@ stages:
         attributes: [q]
         tokens: q__stats_v1__tokens
         exclude: [{{attribute: q__c4_v1__sentences, op: "<", value: 20}}]
+  - {{stage: tokenize, input: "{root}/mix/*.jsonl.zst", output: "{root}/tokens"}}
 """
     )
     run_cli("run", str(recipe), "--workers", "1")
@@ -50,6 +54,13 @@ def test_trace_follows_an_id_through_every_stage_and_show_finds_it_by_id(run):
     proc = run_cli("trace", docs[0]["id"], "--recipe", str(recipe))
     for stage in ("import", "tag", "mix-stats", "mix-shuffle"):
         assert stage in proc.stdout
+    reader = TokenReader(str(root / "tokens"))
+    entry = reader.manifest.files[0]
+    start, end, doc_id, *_ = reader.rows(entry)[0]
+    traced = " ".join(run_cli("trace", doc_id, "--recipe", str(recipe), env={"COLUMNS": "250"}).stdout.split())
+    assert f"tokens: {entry.npy} [{start}:{end}]" in traced  # the token file and range of each copy
+    text = load_tokenizer(DEFAULT_TOKENIZER).decode(reader.memmap(entry)[start : end - 1].tolist())
+    assert text == next(d["text"] for d in docs if d["id"] == doc_id)
     by_id = run_cli("show", docs[0]["id"], "--recipe", str(recipe), "--chars", "60")
     assert docs[0]["id"] in by_id.stdout and "q__c4_v1__sentences" in by_id.stdout
     missing = run_cli("trace", "no-such-id", "--recipe", str(recipe), check=False)

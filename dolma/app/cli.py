@@ -180,14 +180,18 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_trace(args: argparse.Namespace) -> None:
     from dolma.app import inspect
 
-    rows = inspect.ledger_rows(_recipe_stages(args.recipe, "trace"), id=args.id)
+    stages = _recipe_stages(args.recipe, "trace")
+    by_name = {s.name: s for s in stages}
+    rows = inspect.ledger_rows(stages, id=args.id)
     if not rows.height:
         raise UserError(f"no stage of the recipe read a document with id {args.id!r}")
     table = Table(title=f"{args.id}: {rows.height} ledger rows")
     for col in ("stage", "file:line", "outcome", "reason", "detail"):
         table.add_column(col, overflow="fold")
     for r in rows.iter_rows(named=True):
-        table.add_row(r["stage"], f"{r['file']}:{r['line']}", r["outcome"], r["reason"] or "", r["detail"] or "")
+        places = inspect.token_places(by_name[r["stage"]], r["file"], args.id) if r["outcome"] == "kept" else []
+        detail = r["detail"] or ("tokens: " + ", ".join(places) if places else "")
+        table.add_row(r["stage"], f"{r['file']}:{r['line']}", r["outcome"], r["reason"] or "", detail)
     Console().print(table)
 
 

@@ -132,3 +132,24 @@ def _records(url: str) -> Iterator[dict]:
         data = f.read()
     for raw in gzip.decompress(data).splitlines() if url.endswith(".gz") else data.splitlines():
         yield msgspec.json.decode(raw)
+
+
+def token_places(stage: Stage, file: str, doc_id: str) -> list[str]:
+    """Where a tokenize stage wrote the document ``doc_id`` read from ``file``: ``<npy> [start:end]`` per
+    copy, found in the token files made from that input file only (its part manifest), so a lookup reads a
+    shard's CSV indexes, never the whole output."""
+    from dolma.tokenize.reader import PartManifest, TokenReader
+    from dolma.tokenize.stage import TokenizeStage
+
+    if not isinstance(stage, TokenizeStage):
+        return []
+    task = next((t for t in stage.tasks() if t.payload.url == file), None)
+    part_url = io.join(stage.output, "_parts", f"{task.key}.json") if task else ""
+    if not task or not io.exists(part_url) or not io.exists(io.join(stage.output, "manifest.json")):
+        return []
+    part = msgspec.convert(io.read_json(part_url), PartManifest)
+    reader = TokenReader(stage.output)
+    found = []
+    for entry in part.files:
+        found += [f"{entry.npy} [{s}:{e}]" for s, e, i, *_ in reader.rows(entry) if i == doc_id]
+    return found
