@@ -291,3 +291,42 @@ def test_a_killed_runs_temporary_file_beside_a_steps_folder_is_swept_on_rerun(tm
     leftover.write_bytes(b"half a file")
     run_cli(*args)
     assert not leftover.exists()
+
+
+def edit_chain(doc: dict, versions: int) -> list[dict]:
+    """Versions of a real document, each with 1% more of its words replaced (scattered): neighbours in the
+    chain are alike (Jaccard ~0.9), its ends are not (~0.3)."""
+    words = doc["text"].split()
+    out = []
+    for k in range(versions):
+        edited = [f"edited{i}" if i * 37 % 100 < k else w for i, w in enumerate(words)]
+        out.append({**doc, "id": f"{doc['id']}-v{k}", "text": " ".join(edited)})
+    return out
+
+
+@pytest.mark.parametrize("preset", ["dolma3", "fineweb"])
+def test_a_removed_document_is_like_its_keeper_even_at_the_end_of_a_chain(tmp_path, preset):
+    """Connected components join a chain of edits end to end; a document is removed only for a keeper it is
+    at least 0.8 like, so no chain end is removed for a keeper at the other end, and nearly every link still
+    has one of its two documents removed."""
+    from bench.dedup import evaluate
+
+    base = [d for d in sample_docs("postgresql-docs") if 800 < len(d["text"].split()) < 3000][:3]
+    chains = [v for d in base for v in edit_chain(d, 10)]
+    folder = tmp_path / "documents"
+    write_jsonl_gz(folder / "part-0.jsonl.gz", chains[::2] + sample_docs("go-src", 20))
+    write_jsonl_gz(folder / "part-1.jsonl.gz", chains[1::2])
+    truth = tmp_path / "truth.jsonl"
+    links = [(c, chains[i + 1]) for i, c in enumerate(chains[:-1]) if c["id"].split("-v")[0] in chains[i + 1]["id"]]
+    truth.write_text("".join(json.dumps({"copy": b["id"], "original": a["id"], "kind": "edit", "edit_rate": 0.01})
+                             + "\n" for a, b in links))  # fmt: skip
+    work = tmp_path / "work"
+    run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(work), "--preset", preset, "--workers", "2")
+    quality = evaluate(str(folder), str(work), str(truth), 0.8)
+    assert quality["planted pairs at or above threshold"] == len(links) == 27
+    assert quality["precision (Jaccard with keeper)"] == 1.0 and quality["removed"] >= 9
+    assert quality["recall (one of the pair removed)"] >= 0.9  # a link between two new keepers stays whole
+    said = run_cli("dedup", "--documents", str(folder / "*.gz"), "--work", str(work), "--preset", preset,
+                   "--keeper-jaccard", "off", "--workers", "2")  # fmt: skip
+    unchecked = evaluate(str(folder), str(work), str(truth), 0.8)
+    assert unchecked["precision (Jaccard with keeper)"] < 0.8, said.stdout  # the chain, without the check

@@ -29,7 +29,9 @@ def after_dedup(stage: DedupStage, results: list[StageResult]) -> None:
     print(
         f"{metrics.get('clusters', 0):,.0f} clusters, {metrics.get('duplicates', 0):,.0f} duplicates "
         f"({metrics.get('candidate_edges', 0):,.0f} candidate pairs, {metrics.get('verified_edges', 0):,.0f} kept "
-        f"after verification); attributes: {stage.name} set beside the documents"
+        f"after verification; {metrics.get('moved_from_keeper', 0):,.0f} of {metrics.get('keeper_checks', 0):,.0f} "
+        f"removals checked against their keeper were unlike it and re-clustered); "
+        f"attributes: {stage.name} set beside the documents"
     )
 
 

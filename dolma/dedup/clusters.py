@@ -14,6 +14,7 @@ from dolma import io
 from dolma.core.document import AttributeLine
 from dolma.core.errors import UserError
 from dolma.dedup.components import connected_components
+from dolma.dedup.keepers import check_keepers, pick_keepers
 from dolma.dedup.params import DedupParams
 from dolma.dedup.steps import PairsStage, SignatureStage, VerifyStage
 from dolma.runtime.ledger import ShardLedger
@@ -59,26 +60,15 @@ class ClusterStage(Step):
             ]
         )
         clusters = clusters.join(docs, on="doc", how="left").join(_contained(edges), on="doc", how="left")
-        clusters = clusters.with_columns(pl.col("contained").fill_null(0.0))
-        order, descending = [], []
-        for rule in p.keeper:
-            column, desc = {
-                "quality": ("quality", True),
-                "contained": ("contained", True),
-                "newest": ("created", True),
-                "longest": ("length", True),
-                "lowest_id": ("id", False),
-            }[rule]
-            order.append(column)
-            descending.append(desc)
-        keepers = (
-            clusters.sort([*order, "doc"], descending=[*descending, False])
-            .group_by("component")
-            .agg(keeper=pl.col("doc").first(), keeper_id=pl.col("id").first(), size=pl.len())
-        )
-        clusters = clusters.join(keepers, on="component").select(
+        members = pick_keepers(clusters.with_columns(pl.col("contained").fill_null(0.0)), p.keeper)
+        if p.keeper_jaccard is not None and p.method == "minhash":
+            members = check_keepers(members, edges, p, ledger.metrics)
+        sizes = members.group_by("component").agg(size=pl.len())
+        clusters = members.join(sizes, on="component").select(
             "doc", "keeper", "keeper_id", "size", duplicate=pl.col("doc") != pl.col("keeper")
         )
+        keepers = sizes.filter(pl.col("size") > 1)
+        clusters = clusters.filter(pl.col("size") > 1)  # a member left alone by the keeper check is no cluster
         ledger.metrics["clusters"] += len(keepers)
         ledger.metrics["duplicates"] += int(clusters["duplicate"].sum())
         io.write_frame(io.join(p.work, "clusters.parquet"), clusters.sort("doc"))

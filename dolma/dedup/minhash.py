@@ -91,6 +91,7 @@ def describe(params: DedupParams) -> str:
         f"MinHash LSH: {params.ngram}-grams, {params.bands} bands × {params.rows} rows "
         f"({params.bands * params.rows} hashes), S-curve midpoint ≈ {threshold:.2f}"
         + (f", candidates verified at Jaccard ≥ {params.jaccard_threshold}" if params.jaccard_threshold else "")
+        + (f", a removed document ≥ {params.keeper_jaccard} like its keeper" if params.keeper_jaccard else "")
     ]
     lines.append("  similarity  P(candidate)")
     lines += [

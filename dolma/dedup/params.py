@@ -1,7 +1,8 @@
 """Parameters shared by the five dedup steps, and the presets they start from.
 
 A preset (``dolma3``: 5-grams, 26 bands × 11 rows, candidates verified at Jaccard 0.8; ``fineweb``: 5-grams,
-14 × 8, no verification) fills only the fields a user left unset, so ``{preset: dolma3, bands: 20, rows: 5}``
+14 × 8, no verification; both: a removed document must reach Jaccard 0.8 with its keeper) fills only the
+fields a user left unset, so ``{preset: dolma3, bands: 20, rows: 5}``
 runs with 20 × 5 and the preset's n-gram size and threshold.
 """
 
@@ -15,8 +16,8 @@ from dolma.core.config import param
 from dolma.core.errors import UserError
 
 PRESETS = {
-    "fineweb": {"ngram": 5, "bands": 14, "rows": 8, "jaccard_threshold": "off"},
-    "dolma3": {"ngram": 5, "bands": 26, "rows": 11, "jaccard_threshold": 0.8},
+    "fineweb": {"ngram": 5, "bands": 14, "rows": 8, "jaccard_threshold": "off", "keeper_jaccard": 0.8},
+    "dolma3": {"ngram": 5, "bands": 26, "rows": 11, "jaccard_threshold": 0.8, "keeper_jaccard": 0.8},
 }
 KEEPER_RULES = ("quality", "contained", "newest", "longest", "lowest_id")
 
@@ -55,6 +56,12 @@ class DedupParams:
     jaccard_threshold: float | Literal["off"] | None = param(
         None, "verify candidates by true Jaccard at this threshold (unset: the preset's; off: no verification)"
     )
+    keeper_jaccard: float | Literal["off"] | None = param(
+        None,
+        "a removed document's true Jaccard with its cluster's keeper must reach this, else it leaves the cluster "
+        "and is re-clustered with the others that failed (chains join documents that are not alike); unset: the "
+        "preset's; off: no check",
+    )
     keeper: list[str] = param(
         help="keeper order within a cluster: quality (the quality_attribute), contained (the member whose n-grams "
         "the others hold: the clean original, not a padded or edited copy), newest, longest, lowest_id",
@@ -83,6 +90,10 @@ class DedupParams:
                 setattr(self, key, value)
         if self.jaccard_threshold == "off":
             self.jaccard_threshold = None
+        if self.keeper_jaccard == "off" or self.method == "exact":
+            self.keeper_jaccard = None
+        if self.keeper_jaccard is not None and not 0 < float(self.keeper_jaccard) <= 1:
+            raise UserError(f"keeper_jaccard must be in (0, 1] or off, not {self.keeper_jaccard!r}")
         for key in ("ngram", "bands", "rows"):
             if getattr(self, key) < 1:
                 raise UserError(f"dedup {key} must be at least 1, not {getattr(self, key)}")
