@@ -281,3 +281,15 @@ def test_carve_keeps_one_domain_and_reports_all(tmp_path):
     assert len(kept & law_ids) >= 36 and len(kept - law_ids) <= 4
     summary = json.loads((tmp_path / "law/_ledger/carve/summary.json").read_text())
     assert summary["read"] == 80 and summary["kept"] + summary["dropped"]["not_law"] == 80
+
+
+def test_each_pii_kind_has_measured_recall_and_precision_on_real_text_with_planted_values():
+    """Values planted between the words of real documents are found exactly, card numbers beside a number
+    of the text included; precision is a lower bound (the documents' own addresses count against it)."""
+    from bench.pii import evaluate
+
+    texts = [d["text"] for n in ("python-docs", "postgresql-docs", "sympy-docs", "go-src") for d in sample_docs(n)]
+    quality = evaluate(texts, seed=3)
+    assert all(q["planted"] >= 2000 and q["recall"] >= 0.99 for q in quality.values()), quality
+    assert quality["card"]["precision (lower bound)"] >= 0.99 and quality["phone"]["precision (lower bound)"] >= 0.95
+    assert min(q["precision (lower bound)"] for q in quality.values()) >= 0.8, quality
