@@ -3,7 +3,10 @@
 Training text is normalised the way DCLM's fastText quality filter is fed: lower-cased, whitespace collapsed,
 one document per line, with word bigrams (``wordNgrams=2``). A deterministic 10% of documents (by id hash) is
 held out and scored per label (precision, recall, F1). Any fastText supervised model file works in the tagger,
-including DCLM's ``openhermes``/``eli5`` quality model where a user has it.
+including DCLM's ``openhermes``/``eli5`` quality model where a user has it. With ``percentiles_from`` (a
+glob of reference documents, e.g. a sample of the pool) the tagger also writes ``<label>_percentile``: the
+share of the reference's scores at or below the document's, so a filter can keep "the top 30%" (``hq_percentile
+>= 0.7``) with a plain rule, the same in every shard and worker.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgspec
 import numpy as np
@@ -168,18 +172,51 @@ class FastTextClassifier(Tagger):
     description = "probability of each label of a fastText classifier (quality, domain); see `dolma train-classifier`"
     model: str = ""
     top_k: int = -1  # -1: every label
+    # calibrated percentiles: each label's score as its quantile among a reference sample's scores
+    percentiles_from: str = ""  # glob of reference documents (e.g. a sample of the pool); empty: none
+    reference_docs: int = 10_000  # documents of the reference read (the first, in file order)
 
     def __post_init__(self) -> None:
         if not self.model:
             raise UserError("fasttext_classifier_v1 needs model: a fastText .bin file")
+        if self.percentiles_from:
+            io.document_files(self.percentiles_from)  # none matching is an error naming the pattern
+        if self.reference_docs < 1:
+            raise UserError("fasttext_classifier_v1: reference_docs must be at least 1")
 
     def tag(self, batch: TextBatch) -> TagResult:
-        model = load_fasttext(self.model)
-        labels, probs = predict(model, normalise(batch.texts).to_list(), self.top_k)
-        out: dict[str, np.ndarray] = {
-            label.removeprefix("__label__"): np.zeros(len(batch)) for label in model.get_labels()
-        }
-        for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
-            for label, p in zip(row_labels, row_probs.tolist()):
-                out[label][i] = min(p, 1.0)
+        out: dict[str, np.ndarray] = scores(self.model, normalise(batch.texts).to_list(), self.top_k)
+        if self.percentiles_from:
+            reference = reference_scores(self.model, self.percentiles_from, self.reference_docs, self.top_k)
+            for label, sorted_scores in reference.items():
+                at = np.searchsorted(sorted_scores, out[label], side="right")
+                out[label + "_percentile"] = at / len(sorted_scores)
         return out
+
+
+def scores(model_path: str, texts: list[str], top_k: int = -1) -> dict[str, np.ndarray]:
+    """Each label's probability for each (normalised) text."""
+    model = load_fasttext(model_path)
+    labels, probs = predict(model, texts, top_k)
+    out = {label.removeprefix("__label__"): np.zeros(len(texts)) for label in model.get_labels()}
+    for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
+        for label, p in zip(row_labels, row_probs.tolist()):
+            out[label][i] = min(p, 1.0)
+    return out
+
+
+@lru_cache(maxsize=4)
+def reference_scores(model_path: str, pattern: str, limit: int, top_k: int) -> dict[str, np.ndarray]:
+    """Each label's scores over the first ``limit`` documents of ``pattern``, sorted: computed once per process
+    (a worker tags many batches against the same sample)."""
+    texts: list[str] = []
+    for url in io.document_files(pattern):
+        for batch in io.read_documents(url, 4096):
+            texts += [d.text for d in batch.docs][: limit - len(texts)]
+            if len(texts) >= limit:
+                break
+        if len(texts) >= limit:
+            break
+    if not texts:
+        raise UserError(f"fasttext_classifier_v1: the reference {pattern!r} holds no readable document")
+    return {label: np.sort(s) for label, s in scores(model_path, normalise(pl.Series(texts)).to_list(), top_k).items()}

@@ -293,3 +293,24 @@ def test_each_pii_kind_has_measured_recall_and_precision_on_real_text_with_plant
     assert all(q["planted"] >= 2000 and q["recall"] >= 0.99 for q in quality.values()), quality
     assert quality["card"]["precision (lower bound)"] >= 0.99 and quality["phone"]["precision (lower bound)"] >= 0.95
     assert min(q["precision (lower bound)"] for q in quality.values()) >= 0.8, quality
+
+
+def test_classifier_percentiles_from_a_reference_sample_let_a_rule_keep_the_top_share(tmp_path):
+    """With percentiles_from, each label's score is also written as its quantile in the reference sample's
+    scores: on the reference itself, "hq_percentile >= 0.7" keeps about the top 30%, in score order."""
+    train_classifier(
+        {"hq": [str(FIXTURES / "quality/hq.jsonl.gz")], "lq": [str(FIXTURES / "quality/lq.jsonl.gz")]},
+        str(tmp_path / "q.bin"),
+        TrainParams(held_out=0.2, quantize=False),
+    )
+    reference = str(FIXTURES / "quality" / "*.jsonl.gz")
+    texts = [d["text"] for f in sorted((FIXTURES / "quality").glob("*.jsonl.gz")) for d in read_jsonl(f)]
+    spec = {"name": "fasttext_classifier_v1", "model": str(tmp_path / "q.bin"), "percentiles_from": reference}
+    out = tag(spec, texts)
+    score, percentile = out["hq"], out["hq_percentile"]
+    assert percentile.min() > 0 and percentile.max() == 1.0
+    order = np.argsort(score, kind="stable")
+    assert np.all(np.diff(percentile[order]) >= 0)  # the same order as the scores
+    assert abs((percentile >= 0.7).mean() - 0.3) < 0.05
+    with pytest.raises(Exception, match="no document files"):
+        tag({**spec, "percentiles_from": str(tmp_path / "none" / "*.gz")}, texts[:1])
