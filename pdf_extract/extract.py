@@ -1,5 +1,9 @@
 """One PDF to text with PyMuPDF: per-page text layer or OCR, reading order, running lines removed.
 
+A junk page is marked in its page facts and cleaned (see ``layout.is_junk``): one of mostly unmapped glyphs
+is left out, one of mostly lines without a letter or digit loses those lines, so a drawing made of characters
+or the OCR of noise does not become a long document.
+
 This runs inside an isolated worker process (see ``pdf_extract.worker``): PyMuPDF is not thread-safe, and a
 hostile PDF can hang MuPDF or exhaust memory, which only a separate process can survive.
 """
@@ -30,6 +34,8 @@ class Page(msgspec.Struct, array_like=True):
     garbled: float
     alpha: float
     mean_line: float
+    symbol_lines: float = 0.0  # share of the page's lines without a letter or digit (leaders left out)
+    junk: bool = False  # the page's text (garbled) or its lines without letters (symbols) were left out
 
 
 class Extracted(msgspec.Struct):
@@ -99,11 +105,15 @@ def extract(data: bytes, options: Options) -> Extracted:
     page_facts: list[Page] = []
     for blocks, (method, raw_text) in zip(pages, facts):
         first_paragraph.append(len(paragraphs))
-        page = [layout.clean(layout.paragraph_text(b)).strip() for b in blocks]
-        paragraphs += [p for p in page if p]
+        page = [p for p in (layout.clean(layout.paragraph_text(b)).strip() for b in blocks) if p]
         garbled, alpha, mean_line = layout.page_signals(raw_text)
+        symbols, lines = layout.symbol_line_share("\n".join(page))
+        junk = layout.is_junk(garbled, symbols, lines)
+        page = [] if junk == "garbled" else layout.without_symbol_lines(page) if junk else page
+        paragraphs += page
         chars = sum(len(p) for p in page)
-        page_facts.append(Page(method, chars, round(garbled, 4), round(alpha, 4), round(mean_line, 1)))
+        facts_of_page = (round(garbled, 4), round(alpha, 4), round(mean_line, 1), round(symbols, 4), bool(junk))
+        page_facts.append(Page(method, chars, *facts_of_page))
     text, starts = layout.join_paragraphs(paragraphs)
     starts.append(len(text))
     offsets = [starts[i] for i in first_paragraph]

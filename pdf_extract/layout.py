@@ -130,13 +130,22 @@ def remove_running_lines(pages: list[list[Block]], heights: list[float]) -> tupl
     return kept_pages, removed
 
 
+LEADER = re.compile(r"[\s.·…‥∙•_]+")  # a line of dot leaders (a table of contents), or of dots alone
+SYMBOLS_ONLY = re.compile(r"[^\w]*|_+")  # a line without a letter or a digit
+
+
 def paragraph_text(block: Block) -> str:
     """A block's lines joined: in prose (most lines full), a full line by a space; short lines, and every line
-    of a block that is not prose (code, lists, tables), keep their line break."""
+    of a block that is not prose (code, lists, tables), keep their line break. Lines of dot leaders alone (a
+    table of contents set line by line: ``.`` after ``.``) are left out."""
     text = block.text.strip()
+    if LEADER.fullmatch(text):
+        return ""
     if "\n" not in text:
         return text
-    lines = [line for line in map(str.strip, text.split("\n")) if line]
+    lines = [line for line in map(str.strip, text.split("\n")) if line and not LEADER.fullmatch(line)]
+    if not lines:
+        return ""
     full = 0.7 * max(len(line) for line in lines)
     prose = sum(len(line) >= full for line in lines[:-1]) >= 0.6 * (len(lines) - 1)
     out = [lines[0]]
@@ -191,3 +200,36 @@ def page_signals(text: str) -> tuple[float, float, float]:
     letters = int((ascii_letter | other_letter).sum())
     lines = int((cp == 10).sum()) + 1
     return float(garbled.mean()), letters / max(1, len(cp) - int(space.sum())), (len(cp) - lines + 1) / lines
+
+
+def symbol_line_share(text: str) -> tuple[float, int]:
+    """(share of the text's non-empty lines that hold no letter or digit, number of non-empty lines)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return 0.0, 0
+    return sum(SYMBOLS_ONLY.fullmatch(line.strip()) is not None for line in lines) / len(lines), len(lines)
+
+
+def is_junk(garbled: float, symbol_lines: float, lines: int) -> str:
+    """Why a page's text would add noise, or "": ``garbled`` when it is mostly unmapped glyphs (a Type3 or
+    symbol font without a Unicode map comes out as U+FFFD: nothing of it can be read, the page is left out),
+    ``symbols`` when most of its lines hold no letter or digit once leaders are gone (a picture-mode drawing
+    made of characters, the OCR of a rotated or blank scan: those lines are left out, the others kept)."""
+    if garbled >= JUNK_GARBLED:
+        return "garbled"
+    return "symbols" if lines >= JUNK_MIN_LINES and symbol_lines >= JUNK_SYMBOL_LINES else ""
+
+
+def without_symbol_lines(paragraphs: list[str]) -> list[str]:
+    """The paragraphs with their lines that hold no letter or digit left out (empty paragraphs dropped)."""
+    out = []
+    for p in paragraphs:
+        kept = "\n".join(line for line in p.split("\n") if not SYMBOLS_ONLY.fullmatch(line.strip()))
+        if kept.strip():
+            out.append(kept.strip())
+    return out
+
+
+JUNK_GARBLED = 0.25  # share of unmapped code points (pages of real math with a few broken glyphs reach 0.14)
+JUNK_SYMBOL_LINES = 0.7  # share of lines without a letter or digit (symbol tables of a manual reach 0.5)
+JUNK_MIN_LINES = 20

@@ -52,6 +52,7 @@ class PdfMetadata(msgspec.Struct, omit_defaults=True):
     running_lines_removed: int
     title: str = ""
     pages_failed: int = 0  # pages that could not be read (the rest of the document was)
+    junk_pages: int = 0  # pages cleaned as junk: left out (unmapped glyphs) or without symbol-only lines
 
 
 @dataclass
@@ -121,7 +122,9 @@ class PdfStage(Stage):
             meta = PdfMetadata(
                 url, answer.size, len(r.pages), pages_ocr, n_tokens, length_bucket(n_tokens),
                 label[0], r.running_lines_removed, r.title, sum(p.method == "error" for p in r.pages),
+                sum(p.junk for p in r.pages),
             )  # fmt: skip
+            ledger.metrics["pages_junk"] += meta.junk_pages
             docs.append(Document(answer.sha1, r.text, self.source, None, None, msgspec.Raw(ENCODER.encode(meta))))
             attributes.append(AttributeLine(answer.sha1, self._signals(answer, n_tokens, label[0], float(prob[0]))))
         out = io.join(self.output, task.key + ".jsonl.zst")
@@ -147,9 +150,10 @@ class PdfStage(Stage):
             key + "pages": [[0, n, len(r.pages)]],
             key + "tokens": [[0, n, tokens]],
             key + "ocr_page_ratio": [[0, n, round(sum(p.method == "ocr" for p in r.pages) / len(r.pages), 4)]],
+            key + "junk_page_ratio": [[0, n, round(sum(p.junk for p in r.pages) / len(r.pages), 4)]],
             key + f"lang_{language}": [[0, n, round(probability, 4)]],
         }
-        for name in ("garbled", "alpha", "mean_line"):
+        for name in ("garbled", "alpha", "mean_line", "symbol_lines"):
             values = np.array([getattr(p, name) for p in r.pages], dtype=float)
             doc_key = "mean_line_length" if name == "mean_line" else f"{name}_ratio"
             out[key + doc_key] = [[0, n, round(float((values * weights).sum()), 4)]]

@@ -172,3 +172,28 @@ def test_a_page_that_cannot_be_read_loses_only_itself(pdf_folder, tmp_path):
     methods = [p.method for p in answer.result.pages]
     assert answer.result.reason == "" and methods[-1] == "error" and "text" in methods
     assert checks["one-column.pdf"].score(answer.result.text)[0] >= len(checks["one-column.pdf"].present)
+
+
+def _pages_of(shared_pdf: str, pages: list[int], out) -> str:
+    doc = pymupdf.open(SHARED / "pdf" / "files" / shared_pdf)
+    doc.select(pages)
+    doc.save(str(out))
+    return str(out)
+
+
+def test_dot_leaders_and_character_drawings_do_not_reach_the_text(tmp_path):
+    """A table of contents set line by line gave lines of "." alone; a picture-mode drawing made of characters
+    gave lines of symbols. Leaders go, the drawing's symbol lines go (the page is marked junk), words stay."""
+    from pdf_extract.extract import extract
+
+    lwarp = _pages_of("very_long/texlive-latex-recommended-doc__lwarp.pdf", [2, 3], tmp_path / "a.pdf")
+    toc = extract(open(lwarp, "rb").read(), Options(ocr=False))
+    assert "Support TEX development" in toc.text and "List of Figures" in toc.text
+    assert not [line for line in toc.text.split("\n") if line.strip() and layout.LEADER.fullmatch(line)]
+    lshort = _pages_of("multilingual/texlive-lang-cyrillic__lshortru.pdf", [107, 108], tmp_path / "b.pdf")
+    drawing = extract(open(lshort, "rb").read(), Options(ocr=False))
+    assert [p.junk for p in drawing.pages] == [False, True]
+    second = drawing.text[drawing.page_offsets[1] :]
+    assert "\\qbezier" in second and "picture" in second
+    assert not [line for line in second.split("\n") if line.strip() and layout.SYMBOLS_ONLY.fullmatch(line.strip())]
+    assert drawing.pages[1].symbol_lines >= 0.7
