@@ -54,7 +54,7 @@ def check_keepers(members: pl.DataFrame, edges: pl.DataFrame, p: DedupParams, me
         else pl.DataFrame(schema={"doc": pl.UInt64, "keeper": pl.UInt64})
     )
     passed = pl.DataFrame(schema={"doc": pl.UInt64})
-    for round in range(1, ROUNDS + 2):
+    for attempt in range(1, ROUNDS + 2):
         todo = (
             members.filter(pl.col("doc") != pl.col("keeper"))
             .join(adjacent, on=["doc", "keeper"], how="anti")
@@ -63,9 +63,9 @@ def check_keepers(members: pl.DataFrame, edges: pl.DataFrame, p: DedupParams, me
         )
         if todo.is_empty():
             break
-        if round > ROUNDS:  # still unchecked: kept alone
+        if attempt > ROUNDS:  # still unchecked: kept alone
             failing = todo["doc"]
-            members = _move(members, failing, pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64}), round, p)
+            members = _move(members, failing, pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64}), attempt, p)
             break
         similarity = _similarities(todo, p)
         metrics["keeper_checks"] += len(todo)
@@ -75,15 +75,15 @@ def check_keepers(members: pl.DataFrame, edges: pl.DataFrame, p: DedupParams, me
         if failing.is_empty():
             break
         metrics["moved_from_keeper"] += len(failing)
-        members = _move(members, failing, edges, round, p)
+        members = _move(members, failing, edges, attempt, p)
     return members
 
 
-def _move(members: pl.DataFrame, failing: pl.Series, edges: pl.DataFrame, round: int, p: DedupParams) -> pl.DataFrame:
+def _move(members: pl.DataFrame, failing: pl.Series, edges: pl.DataFrame, attempt: int, p: DedupParams) -> pl.DataFrame:
     """The failing members in new components of the edges between them (alone where they have none)."""
     between = edges.filter(pl.col("a").is_in(failing.implode()) & pl.col("b").is_in(failing.implode()))
     nodes, labels = connected_components(between["a"].to_numpy(), between["b"].to_numpy())
-    offset = np.uint64(round) << np.uint64(ROUND_BIT)
+    offset = np.uint64(attempt) << np.uint64(ROUND_BIT)
     relabel = (
         pl.DataFrame({"doc": failing})
         .join(
