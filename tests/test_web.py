@@ -5,7 +5,8 @@ import hashlib
 import json
 
 import polars as pl
-from conftest import ROOT, read_jsonl, run_cli
+import pytest
+from conftest import ROOT, SHARED, read_jsonl, run_cli
 
 HTML = ROOT / "tests" / "fixtures" / "html"
 
@@ -187,3 +188,17 @@ def test_a_folder_of_pages_is_split_into_tasks_by_bytes_and_the_documents_do_not
     shards = PdfStage(input=str(pdfs), output=str(tmp_path / "documents"), shard_mb=largest / 2 / 1e6).tasks()
     alone = [t for t in shards if str(pdfs / shared[-1].name) in t.payload.urls]
     assert alone and alone[0].payload.urls == (str(pdfs / shared[-1].name),)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/corpora")
+def test_extraction_on_real_pages_finds_more_main_text_and_less_boilerplate_than_trafilatura_defaults():
+    """On trafilatura's 482 evaluation pages and the 92 article-extraction benchmark pages, the stage's own
+    extraction clears what trafilatura's defaults score there (0.952 found, 0.898 avoided, F1 0.950, measured
+    by ``bench/web.py``); the precision setting alone found 0.926 of the must-contain snippets."""
+    from bench.web import evaluate
+
+    scores = evaluate(SHARED / "web" / "pages", ("ours (balanced, no comments, tables)",))
+    ours = scores["ours (balanced, no comments, tables)"]
+    assert ours["must-contain found"] >= 0.952, ours
+    assert ours["must-not-contain avoided"] >= 0.90, ours
+    assert ours["article body token F1 (mean)"] >= 0.95, ours

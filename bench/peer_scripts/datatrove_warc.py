@@ -14,7 +14,7 @@ from datatrove.pipeline.readers import WarcReader
 if __name__ == "__main__":
     folder, out = sys.argv[1:3]
     reader = WarcReader(folder, glob_pattern="*.warc.gz")
-    extractor = Trafilatura(favour_precision=True, timeout=10.0)
+    extractor = Trafilatura(favour_precision=False, timeout=10.0)
 
     def cpu() -> float:  # datatrove extracts in a child process: count its CPU too
         children = resource.getrusage(resource.RUSAGE_CHILDREN)

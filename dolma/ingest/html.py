@@ -9,6 +9,13 @@ Decoding: a declared charset (the HTTP ``Content-Type``, then the HTML ``<meta>`
 page with at most a few errors (one stray byte must not turn a UTF-8 page into mojibake by handing it to a
 guesser): the bytes it cannot decode are replaced and counted. Detection (charset-normalizer) is only for
 pages with no declaration, an unknown one, or one that fails on many bytes.
+
+Extraction (:func:`main_text`): trafilatura's balanced setting, comments excluded, tables kept. Measured on
+trafilatura's 482 evaluation pages and the 92 pages of the article-extraction benchmark (``bench/web.py``), its
+precision setting lost 2.7% of the must-contain snippets (short lead paragraphs, list items and headings at
+the edges of the article) for 2.2% more boilerplate avoided; the balanced setting without comments finds more
+main text than trafilatura's defaults and lets in less boilerplate, so it is the default and precision is an
+option.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ FEW_ERRORS = 0.01  # a declared charset wins with up to this share of undecodabl
 
 
 class Options(msgspec.Struct, frozen=True):
-    favor_precision: bool = True
+    favor_precision: bool = False
     include_tables: bool = True
     include_comments: bool = False
 
@@ -69,14 +76,27 @@ def decode(body: bytes, http_charset: str | None) -> tuple[str, str, int]:
     return text, charset, text.count("\ufffd")
 
 
+def main_text(html: str, url: str | None, options: Options) -> str | None:
+    """The page's main text as the ``web`` stage writes it (None: trafilatura found none)."""
+    import trafilatura
+
+    return trafilatura.extract(
+        html,
+        url=url,
+        favor_precision=options.favor_precision,
+        include_comments=options.include_comments,
+        include_tables=options.include_tables,
+        deduplicate=False,
+        with_metadata=False,
+    )
+
+
 def _meta_charset(body: bytes) -> str | None:
     m = META_CHARSET.search(body[:4096])
     return m.group(1).decode("ascii", "replace") if m else None
 
 
 def _serve() -> None:
-    import trafilatura
-
     decoder, encoder = msgspec.msgpack.Decoder(Page), msgspec.msgpack.Encoder()
 
     def handle(frame: bytes) -> tuple[bytes, bool]:
@@ -84,15 +104,7 @@ def _serve() -> None:
         out = Extraction()
         try:
             html, out.charset, out.decode_errors = decode(page.body, page.http_charset)
-            out.text = trafilatura.extract(
-                html,
-                url=page.url,
-                favor_precision=page.options.favor_precision,
-                include_comments=page.options.include_comments,
-                include_tables=page.options.include_tables,
-                deduplicate=False,
-                with_metadata=False,
-            )
+            out.text = main_text(html, page.url, page.options)
         except MemoryError:
             out.reason, out.error = "memory_limit", "the page exhausted the extraction process's memory"
             return encoder.encode(out), False

@@ -7,9 +7,10 @@ extraction runs past ``timeout`` seconds or crashes its process, is quarantined,
 goes through (:mod:`dolma.ingest.warc` reads records one at a time, :mod:`dolma.ingest.html` decodes and
 extracts in a process that can be killed). A loose page that cannot be read is quarantined and its folder goes on.
 
-Extraction favours precision (``favor_precision=True``, comments excluded, tables kept): pretraining text
-suffers more from navigation, cookie banners and link lists leaking in than from losing a marginal paragraph, and
-the quality taggers downstream cannot tell boilerplate inside a document apart from content.
+Extraction uses trafilatura's balanced setting with comments excluded and tables kept
+(:func:`dolma.ingest.html.main_text`, where the measurement behind the choice is): it finds more of a page's
+main text than trafilatura's defaults and lets in less boilerplate. ``favor_precision`` trades about 3% of the
+main text for about 2% less boilerplate.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class WebStage(Stage):
     timeout: float = param(10.0, "seconds allowed per page (its process is killed past it)", gt=0)
     max_page_mb: float = param(10.0, "pages larger than this (MB) are dropped as oversize, unparsed", gt=0)
     memory_mb: int = param(2048, "address-space limit of the extraction process (MiB; 0: none)", ge=0)
-    favor_precision: bool = param(True, "trafilatura's precision setting (less boilerplate, may lose text)")
+    favor_precision: bool = param(False, "trafilatura's precision setting (less boilerplate, loses ~3% of main text)")
     include_tables: bool = param(True, "keep the text of tables")
     include_comments: bool = param(False, "keep comment sections")
     min_chars: int = param(1, "extracted text shorter than this is dropped as no_main_text", ge=0)
