@@ -81,3 +81,18 @@ def write_scanned_pdf(path: Path, paragraph: str, dpi: int = 200) -> None:
     out = pymupdf.open()
     out.new_page(width=PAGE.width, height=PAGE.height).insert_image(PAGE, stream=pixmap.tobytes("jpg", jpg_quality=70))
     out.save(path)
+
+
+def scan_pdf(src: Path, dst: Path, dpi: int = 200, rotate: int = 0, mirror: bool = False) -> None:
+    """Every page of ``src`` as an image only, as a scanner gives it: its content turned ``rotate`` degrees
+    (the page itself has no /Rotate, so only the image says which way is up), or mirrored."""
+    out = pymupdf.open()
+    for page in pymupdf.open(src):
+        matrix = pymupdf.Matrix(dpi / 72, dpi / 72).prerotate(rotate)
+        if mirror:
+            matrix = matrix * pymupdf.Matrix(-1, 0, 0, 1, 0, 0)
+        pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csGRAY)
+        width, height = pixmap.width * 72 / dpi, pixmap.height * 72 / dpi
+        image = pixmap.tobytes("jpg", jpg_quality=70)
+        out.new_page(width=width, height=height).insert_image(pymupdf.Rect(0, 0, width, height), stream=image)
+    out.save(dst)

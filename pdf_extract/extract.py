@@ -16,11 +16,13 @@ import shutil
 import subprocess
 import time
 from functools import lru_cache
+from typing import NamedTuple
 
 import msgspec
 import pymupdf
 
 from pdf_extract import layout
+from pdf_extract.ocr import ocr_page
 
 OUT_OF_MEMORY = re.compile(r"\b[mc]?alloc\b.*failed|out of memory", re.I)  # how MuPDF words it
 
@@ -35,7 +37,19 @@ class Page(msgspec.Struct, array_like=True):
     alpha: float
     mean_line: float
     symbol_lines: float = 0.0  # share of the page's lines without a letter or digit (leaders left out)
-    junk: bool = False  # the page's text (garbled) or its lines without letters (symbols) were left out
+    junk: bool = False  # the page's text (garbled, low OCR confidence) or its symbol-only lines were left out
+    ocr_confidence: float = -1.0  # Tesseract's mean word confidence (0-100) on an OCR'd page; -1 otherwise
+    rotation: int = 0  # degrees an OCR'd page was turned (clockwise) to read it upright
+
+
+class PageRead(NamedTuple):
+    """One page as read: its blocks, how ("text", "ocr", "empty", "error"), the raw text for signals."""
+
+    blocks: list[layout.Block]
+    method: str
+    raw_text: str
+    ocr_confidence: float = -1.0
+    rotation: int = 0
 
 
 class Extracted(msgspec.Struct):
@@ -87,15 +101,15 @@ def extract(data: bytes, options: Options) -> Extracted:
         pages, heights, facts, errors = [], [], [], []
         for page in doc:
             try:
-                blocks, method, raw_text = _page_blocks(page, options)
+                read = _read_page(page, options)
             except Exception as e:  # one broken page (an overly large image, a failed OCR) loses only itself
                 if isinstance(e, MemoryError) or OUT_OF_MEMORY.search(str(e)):
                     raise
                 errors.append(f"page {page.number + 1}: {type(e).__name__}: {e}")
-                blocks, method, raw_text = [], "error", ""
-            pages.append(layout.reading_order(blocks, page.rect.width))
+                read = PageRead([], "error", "")
+            pages.append(layout.reading_order(read.blocks, page.rect.width))  # rect is upright once turned
             heights.append(page.rect.height)
-            facts.append((method, raw_text))
+            facts.append(read)
         title = (doc.metadata or {}).get("title") or ""
     if len(errors) == len(pages):
         return Extracted(reason="error", error="; ".join(errors[:3]))
@@ -103,17 +117,17 @@ def extract(data: bytes, options: Options) -> Extracted:
     paragraphs: list[str] = []
     first_paragraph: list[int] = []
     page_facts: list[Page] = []
-    for blocks, (method, raw_text) in zip(pages, facts):
+    for blocks, read in zip(pages, facts):
         first_paragraph.append(len(paragraphs))
         page = [p for p in (layout.clean(layout.paragraph_text(b)).strip() for b in blocks) if p]
-        garbled, alpha, mean_line = layout.page_signals(raw_text)
+        garbled, alpha, mean_line = layout.page_signals(read.raw_text)
         symbols, lines = layout.symbol_line_share("\n".join(page))
-        junk = layout.is_junk(garbled, symbols, lines)
-        page = [] if junk == "garbled" else layout.without_symbol_lines(page) if junk else page
+        junk = layout.is_junk(garbled, symbols, lines, read.ocr_confidence)
+        page = layout.without_symbol_lines(page) if junk == "symbols" else [] if junk else page
         paragraphs += page
         chars = sum(len(p) for p in page)
-        facts_of_page = (round(garbled, 4), round(alpha, 4), round(mean_line, 1), round(symbols, 4), bool(junk))
-        page_facts.append(Page(method, chars, *facts_of_page))
+        signals = (round(garbled, 4), round(alpha, 4), round(mean_line, 1), round(symbols, 4), bool(junk))
+        page_facts.append(Page(read.method, chars, *signals, read.ocr_confidence, read.rotation))
     text, starts = layout.join_paragraphs(paragraphs)
     starts.append(len(text))
     offsets = [starts[i] for i in first_paragraph]
@@ -127,20 +141,15 @@ def extract(data: bytes, options: Options) -> Extracted:
     )
 
 
-def _page_blocks(page: pymupdf.Page, options: Options) -> tuple[list[layout.Block], str, str]:
-    """The page's text blocks, how they were got ("text", "ocr", "empty"), and the raw text for signals."""
-    raw = page.get_text("blocks", flags=TEXT_FLAGS)
-    blocks = layout.blocks_of(raw)
+def _read_page(page: pymupdf.Page, options: Options) -> PageRead:
+    """The page's text layer; OCR (see :mod:`pdf_extract.ocr`) when it has too little text and an image."""
+    blocks = layout.blocks_of(page.get_text("blocks", flags=TEXT_FLAGS))
     raw_text = "\n".join(b.text for b in blocks)
-    if len(raw_text.strip()) >= options.min_page_chars or not options.ocr:
-        return blocks, "text" if blocks else "empty", raw_text
-    if not page.get_images():
-        return blocks, "text" if blocks else "empty", raw_text
+    if len(raw_text.strip()) >= options.min_page_chars or not options.ocr or not page.get_images():
+        return PageRead(blocks, "text" if blocks else "empty", raw_text)
     folder = tessdata()
     if folder is None:
         raise RuntimeError("OCR needs Tesseract: install tesseract-ocr (and a language pack) or set ocr: false")
-    textpage = page.get_textpage_ocr(
-        flags=TEXT_FLAGS, language=options.ocr_language, dpi=options.ocr_dpi, full=True, tessdata=folder
-    )
-    blocks = layout.blocks_of(page.get_text("blocks", flags=TEXT_FLAGS, textpage=textpage))
-    return blocks, "ocr" if blocks else "empty", "\n".join(b.text for b in blocks)
+    read = ocr_page(page, options.ocr_language, options.ocr_dpi, folder)
+    text = "\n".join(b.text for b in read.blocks)
+    return PageRead(read.blocks, "ocr" if read.blocks else "empty", text, read.confidence, read.rotation)

@@ -210,13 +210,17 @@ def symbol_line_share(text: str) -> tuple[float, int]:
     return sum(SYMBOLS_ONLY.fullmatch(line.strip()) is not None for line in lines) / len(lines), len(lines)
 
 
-def is_junk(garbled: float, symbol_lines: float, lines: int) -> str:
+def is_junk(garbled: float, symbol_lines: float, lines: int, ocr_confidence: float = -1.0) -> str:
     """Why a page's text would add noise, or "": ``garbled`` when it is mostly unmapped glyphs (a Type3 or
     symbol font without a Unicode map comes out as U+FFFD: nothing of it can be read, the page is left out),
-    ``symbols`` when most of its lines hold no letter or digit once leaders are gone (a picture-mode drawing
-    made of characters, the OCR of a rotated or blank scan: those lines are left out, the others kept)."""
+    ``low_confidence`` when it was OCR'd and Tesseract is unsure of its words on the whole (an upside-down or
+    noisy scan read as words: left out), ``symbols`` when most of its lines hold no letter or digit once
+    leaders are gone (a picture-mode drawing made of characters, the OCR of a blank scan: those lines are left
+    out, the others kept)."""
     if garbled >= JUNK_GARBLED:
         return "garbled"
+    if 0 <= ocr_confidence < JUNK_OCR_CONFIDENCE:
+        return "low_confidence"
     return "symbols" if lines >= JUNK_MIN_LINES and symbol_lines >= JUNK_SYMBOL_LINES else ""
 
 
@@ -233,3 +237,4 @@ def without_symbol_lines(paragraphs: list[str]) -> list[str]:
 JUNK_GARBLED = 0.25  # share of unmapped code points (pages of real math with a few broken glyphs reach 0.14)
 JUNK_SYMBOL_LINES = 0.7  # share of lines without a letter or digit (symbol tables of a manual reach 0.5)
 JUNK_MIN_LINES = 20
+JUNK_OCR_CONFIDENCE = 50.0  # mean word confidence: upright scans measured 86-96, upside-down text 29-30

@@ -52,7 +52,8 @@ class PdfMetadata(msgspec.Struct, omit_defaults=True):
     running_lines_removed: int
     title: str = ""
     pages_failed: int = 0  # pages that could not be read (the rest of the document was)
-    junk_pages: int = 0  # pages cleaned as junk: left out (unmapped glyphs) or without symbol-only lines
+    junk_pages: int = 0  # pages cleaned as junk: left out (unmapped glyphs, low OCR confidence) or symbol lines
+    pages_rotated: int = 0  # OCR'd pages turned upright before reading (Tesseract's orientation detection)
 
 
 @dataclass
@@ -122,7 +123,7 @@ class PdfStage(Stage):
             meta = PdfMetadata(
                 url, answer.size, len(r.pages), pages_ocr, n_tokens, length_bucket(n_tokens),
                 label[0], r.running_lines_removed, r.title, sum(p.method == "error" for p in r.pages),
-                sum(p.junk for p in r.pages),
+                sum(p.junk for p in r.pages), sum(p.rotation != 0 for p in r.pages),
             )  # fmt: skip
             ledger.metrics["pages_junk"] += meta.junk_pages
             docs.append(Document(answer.sha1, r.text, self.source, None, None, msgspec.Raw(ENCODER.encode(meta))))
@@ -160,7 +161,8 @@ class PdfStage(Stage):
             out[key + "page_" + doc_key] = [
                 [start, end, value] for start, end, value in zip(r.page_offsets, ends, values.tolist())
             ]
-        out[key + "page_ocr"] = [[s, e, 1] for s, e, p in zip(r.page_offsets, ends, r.pages) if p.method == "ocr"]
-        if not out[key + "page_ocr"]:
-            del out[key + "page_ocr"]
+        ocr = [(s, e, p) for s, e, p in zip(r.page_offsets, ends, r.pages) if p.method == "ocr"]
+        if ocr:
+            out[key + "page_ocr"] = [[s, e, 1] for s, e, _ in ocr]
+            out[key + "page_ocr_confidence"] = [[s, e, p.ocr_confidence] for s, e, p in ocr]
         return out
