@@ -8,7 +8,9 @@ Pages are read as PyMuPDF blocks ``(x0, y0, x1, y1, text, ...)`` (PyMuPDF's ``bl
   cross the gutter (titles, abstracts, full-width figures) cut the page into sections; each section is read
   left column first, then right. Other pages are read top to bottom, left to right.
 - **Running headers, footers and page numbers** are the blocks at the top or bottom edge of a page whose text,
-  with digits removed, recurs at an edge of other pages (or is only a page number).
+  with digits removed, recurs at an edge of other pages (or is only a page number), and the one-line blocks in
+  the top band of a later page made mostly of the title's words (a header printed once, on the second page of
+  a two-page paper). Slanted text (a diagonal "DRAFT", a rotated label) is read after the rest of its page.
 - **Line breaks inside a paragraph become spaces** when the block is prose (most of its lines are full) and the
   line is full; short lines and blocks that are not prose keep their breaks, so code listings, lists, tables
   and verse keep their shape. A word hyphenated over a line end is rejoined (PyMuPDF's
@@ -16,8 +18,10 @@ Pages are read as PyMuPDF blocks ``(x0, y0, x1, y1, text, ...)`` (PyMuPDF's ``bl
 - **Tables and figure captions** stay as the text of their blocks in reading order (a caption is a paragraph of
   its own; a table is its cells row by row as PyMuPDF groups them); no Markdown tables are made, since table
   detection is slow and wrong often enough to garble more text than it saves. Images are skipped.
-- **Unicode** is NFKC-normalised (ligatures such as "ﬁ" become "fi", full-width forms become ASCII) and control
-  characters other than newline are removed.
+- **Unicode** is NFKC-normalised (ligatures such as "ﬁ" become "fi", full-width letters and digits become
+  ASCII) except full-width punctuation and the ideographic space, which stay as the script writes them ("，"
+  is not ","); control characters other than newline are removed. A line break inside Chinese or Japanese
+  prose is joined without a space.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ EDGE = 0.09  # top and bottom share of the page height where running headers and
 PAGE_NUMBER = re.compile(r"^\s*(?:page\s*)?(?:\d+|[ivxlcdm]+)(?:\s*(?:/|of)\s*\d+)?\s*$", re.I)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 DIGITS = re.compile(r"\d+")
+WORD = re.compile(r"\w{2,}")
+# Han, kana, CJK punctuation and full-width forms: scripts written without spaces (Hangul has them: not here)
+WIDE = re.compile(r"[\u2e80-\u2fff\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+WIDE_PUNCTUATION = re.compile(r"[\u3000\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+")
 HYPHENS = "-\u00ad\u2010"
 
 
@@ -50,8 +58,22 @@ def blocks_of(raw: list[tuple]) -> list[Block]:
     return [Block(b[0], b[1], b[2], b[3], b[4]) for b in raw if b[6] == 0 and b[4].strip()]
 
 
+def slanted(blocks: list[Block]) -> list[bool]:
+    """Which blocks are not set in horizontal lines: a diagonal or vertical line ("DRAFT" across the page, a
+    rotated margin note) has a box far taller than its lines, about as tall as wide or taller (a display
+    formula or a heading in a large font is tall for its lines too, but wider than tall). Such a block would
+    weigh as a column's worth of text crossing every gutter, and cut both columns into sections where it
+    stands."""
+    height = np.array([b.y1 - b.y0 for b in blocks])
+    per_line = height / np.array([max(1, b.text.strip().count("\n") + 1) for b in blocks])
+    typical = float(np.median(per_line)) if len(per_line) else 0.0
+    wide = np.array([b.x1 - b.x0 for b in blocks])
+    return ((per_line > 3 * typical + 1) & (height > 0.8 * wide)).tolist()
+
+
 def find_gutter(blocks: list[Block], width: float) -> float | None:
-    """The x of a two-column page's gutter, or None when the page is not two-column."""
+    """The x of a two-column page's gutter, or None when the page is not two-column. Of the places crossed by
+    the least text, the middle of the least-crossed stretch is taken."""
     left_only = sum(b.x1 < 0.6 * width for b in blocks)
     right_only = sum(b.x0 > 0.4 * width for b in blocks)
     if left_only < 2 or right_only < 2:  # no text confined to either half: not two columns
@@ -82,10 +104,14 @@ def find_gutter(blocks: list[Block], width: float) -> float | None:
 
 
 def reading_order(blocks: list[Block], width: float) -> list[Block]:
+    """Top to bottom, or column by column between full-width blocks; slanted blocks come last."""
+    aside = slanted(blocks)
+    last = [b for b, a in zip(blocks, aside) if a]
+    blocks = [b for b, a in zip(blocks, aside) if not a]
     gutter = find_gutter(blocks, width)
     by_position = sorted(blocks, key=lambda b: (round(b.y0 / 3), b.x0))
     if gutter is None:
-        return by_position
+        return by_position + last
     ordered: list[Block] = []
     left: list[Block] = []
     right: list[Block] = []
@@ -98,16 +124,33 @@ def reading_order(blocks: list[Block], width: float) -> list[Block]:
             left.append(b)
         else:
             right.append(b)
-    return ordered + left + right
+    return ordered + left + right + last
 
 
 def _edge_key(text: str) -> str:
     return " ".join(DIGITS.sub("", text).lower().split())
 
 
+def _title_words(blocks: list[Block]) -> set[str]:
+    """The words of the first page's three topmost blocks: the title and author lines a header repeats."""
+    return {w for b in sorted(blocks, key=lambda b: b.y0)[:3] for w in WORD.findall(_edge_key(b.text))}
+
+
+def _title_header(block: Block, height: float, title: set[str]) -> bool:
+    """A one-line block in the top band of a later page made mostly of the title's words: a running header
+    even where it is printed once (the second page of a two-page paper)."""
+    if block.y1 > EDGE * height or "\n" in block.text.strip():
+        return False
+    words = set(WORD.findall(_edge_key(block.text)))
+    shared = len(words & title)
+    return shared >= 2 and shared >= 0.5 * len(words)
+
+
 def remove_running_lines(pages: list[list[Block]], heights: list[float]) -> tuple[list[list[Block]], int]:
-    """Drop page numbers, and edge blocks (in the top or bottom margin band, or a page's first or last block)
-    whose digit-free text recurs at an edge of other pages."""
+    """Drop page numbers, edge blocks (in the top or bottom margin band, or a page's first or last block)
+    whose digit-free text recurs at an edge of other pages, and one-line headers of later pages that repeat
+    the title (see ``_title_header``)."""
+    title = _title_words(pages[0]) if pages else set()
     edges: list[list[tuple[int, str]]] = []
     for blocks, h in zip(pages, heights):
         top = min(range(len(blocks)), key=lambda i: blocks[i].y0, default=None)
@@ -123,8 +166,9 @@ def remove_running_lines(pages: list[list[Block]], heights: list[float]) -> tupl
     needed = 2 if len(pages) <= 4 else 3
     removed = 0
     kept_pages = []
-    for blocks, edge in zip(pages, edges):
+    for n, (blocks, edge, h) in enumerate(zip(pages, edges, heights)):
         drop = {i for i, key in edge if counts[key] >= needed or PAGE_NUMBER.match(blocks[i].text)}
+        drop |= {i for i, _ in edge if n and _title_header(blocks[i], h, title)}
         removed += len(drop)
         kept_pages.append([b for i, b in enumerate(blocks) if i not in drop])
     return kept_pages, removed
@@ -152,8 +196,10 @@ def paragraph_text(block: Block) -> str:
     for prev, line in zip(lines, lines[1:]):
         if prev[-1] in HYPHENS and prev[-2:-1].isalpha() and line[:1].islower():
             out[-1] = out[-1][:-1]  # a word hyphenated over the line end
+        elif prose and len(prev) >= full:
+            out.append("" if WIDE.match(prev[-1]) and WIDE.match(line[0]) else " ")  # no space inside CJK text
         else:
-            out.append(" " if prose and len(prev) >= full else "\n")
+            out.append("\n")
         out.append(line)
     return "".join(out)
 
@@ -180,7 +226,16 @@ def join_paragraphs(paragraphs: list[str]) -> tuple[str, list[int]]:
 
 
 def clean(text: str) -> str:
-    return CONTROL.sub("", unicodedata.normalize("NFKC", text))
+    """NFKC (ligatures, full-width letters and digits to ASCII) except the full-width punctuation and the
+    ideographic space of Chinese and Japanese text, which NFKC would turn into ASCII; control characters go."""
+    if not WIDE_PUNCTUATION.search(text):
+        return CONTROL.sub("", unicodedata.normalize("NFKC", text))
+    out, at = [], 0
+    for m in WIDE_PUNCTUATION.finditer(text):
+        out += [unicodedata.normalize("NFKC", text[at : m.start()]), m.group()]
+        at = m.end()
+    out.append(unicodedata.normalize("NFKC", text[at:]))
+    return CONTROL.sub("", "".join(out))
 
 
 def page_signals(text: str) -> tuple[float, float, float]:

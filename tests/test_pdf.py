@@ -229,3 +229,56 @@ def test_dot_leaders_and_character_drawings_do_not_reach_the_text(tmp_path):
     assert "\\qbezier" in second and "picture" in second
     assert not [line for line in second.split("\n") if line.strip() and layout.SYMBOLS_ONLY.fullmatch(line.strip())]
     assert drawing.pages[1].symbol_lines >= 0.7
+
+
+def test_a_running_header_printed_once_on_the_second_page_of_two_is_removed(tmp_path):
+    """A two-page paper: the title and authors on page 1, a one-line header repeating them on page 2 only.
+    Recurrence alone cannot see it (it is printed once); its title words can."""
+    from pdf_extract.extract import extract
+
+    doc = pymupdf.open()
+    width, height = pymupdf.paper_size("letter")
+    first = doc.new_page(width=width, height=height)
+    first.insert_textbox(pymupdf.Rect(54, 72, width - 54, 110), "Phantom Limb Sensations in Amputees", fontsize=20)
+    first.insert_textbox(pymupdf.Rect(54, 112, width - 54, 140), "Ann Author and Bob Writer", fontsize=11)
+    first.insert_textbox(pymupdf.Rect(54, 150, width - 54, height - 72), PARAGRAPHS[0], fontsize=10)
+    second = doc.new_page(width=width, height=height)
+    header = "Phantom Limb Sensations · Author and Writer"
+    second.insert_textbox(pymupdf.Rect(54, 40, width - 54, 54), header, fontsize=8)
+    second.insert_textbox(pymupdf.Rect(54, 72, width - 54, height - 72), PARAGRAPHS[2], fontsize=10)
+    doc.save(tmp_path / "paper.pdf")
+    result = extract((tmp_path / "paper.pdf").read_bytes(), Options(ocr=False))
+    assert header not in result.text and result.running_lines_removed == 1
+    assert result.text.startswith("Phantom Limb Sensations in Amputees\n\nAnn Author and Bob Writer")
+    assert " ".join(PARAGRAPHS[2].split()[:12]) in " ".join(result.text.split())
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/corpora")
+def test_a_diagonal_watermark_does_not_move_the_gutter_or_cut_the_columns(tmp_path):
+    """ACM's author-draft template prints "Unpublished working draft. Not for distribution." diagonally across
+    every page: its tall boxes moved the detected gutter into the left column, whose paragraphs then counted
+    as full-width breaks, and the page was read across the columns."""
+    from pdf_extract.extract import extract
+
+    page = _pages_of("two_column/texlive-publishers-doc__sample-authordraft.pdf", [3], tmp_path / "draft.pdf")
+    text = " ".join(extract(open(page, "rb").read(), Options(ocr=False)).text.split())
+    left_end, right_start = "A figure description must be unformatted", "For additional information regarding"
+    assert text.index("The “figure” environment should be used") < text.index(left_end) < text.index(right_start)
+    assert text.index("Unpublished working draft.") > text.index("Some examples. A paginated journal article")
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/corpora")
+def test_chinese_text_keeps_its_punctuation_and_gets_no_spaces_at_line_breaks(tmp_path):
+    """The ctex manual (real Chinese typesetting): NFKC turned every "，" into "," and joining prose lines put a
+    space between two characters at every line break; the text layer has neither."""
+    import re
+
+    from pdf_extract.extract import extract
+
+    path = _pages_of("multilingual/texlive-lang-chinese__ctex.pdf", list(range(2, 8)), tmp_path / "ctex.pdf")
+    raw = "".join(page.get_text() for page in pymupdf.open(path))
+    text = extract(open(path, "rb").read(), Options(ocr=False)).text
+    assert raw.count("，") > 20 and text.count("，") == raw.count("，") and text.count("。") == raw.count("。")
+    han_space_han = re.compile(r"[\u4e00-\u9fff] [\u4e00-\u9fff]")
+    assert len(han_space_han.findall(text)) <= len(han_space_han.findall(raw))
+    assert layout.clean("ﬁle Ａ１，ok。\u3000次") == "file A1，ok。\u3000次"  # ligatures and wide letters still fold
