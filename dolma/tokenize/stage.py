@@ -5,10 +5,18 @@ uint32) and ``<name>.csv.gz`` with one ``start,end,id,src,loc`` row per document
 source file, line), as allenai's ``dolma tokens`` writes. Every document ends with EOS. Documents of one input
 shard are shuffled with a seed derived from (seed, shard) and cut into files of at most ``max_tokens_per_file``
 tokens, so the output does not depend on the number of workers.
+
+Memory is that of a batch, not of the shard: each batch's tokens go to a spill file in the local temporary
+folder as they are encoded, and each output file is gathered from it (memory-mapped) ``SLICE_TOKENS`` at a
+time, the pages read dropped after each slice. What stays per document is its length, id, source and line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
+import tempfile
 from dataclasses import dataclass
 
 import msgspec
@@ -24,6 +32,8 @@ from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Stage, Task, shard_tasks
 from dolma.tokenize.reader import FileEntry, Manifest, PartManifest
+
+SLICE_TOKENS = 1 << 20  # tokens gathered at a time: ~4 MB of uint32, ~40 MB of int64 index temporaries
 
 
 @dataclass
@@ -49,70 +59,62 @@ class TokenizeStage(Stage):
         tok = load_tokenizer(self.tokenizer)
         src = task.payload.url
         dtype = np.dtype(info.dtype)
-        chunks: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
         ids: list[str] = []
         sources: list[str] = []
         locs: list[int] = []
-        for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
-            body_ids, sizes = encode_ids(tok, [d.text for d in batch.docs])
-            extra = 1 + (info.bos_token_id is not None)
-            n = sizes + extra
-            flat = np.empty(int(n.sum()), dtype)
-            ends = np.cumsum(n)
-            body = np.ones(len(flat), bool)
-            body[ends - 1] = False
-            if info.bos_token_id is not None:
-                body[ends - n] = False
-                flat[ends - n] = info.bos_token_id
-            flat[ends - 1] = info.eos_token_id
-            flat[body] = body_ids
-            _check_boundaries(flat, ends, info.eos_token_id, batch, src)
-            chunks.append(flat)
-            lengths.append(n)
-            ids += [d.id for d in batch.docs]
-            sources += [d.source for d in batch.docs]
-            locs += batch.lines
-        part = self._write_files(task, src, chunks, lengths, ids, sources, locs)
+        with tempfile.TemporaryDirectory(prefix="dolma-tokenize-") as tmp:
+            spill = os.path.join(tmp, "tokens.bin")
+            with open(spill, "wb") as out:
+                for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
+                    flat, n = _batch_tokens(tok, info, dtype, batch, src)
+                    out.write(flat.tobytes())
+                    lengths.append(n)
+                    ids += [d.id for d in batch.docs]
+                    sources += [d.source for d in batch.docs]
+                    locs += batch.lines
+            n = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
+            table = pl.DataFrame({"id": ids, "src": src, "loc": locs, "source": sources, "n": n})
+            part = self._write_files(task, spill, dtype, table)
         ledger.metrics["tokens"] += sum(f.tokens for f in part.files)
         io.write_json(io.join(self.output, "_parts", task.key + ".json"), part)
 
-    def _write_files(
-        self,
-        task: Task,
-        src: str,
-        chunks: list[np.ndarray],
-        lengths: list[np.ndarray],
-        ids: list[str],
-        sources: list[str],
-        locs: list[int],
-    ) -> PartManifest:
-        tokens = np.concatenate(chunks) if chunks else np.empty(0, np.uint32)
-        n = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
+    def _write_files(self, task: Task, spill: str, dtype: np.dtype, table: pl.DataFrame) -> PartManifest:
+        """Shuffle the shard's documents and cut them into files, gathering tokens from the spill file a slice
+        at a time (the pages read are released after each slice, so memory stays that of a slice)."""
+        n = table["n"].to_numpy()
         starts = np.cumsum(n) - n
         rng = np.random.default_rng([self.seed, xxhash.xxh64_intdigest(task.key.encode())])
         order = rng.permutation(len(n))
         file_of = _pack(n[order], self.max_tokens_per_file)
-        table = pl.DataFrame({"id": ids, "src": src, "loc": locs, "source": sources, "n": n})[order]
-        table = table.with_columns(file=pl.Series(file_of))
+        table = table[order].with_columns(file=pl.Series(file_of))
         files = []
-        for number, docs in enumerate(table.partition_by("file", maintain_order=True)):
-            picked = order[file_of == number]
-            ends = np.cumsum(n[picked])
-            gather = np.repeat(starts[picked] - (ends - n[picked]), n[picked]) + np.arange(ends[-1])
-            stem = f"{task.key}-{number:05d}"
-            with io.AtomicWriter(io.join(self.output, stem + ".npy")) as w:
-                w.write(tokens[gather].tobytes())
-            rows = docs.select(start=pl.Series(ends - n[picked]), end=pl.Series(ends), id="id", src="src", loc="loc")
-            with io.AtomicWriter(io.join(self.output, stem + ".csv.gz")) as w:
-                w.write(rows.write_csv(include_header=False).encode())
-            files.append(FileEntry(stem + ".npy", stem + ".csv.gz", int(ends[-1]), len(picked)))
+        with open(spill, "rb") as f, _mapped(f) as mm:
+            tokens = np.frombuffer(mm, dtype) if mm is not None else np.empty(0, dtype)
+            for number, docs in enumerate(table.partition_by("file", maintain_order=True)):
+                stem = f"{task.key}-{number:05d}"
+                files.append(self._write_file(stem, tokens, mm, order[file_of == number], n, starts, docs))
+            del tokens  # the map cannot close while an array views it
         per_source = table.group_by("source").agg(tokens=pl.col("n").sum(), documents=pl.len()).sort("source")
         return PartManifest(
             files,
             dict(zip(per_source["source"], per_source["tokens"])),
             dict(zip(per_source["source"], per_source["documents"])),
         )
+
+    def _write_file(self, stem, tokens, mm, picked, n, starts, docs: pl.DataFrame) -> FileEntry:
+        """One ``.npy`` of the documents ``picked`` (in order) and its ``.csv.gz`` of offsets."""
+        ends = np.cumsum(n[picked])
+        with io.AtomicWriter(io.join(self.output, stem + ".npy")) as w:
+            for part in _slices(picked, n, SLICE_TOKENS):
+                sizes = n[part]
+                within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+                w.write(tokens[np.repeat(starts[part], sizes) + within].tobytes())
+                mm.madvise(mmap.MADV_DONTNEED)
+        rows = docs.select(start=pl.Series(ends - n[picked]), end=pl.Series(ends), id="id", src="src", loc="loc")
+        with io.AtomicWriter(io.join(self.output, stem + ".csv.gz")) as w:
+            w.write(rows.write_csv(include_header=False).encode())
+        return FileEntry(stem + ".npy", stem + ".csv.gz", int(ends[-1]), len(picked))
 
     def finish(self, tasks: list[Task]) -> None:
         """Merge the per-shard parts into ``manifest.json``: files, tokens and documents per source, tokenizer."""
@@ -138,6 +140,41 @@ class TokenizeStage(Stage):
             dict(sorted(documents_per_source.items())),
         )
         io.write_json(io.join(self.output, "manifest.json"), manifest)
+
+
+@contextlib.contextmanager
+def _mapped(f):
+    """The spill file mapped read-only (None when it is empty: nothing to map)."""
+    if os.fstat(f.fileno()).st_size == 0:
+        yield None
+        return
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        yield mm
+
+
+def _slices(picked: np.ndarray, n: np.ndarray, limit: int) -> list[np.ndarray]:
+    """``picked`` (documents in file order) cut into runs of about ``limit`` tokens (a longer document alone)."""
+    starts = np.cumsum(n[picked]) - n[picked]
+    cuts = np.flatnonzero(np.diff(starts // limit)) + 1
+    return np.split(picked, cuts)
+
+
+def _batch_tokens(tok, info, dtype: np.dtype, batch: io.DocBatch, src: str) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's documents as one token array (BOS if asked, the text's ids, EOS) and tokens per document."""
+    body_ids, sizes = encode_ids(tok, [d.text for d in batch.docs])
+    extra = 1 + (info.bos_token_id is not None)
+    n = sizes + extra
+    flat = np.empty(int(n.sum()), dtype)
+    ends = np.cumsum(n)
+    body = np.ones(len(flat), bool)
+    body[ends - 1] = False
+    if info.bos_token_id is not None:
+        body[ends - n] = False
+        flat[ends - n] = info.bos_token_id
+    flat[ends - 1] = info.eos_token_id
+    flat[body] = body_ids
+    _check_boundaries(flat, ends, info.eos_token_id, batch, src)
+    return flat, n
 
 
 def _pack(n: np.ndarray, limit: int) -> np.ndarray:
