@@ -66,6 +66,26 @@ def test_documents_are_shuffled_by_seed_and_output_does_not_depend_on_workers(tm
     assert len(TokenReader(str(tmp_path / "a")).manifest.files) > 3
 
 
+def test_files_gathered_from_the_spill_in_small_slices_are_the_same_bytes(tmp_path, monkeypatch):
+    """Tokens are gathered from the spill file a slice at a time: slices far smaller than a document (and than
+    a file) must give exactly the files one slice gives, every document decoding to its text."""
+    import dolma.tokenize.stage as stage_module
+
+    def tokenize(out):
+        stage = TokenizeStage(input=str(SAMPLE / "sympy-docs.jsonl.gz"), output=str(out), max_tokens_per_file=40000)
+        run_stage(stage, LocalExecutor(1))
+
+    tokenize(tmp_path / "whole")
+    monkeypatch.setattr(stage_module, "SLICE_TOKENS", 97)
+    tokenize(tmp_path / "sliced")
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(tmp_path / "sliced")
+    texts = {d["id"]: d["text"] for d in sample_docs("sympy-docs")}
+    tok = load_tokenizer(DEFAULT_TOKENIZER)
+    docs = list(TokenReader(str(tmp_path / "sliced")).documents())
+    assert len(docs) == len(texts) and len(TokenReader(str(tmp_path / "sliced")).manifest.files) > 2
+    assert all(tok.decode(d.tokens[:-1].tolist(), skip_special_tokens=False) == texts[d.id] for d in docs)
+
+
 def test_small_vocabulary_gives_uint16_and_bos_is_optional(tmp_path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
