@@ -27,7 +27,7 @@ from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.report import Section
 from dolma.runtime.stage import Files, Stage, Task, pack_by_size
-from pdf_extract.extract import Options
+from pdf_extract.answer import Options
 from pdf_extract.worker import Answer, PdfWorker
 
 TAGGER = "pdf_extract_v1"

@@ -12,7 +12,7 @@ import sys
 import msgspec
 
 from dolma.runtime.isolated import Failure, IsolatedWorker, serve
-from pdf_extract.extract import OUT_OF_MEMORY, Extracted, Options
+from pdf_extract.answer import OUT_OF_MEMORY, Extracted, Options
 
 
 class Request(msgspec.Struct):

@@ -15,13 +15,13 @@ main text for about 2% less boilerplate.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
-import trafilatura
 
 from dolma import io
 from dolma.core.config import param
@@ -34,6 +34,7 @@ from dolma.runtime.executors import report_progress
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.stage import Files, Shard, Stage, Task, pack_by_size
 
+TRAFILATURA = importlib.metadata.version("trafilatura")  # the parent never imports it: extraction is in a child
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz")
 
@@ -139,7 +140,7 @@ class WebStage(Stage):
             ledger.dropped(meta.source_file, [number], [record_id], "no_main_text")
             return None
         ledger.kept(meta.source_file, [number], [record_id])
-        meta.extractor = f"trafilatura {trafilatura.__version__}"
+        meta.extractor = f"trafilatura {TRAFILATURA}"
         return Document(record_id, text, self.source, None, created, msgspec.Raw(ENCODER.encode(meta)))
 
     def _warc_records(self, url: str, ledger: ShardLedger):

@@ -20,11 +20,10 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import smart_open
 
 from dolma.core.document import ENCODER, Document, LazyDocument, decode_document
 from dolma.io.streams import Damage, chunks
-from dolma.io.urls import is_remote
+from dolma.io.urls import is_remote, open_url
 
 MAX_DOCUMENT_BYTES = int(float(os.environ.get("DOLMA_MAX_DOCUMENT_MB", "50")) * 1e6)  # larger lines: oversize
 BATCH_BYTES = 16 << 20  # a document batch ends past this many raw bytes, whatever its count: memory per batch
@@ -246,7 +245,7 @@ def starts_with_id(lines: list[bytes], ids: Sequence[str]) -> np.ndarray:
 def _parquet_lines(url: str, batch_size: int) -> Iterator[LineBatch]:
     """Parquet rows as JSON lines, so Parquet input gets exactly the JSONL validation."""
     try:
-        with smart_open.open(url, "rb") as raw:
+        with open_url(url, "rb") as raw:
             pf = pq.ParquetFile(pa.BufferReader(raw.read()) if is_remote(url) else url)
             names = set(pf.schema_arrow.names)
             if not {"id", "text"} <= names:

@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import smart_open
 from isal import isal_zlib
 
 from dolma.io.setup import configure
+from dolma.io.urls import open_url
 
 try:  # the standard library's zstd (3.14), backported before: decompression with an output bound
     from compression.zstd import ZstdDecompressor
@@ -58,7 +58,7 @@ def chunks(url: str) -> Iterator[bytes | Damage]:
     """The decompressed content of a file (by suffix: .gz, .zst, else as stored), in order, as checked byte
     chunks and Damage markers. An unreadable file (missing, permission) raises OSError as opening would."""
     configure()
-    with smart_open.open(url, "rb", compression="disable") as raw:
+    with open_url(url, "rb", compression="disable") as raw:
         if url.endswith((".gz", ".gzip")):
             units = (item for _, item in _units(raw, _Zlib, GZIP_MAGIC, "gzip member"))
         elif url.endswith((".zst", ".zstd")):
@@ -199,7 +199,7 @@ def gzip_members(url: str) -> Iterator[tuple[int, bytes | Damage]]:
     check or is cut, and for bytes between members that are not one; reading resumes at the next member. For
     formats that put one record in each member (``.warc.gz``), so a damaged member costs only its record."""
     configure()
-    with smart_open.open(url, "rb", compression="disable") as raw:
+    with open_url(url, "rb", compression="disable") as raw:
         for start, parts in itertools.groupby(
             _units(raw, _Zlib, GZIP_MAGIC, "gzip member", hold=None), key=lambda x: x[0]
         ):

@@ -7,13 +7,16 @@ names below the root are bookkeeping (ledgers, temporary files) and never input;
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import os
 import re
 
-import smart_open
+import zstandard
+from isal import igzip
 
 from dolma.core.errors import UserError
-from dolma.io.setup import configure
+from dolma.io.setup import configure, smart_open_module
 
 DOC_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".parquet")
 
@@ -30,7 +33,7 @@ def exists(url: str) -> bool:
     if not is_remote(url):
         return os.path.exists(url)
     try:
-        with smart_open.open(url, "rb", compression="disable"):
+        with open_url(url, "rb", compression="disable"):
             return True
     except (OSError, ValueError, KeyError):
         return False
@@ -190,10 +193,23 @@ def attributes_url(doc_url: str, name: str) -> str:
     return f"{head}/attributes/{name}/{rel}"
 
 
-def open_url(url: str, mode: str = "rb", **kwargs):
-    """Open a URL with smart_open (compression by suffix unless ``compression="disable"``), set up first."""
+LOCAL_OPENERS = {".gz": igzip.open, ".zst": zstandard.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def open_url(url: str, mode: str = "rb", compression: str = "infer_from_extension", **kwargs):
+    """Open a URL, decompressing by suffix (``.gz``, ``.zst``, ``.bz2``, ``.xz``) unless
+    ``compression="disable"``: a local path with the standard library and the codecs' own ``open`` (gzip
+    reads through ISA-L), a remote one with smart_open (imported then: see :mod:`dolma.io.setup`)."""
     configure()
-    return smart_open.open(url, mode, **kwargs)
+    if is_remote(url):
+        return smart_open_module().open(url, mode, compression=compression, **kwargs)
+    path = url[len("file://") :] if url.startswith("file://") else url
+    opener = LOCAL_OPENERS.get(os.path.splitext(path)[1]) if compression != "disable" else None
+    if opener is igzip.open and "w" in mode:
+        import gzip
+
+        opener = gzip.open  # the standard library's writer (ISA-L's compresses differently)
+    return (opener or open)(path, mode, **kwargs)
 
 
 def identity(url: str) -> str:

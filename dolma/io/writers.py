@@ -21,13 +21,12 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-import smart_open
 import zstandard
 
 from dolma.core.document import ENCODER, Document
 from dolma.io.setup import configure
 from dolma.io.streams import UNIT
-from dolma.io.urls import is_remote
+from dolma.io.urls import is_remote, open_url
 
 
 def _host() -> str:
@@ -112,7 +111,7 @@ class AtomicWriter:
             os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
             head, tail = os.path.split(url)
             self.tmp = os.path.join(head, f".{tail}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        self._raw = smart_open.open(self.tmp, "wb", compression="disable")
+        self._raw = open_url(self.tmp, "wb", compression="disable")
         self._unit = 0  # input bytes in the current gzip member or zstd frame
         self._file: BinaryIO = self._raw
         if url.endswith(".gz"):
@@ -229,7 +228,7 @@ def write_lines(url: str, records: list) -> None:
 
 
 def read_json(url: str):
-    with smart_open.open(url, "rb") as f:
+    with open_url(url, "rb") as f:
         return msgspec.json.decode(f.read())
 
 
@@ -259,14 +258,14 @@ def write_arrow(url: str, table: pa.Table) -> None:
 def read_arrow(url: str) -> pa.Table:
     """A file written by :func:`write_arrow`, whole."""
     if is_remote(url):
-        with smart_open.open(url, "rb") as f:
+        with open_url(url, "rb") as f:
             return pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
     with pa.OSFile(url) as f:
         return pa.ipc.open_file(f).read_all()
 
 
 def read_parquet(url: str) -> pa.Table:
-    with smart_open.open(url, "rb") as f:
+    with open_url(url, "rb") as f:
         return pq.read_table(pa.BufferReader(f.read()) if is_remote(url) else url)
 
 
