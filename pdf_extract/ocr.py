@@ -44,14 +44,15 @@ class OcrPage(msgspec.Struct):
 
 def ocr_page(page: pymupdf.Page, language: str, dpi: int, tessdata: str) -> OcrPage:
     """Turn the page upright when Tesseract is sure it is not, then read its words as paragraph blocks."""
-    image = _render(page, dpi)
+    image, dpi = _render(page, dpi)
     rotation, confidence = orientation(image, tessdata)
     if rotation and confidence >= ROTATE_CONFIDENCE:
         page.set_rotation((page.rotation + rotation) % 360)
-        image = _render(page, dpi)
+        image, dpi = _render(page, dpi)
     else:
         rotation = 0
-    blocks, mean = _paragraphs(_tesseract(image, tessdata, "-l", language, "--psm", "3", "--dpi", str(dpi), "tsv"), dpi)
+    tsv = _tesseract(image, tessdata, "-l", language, "--psm", "3", "--dpi", str(dpi), "tsv")
+    blocks, mean = _paragraphs(tsv, dpi)
     return OcrPage(blocks, mean, rotation)
 
 
@@ -68,15 +69,16 @@ def orientation(image: bytes, tessdata: str) -> tuple[int, float]:
     return int(rotate.group(1)) % 360, float(confidence.group(1))
 
 
-def _render(page: pymupdf.Page, dpi: int) -> bytes:
+def _render(page: pymupdf.Page, dpi: int) -> tuple[bytes, int]:
+    """The page as a grey PNG, and the resolution it was rendered at (``dpi`` or less, within the caps)."""
     width, height = page.rect.width / 72, page.rect.height / 72  # inches
-    dpi = int(min(dpi, (MAX_PIXELS / max(width * height, 1e-6)) ** 0.5, MAX_SIDE / max(width, height, 1e-6)))
-    pixmap = page.get_pixmap(dpi=max(dpi, 1), colorspace=pymupdf.csGRAY)
+    dpi = max(1, int(min(dpi, (MAX_PIXELS / max(width * height, 1e-6)) ** 0.5, MAX_SIDE / max(width, height, 1e-6))))
+    pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY)
     samples = np.frombuffer(pixmap.samples_mv, dtype=np.uint8)
     if samples.size and samples.min() == samples.max():
         for xref, *_ in page.get_images():
             pymupdf.Pixmap(page.parent, xref)  # raises (e.g. MuPDF's "Overly large image") for one it cannot read
-    return pixmap.tobytes("png")
+    return pixmap.tobytes("png"), dpi
 
 
 def _tesseract(image: bytes, tessdata: str, *args: str) -> bytes:

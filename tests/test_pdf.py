@@ -181,6 +181,13 @@ def test_a_poster_sized_scan_is_read_smaller_and_a_page_that_cannot_be_read_lose
     methods = [p.method for p in answer.result.pages]
     assert answer.result.reason == "" and methods[-2:] == ["ocr", "error"] and "text" in methods
     assert "This is a very big image with a tiny amount of text." in answer.result.text
+    from pdf_extract.extract import tessdata
+    from pdf_extract.ocr import ocr_page
+
+    poster = pymupdf.open(SHARED / "pdf/files/scanned/ocrmypdf__hugemono.pdf")[0]  # read at ~54 dpi, not 200
+    blocks = ocr_page(poster, "eng", 200, tessdata()).blocks
+    assert blocks and all(0 <= b.x0 < b.x1 <= poster.rect.width and b.y1 <= poster.rect.height for b in blocks)
+    assert max(b.x1 for b in blocks) > 0.15 * poster.rect.width  # in points (the line ends at 1,993 of 8,400)
     assert checks["one-column.pdf"].score(answer.result.text)[0] >= len(checks["one-column.pdf"].present)
 
 
