@@ -42,6 +42,12 @@ WORD = re.compile(r"\w{2,}")
 WIDE = re.compile(r"[\u2e80-\u2fff\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
 WIDE_PUNCTUATION = re.compile(r"[\u3000\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+")
 HYPHENS = "-\u00ad\u2010"
+LEADER = re.compile(r"[\s.·…‥∙•_]+")  # a line of dot leaders (a table of contents), or of dots alone
+SYMBOLS_ONLY = re.compile(r"[^\w]*|_+")  # a line without a letter or a digit
+JUNK_GARBLED = 0.25  # share of unmapped code points (pages of real math with a few broken glyphs reach 0.14)
+JUNK_SYMBOL_LINES = 0.7  # share of lines without a letter or digit (symbol tables of a manual reach 0.5)
+JUNK_MIN_LINES = 20
+JUNK_OCR_CONFIDENCE = 50.0  # mean word confidence: upright scans measured 86-96, upside-down text 29-30
 
 
 @dataclass
@@ -72,8 +78,8 @@ def slanted(blocks: list[Block]) -> list[bool]:
 
 
 def find_gutter(blocks: list[Block], width: float) -> float | None:
-    """The x of a two-column page's gutter, or None when the page is not two-column. Of the places crossed by
-    the least text, the middle of the least-crossed stretch is taken."""
+    """The x of a two-column page's gutter (the middle of the stretch crossed by the least text), or None when
+    the page is not two-column."""
     left_only = sum(b.x1 < 0.6 * width for b in blocks)
     right_only = sum(b.x0 > 0.4 * width for b in blocks)
     if left_only < 2 or right_only < 2:  # no text confined to either half: not two columns
@@ -172,10 +178,6 @@ def remove_running_lines(pages: list[list[Block]], heights: list[float]) -> tupl
         removed += len(drop)
         kept_pages.append([b for i, b in enumerate(blocks) if i not in drop])
     return kept_pages, removed
-
-
-LEADER = re.compile(r"[\s.·…‥∙•_]+")  # a line of dot leaders (a table of contents), or of dots alone
-SYMBOLS_ONLY = re.compile(r"[^\w]*|_+")  # a line without a letter or a digit
 
 
 def paragraph_text(block: Block) -> str:
@@ -287,9 +289,3 @@ def without_symbol_lines(paragraphs: list[str]) -> list[str]:
         if kept.strip():
             out.append(kept.strip())
     return out
-
-
-JUNK_GARBLED = 0.25  # share of unmapped code points (pages of real math with a few broken glyphs reach 0.14)
-JUNK_SYMBOL_LINES = 0.7  # share of lines without a letter or digit (symbol tables of a manual reach 0.5)
-JUNK_MIN_LINES = 20
-JUNK_OCR_CONFIDENCE = 50.0  # mean word confidence: upright scans measured 86-96, upside-down text 29-30

@@ -51,17 +51,14 @@ def ocr_page(page: pymupdf.Page, language: str, dpi: int, tessdata: str) -> OcrP
         image, dpi = _render(page, dpi)
     else:
         rotation = 0
-    tsv = _tesseract(image, tessdata, "-l", language, "--psm", "3", "--dpi", str(dpi), "tsv")
+    tsv = _tesseract(image, tessdata, "-l", language, "--psm", "3", "--dpi", str(dpi), "tsv").stdout
     blocks, mean = _paragraphs(tsv, dpi)
     return OcrPage(blocks, mean, rotation)
 
 
 def orientation(image: bytes, tessdata: str) -> tuple[int, float]:
     """(degrees to turn clockwise, Tesseract's confidence); (0, 0.0) when it finds too little text to say."""
-    proc = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--psm", "0", "--tessdata-dir", tessdata],
-        input=image, capture_output=True, env=ONE_THREAD,
-    )  # fmt: skip
+    proc = _tesseract(image, tessdata, "--psm", "0", check=False)
     out = proc.stdout.decode("utf-8", "replace")
     rotate, confidence = re.search(r"Rotate: (\d+)", out), re.search(r"Orientation confidence: ([\d.]+)", out)
     if proc.returncode != 0 or not rotate or not confidence:  # "Too few characters": nothing to turn
@@ -81,14 +78,15 @@ def _render(page: pymupdf.Page, dpi: int) -> tuple[bytes, int]:
     return pixmap.tobytes("png"), dpi
 
 
-def _tesseract(image: bytes, tessdata: str, *args: str) -> bytes:
+def _tesseract(image: bytes, tessdata: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Tesseract on a PNG from stdin, one thread; with ``check``, a failure raises with its message."""
     proc = subprocess.run(
         ["tesseract", "stdin", "stdout", "--tessdata-dir", tessdata, *args],
         input=image, capture_output=True, env=ONE_THREAD,
     )  # fmt: skip
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise RuntimeError(f"tesseract failed: {proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
-    return proc.stdout
+    return proc
 
 
 def _paragraphs(tsv: bytes, dpi: int) -> tuple[list[Block], float]:

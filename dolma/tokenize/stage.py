@@ -94,7 +94,7 @@ class TokenizeStage(Stage):
             for number, docs in enumerate(table.partition_by("file", maintain_order=True)):
                 stem = f"{task.key}-{number:05d}"
                 files.append(self._write_file(stem, tokens, mm, order[file_of == number], n, starts, docs))
-            del tokens  # the map cannot close while an array views it
+            del tokens  # the map closes only once no array views it
         per_source = table.group_by("source").agg(tokens=pl.col("n").sum(), documents=pl.len()).sort("source")
         return PartManifest(
             files,
@@ -144,12 +144,17 @@ class TokenizeStage(Stage):
 
 @contextlib.contextmanager
 def _mapped(f):
-    """The spill file mapped read-only (None when it is empty: nothing to map)."""
+    """The spill file mapped read-only (None when it is empty: nothing to map). The map is closed on the way
+    out unless an array still views it (an error mid-gather): then it goes with the last view."""
     if os.fstat(f.fileno()).st_size == 0:
         yield None
         return
-    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
         yield mm
+    finally:
+        with contextlib.suppress(BufferError):
+            mm.close()
 
 
 def _slices(picked: np.ndarray, n: np.ndarray, limit: int) -> list[np.ndarray]:
