@@ -271,6 +271,44 @@ def test_the_clean_original_is_kept_over_a_copy_padded_with_boilerplate(tmp_path
     assert not removed & {d["id"] for d in base}
 
 
+def test_an_exact_twin_or_a_dissimilar_candidate_does_not_make_a_padded_copy_the_keeper():
+    """The shape met on the shared near-duplicate corpus: an original O, a padded copy P served twice (P2 holds
+    the same n-grams), an edited copy E, and, without verification (FineWeb preset), an unverified candidate
+    edge E-P at Jaccard 0.5. Summed over every edge, P's twin and its dissimilar candidate lifted P above O and
+    the padded copy was kept; only near-duplicate edges between different sets count, so O is kept."""
+    from dolma.dedup.clusters import _contained
+    from dolma.dedup.keepers import pick_keepers
+
+    orig, pad, twin, edit = 1, 2, 3, 4
+    edges = pl.DataFrame(
+        {
+            "a": [pad, pad, edit, edit],
+            "b": [orig, twin, orig, pad],
+            "ca": [0.963, 1.0, 0.887, 0.62],
+            "cb": [1.0, 1.0, 0.891, 0.68],
+        },
+        schema={"a": pl.UInt64, "b": pl.UInt64, "ca": pl.Float32, "cb": pl.Float32},
+    )
+    contained = _contained(edges, 0.8)
+    members = (
+        pl.DataFrame(
+            {
+                "doc": [orig, pad, twin, edit],
+                "component": [1] * 4,
+                "id": ["o", "p", "p2", "e"],
+                "created": ["2024"] * 4,
+                "length": [1258, 1315, 1315, 1252],
+            },
+            schema_overrides={"doc": pl.UInt64, "component": pl.UInt64},
+        )
+        .join(contained, on="doc", how="left")
+        .with_columns(pl.col("contained").fill_null(0.0))
+    )
+    keepers = pick_keepers(members, ["contained", "newest", "longest", "lowest_id"])
+    assert set(keepers["keeper_id"]) == {"o"}
+    assert _contained(edges, None).filter(pl.col("doc") == pad)["contained"].item() > 0.963  # the dissimilar edge
+
+
 def test_a_killed_runs_temporary_file_beside_a_steps_folder_is_swept_on_rerun(tmp_path):
     """Dedup's pairs step writes its edges in the work folder beside its own: a temporary file a killed run
     left there is removed by the next run, so reruns give the same tree."""

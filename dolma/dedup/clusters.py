@@ -59,7 +59,9 @@ class ClusterStage(Step):
                 for f in io.list_files(io.join(p.work, "docs", "**", "*.parquet"))
             ]
         )
-        clusters = clusters.join(docs, on="doc", how="left").join(_contained(edges), on="doc", how="left")
+        clusters = clusters.join(docs, on="doc", how="left").join(
+            _contained(edges, _similar_enough(p)), on="doc", how="left"
+        )
         members = pick_keepers(clusters.with_columns(pl.col("contained").fill_null(0.0)), p.keeper)
         if p.keeper_jaccard is not None and p.method == "minhash":
             members = check_keepers(members, edges, p, ledger.metrics)
@@ -118,6 +120,13 @@ class ClusterStage(Step):
         return table
 
 
+def _similar_enough(p: DedupParams) -> float | None:
+    """The Jaccard an edge needs to count for the ``contained`` rule: the keeper check's, else the verify's."""
+    if p.keeper_jaccard is not None:
+        return float(p.keeper_jaccard)
+    return None if p.jaccard_threshold is None else float(p.jaccard_threshold)
+
+
 LARGEST = 5  # clusters shown in the report
 COPIES_SHOWN = 2  # removed copies shown per cluster
 
@@ -134,12 +143,22 @@ def _texts(urls: dict[int, str], docs: list[int]) -> dict[int, tuple[str, str]]:
     return out
 
 
-def _contained(edges: pl.DataFrame) -> pl.DataFrame:
-    """Per document in a verified edge, the summed share of its n-grams that its neighbours hold: highest for
-    the clean original a cluster's copies were made from (a padded copy adds n-grams no other member has, an
-    edited one loses some), so the ``contained`` keeper rule keeps it. Zero without verification (no sets)."""
+def _contained(edges: pl.DataFrame, threshold: float | None) -> pl.DataFrame:
+    """Per document in a verified edge, the summed share of its n-grams that its near-duplicate neighbours hold:
+    highest for the clean original a cluster's copies were made from (a padded copy adds n-grams no other member
+    has, an edited one loses some), so the ``contained`` keeper rule keeps it. Only edges whose true Jaccard
+    (from the two shares) reaches ``threshold`` count: without verification every candidate edge is here, and
+    summing over dissimilar neighbours would favour whichever member LSH linked most often, not the original.
+    An edge between two identical sets counts for neither side: exact copies (a padded page served twice)
+    would otherwise lift each other above the original they were made from. Zero without n-gram sets."""
     if "ca" not in edges.columns:
         return pl.DataFrame(schema={"doc": pl.UInt64, "contained": pl.Float64})
+    edges = edges.filter((pl.col("ca") < 1) | (pl.col("cb") < 1))
+    if threshold is not None:
+        ca, cb = pl.col("ca").cast(pl.Float64), pl.col("cb").cast(pl.Float64)
+        # intersection / |a| and / |b| give the Jaccard intersection / union as 1 / (1/ca + 1/cb - 1)
+        similar = (ca > 0) & (cb > 0) & ((1 / ca + 1 / cb - 1) <= 1 / threshold + 1e-9)
+        edges = edges.filter(similar)
     sides = pl.concat([edges.select(doc="a", c="ca"), edges.select(doc="b", c="cb")])
     return sides.group_by("doc").agg(contained=pl.col("c").cast(pl.Float64).sum())
 
