@@ -18,7 +18,7 @@ import pytest
 import zstandard
 from conftest import ROOT, is_state_file, run_cli
 
-from dolma.runtime.executors import RayExecutor
+from dolma.runtime.cluster import RayExecutor
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.run import run_stage
 from dolma.runtime.stage import Stage, Task
@@ -163,3 +163,69 @@ def test_quickstart_reading_and_writing_s3_gives_the_local_bytes(local_run, tmp_
             assert secret.encode() not in path.read_bytes(), path
     local = tree(local_run, [str(local_run)])
     assert_same_trees(tree(down, ["s3://corpus/out"]), local)
+
+
+def relative_run(folder, executor: str):
+    """The quickstart recipe with relative paths (``sample/``, ``out/``) in ``folder``, as a user writes it."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    shutil.copytree(SAMPLE, folder / "sample")
+    text = recipe("out", "sample", executor)
+    (folder / "recipe.yaml").write_text(text)
+    return [sys.executable, "-m", "dolma", "run", "recipe.yaml"]
+
+
+def test_quickstart_on_a_multi_node_ray_cluster_survives_losing_a_node(tmp_path):
+    """A real cluster on loopback (a head without CPUs and two worker nodes, each its own raylet), the recipe
+    with relative paths run from its folder: tasks run on the worker nodes, in the driver's working directory.
+    One worker node is removed while dedup runs; its tasks are retried on the other and the outputs are the
+    bytes of a local run of the same recipe."""
+    import subprocess
+    import time
+
+    from ray.cluster_utils import Cluster
+
+    local = relative_run(tmp_path / "local", "kind: local\n  workers: 2")
+    subprocess.run(local, cwd=tmp_path / "local", check=True, capture_output=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        command = relative_run(tmp_path / "ray", f"kind: ray\n  address: {cluster.address}")
+        proc = subprocess.Popen(command, cwd=tmp_path / "ray", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        started, removed = time.monotonic(), False
+        while proc.poll() is None and time.monotonic() - started < 400:
+            if not removed and (tmp_path / "ray" / "out" / "dedup" / "bands").is_dir():  # dedup has started
+                cluster.remove_node(workers[0])
+                removed = True
+            time.sleep(0.1)
+        output = proc.communicate(timeout=60)[0].decode()
+    finally:
+        cluster.shutdown()
+    assert removed and proc.returncode == 0, output[-3000:]
+    assert_same_trees(tree(tmp_path / "ray" / "out", []), tree(tmp_path / "local" / "out", []))
+
+
+def test_a_node_that_cannot_see_a_local_output_folder_stops_the_run(tmp_path, monkeypatch):
+    """On more than one node, a local output folder must be visible to every node: a node whose probe read
+    fails (the folder is not on a shared file system) is named in the error before any task is sent."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from dolma.core.errors import UserError
+    from dolma.runtime import cluster as module
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        executor = RayExecutor(cluster.address)
+        executor.check_reachable(str(tmp_path / "shared"))  # loopback: every node sees the folder
+        monkeypatch.setattr(module, "_read_probe", lambda path: None)  # as a node without the mount would
+        with pytest.raises(UserError, match="cannot see the local folder"):
+            executor.check_reachable(str(tmp_path / "elsewhere"))
+        assert not list((tmp_path / "shared").iterdir())  # the probe file is removed
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

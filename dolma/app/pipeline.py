@@ -26,7 +26,8 @@ from typing import Any
 
 from dolma.app.recipe import build_stage, load_recipe
 from dolma.core.errors import UserError
-from dolma.runtime.executors import Executor, LocalExecutor, RayExecutor
+from dolma.runtime.cluster import RayExecutor
+from dolma.runtime.executors import Executor, LocalExecutor
 from dolma.runtime.run import Progress, StageResult, run_stages
 from dolma.runtime.stage import Stage, StageGroup
 

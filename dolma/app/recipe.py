@@ -54,7 +54,8 @@ class ExecutorConfig(pydantic.BaseModel):
     max_retries: int = pydantic.Field(default=3, ge=0, description="ray only: retries of a task whose worker died")
 
     def build(self, workers: int | None = None):
-        from dolma.runtime.executors import LocalExecutor, RayExecutor
+        from dolma.runtime.cluster import RayExecutor
+        from dolma.runtime.executors import LocalExecutor
 
         if self.kind == "ray":
             return RayExecutor(self.address, workers or self.workers, self.max_retries)

@@ -48,18 +48,31 @@ def recording() -> Iterator[list[str]]:
         _published = outer
 
 
-def remove_dead_temporaries(folder: str) -> int:
-    """Remove the temporary files under a local folder whose writer, a process of this host, is gone (a
-    killed run's); returns how many. Others' files, live or from other hosts, are left alone."""
+def remove_dead_temporaries(folder: str, every_host: bool = False, recursive: bool = True) -> int:
+    """Remove the temporary files in a local folder (and below it, if ``recursive``) whose writer, a process of
+    this host, is gone (a killed run's, or a killed attempt of a task that was retried); returns how many.
+    Files of live processes are left alone, and so are other hosts' unless ``every_host`` (the caller knows
+    that every writer into the folder has finished: a stage whose tasks all completed, on a cluster whose lost
+    node left its files)."""
     removed = 0
     host = _host()
-    for root, _, names in os.walk(folder):
+    for root, _, names in os.walk(folder) if recursive else [(folder, None, _names(folder))]:
         for name in names:
             m = TEMPORARY.match(name)
-            if m and m["host"] == host and not process_alive(int(m["pid"])):
-                os.remove(os.path.join(root, name))
+            if not m:
+                continue
+            if (m["host"] != host and every_host) or (m["host"] == host and not process_alive(int(m["pid"]))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(root, name))
                 removed += 1
     return removed
+
+
+def _names(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def process_alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""Executors: map a picklable function over picklable tasks, on local processes or a Ray cluster.
+"""Executors: map a picklable function over picklable tasks, on local processes (here) or a Ray cluster
+(:mod:`dolma.runtime.cluster`).
 
 An executor knows nothing of stages: :mod:`dolma.runtime.run` gives it ``run_task`` and the tasks that have no
 completion marker yet, so any executor that can call a function on a task gets resume for free. Stages report
@@ -84,6 +85,9 @@ class Executor(Protocol):
 
     def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]: ...
 
+    def check_reachable(self, folder: str) -> None:
+        """Raise a UserError if some worker could not read and write ``folder`` as the caller does."""
+
 
 class WorkerDied(DataError):
     """A task whose worker process was killed (by a signal, or exited) every time it was tried."""
@@ -152,6 +156,9 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None, retries: int = 2):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.retries = retries
+
+    def check_reachable(self, folder: str) -> None:
+        """Workers run on this machine, in this working directory: they see every folder the caller does."""
 
     def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]:
         if not items:
@@ -253,49 +260,3 @@ def _alone_worker(fn, index, item, q, parent, conn) -> None:
         outcome = (False, e)
     conn.send(outcome)
     conn.close()
-
-
-def _run_on_ray(fn: Callable[[T], R], item: T) -> R:
-    return fn(item)
-
-
-class RayExecutor:
-    """Runs each task as a Ray task (one CPU each) on a Ray cluster: ``address`` None starts a local one on this
-    machine with ``workers`` CPUs; ``"auto"`` or ``"host:port"`` joins a running cluster (``ray start``).
-
-    A task whose worker process or node dies is retried up to ``max_retries`` times; a task that raises is not
-    (the error is in the data or the code, and a retry would fail the same way). Completion markers make a
-    retried or rerun task idempotent exactly as with the local executor, so outputs are the same bytes.
-    Every node needs this package installed and the data at the same URLs (object storage, or a shared file
-    system for local paths)."""
-
-    streams_progress = False  # Ray tasks report when they finish, not batch by batch
-
-    def __init__(self, address: str | None = None, workers: int | None = None, max_retries: int = 3):
-        self.address = address
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self.max_retries = max_retries
-
-    def _connect(self):
-        import ray
-
-        if not ray.is_initialized():
-            threads = {n: "1" for n in ("RAYON_NUM_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS")}
-            ray.init(
-                address=self.address,
-                num_cpus=self.workers if self.address is None else None,
-                include_dashboard=False,
-                log_to_driver=True,
-                runtime_env={"env_vars": threads},
-            )
-        return ray
-
-    def map(self, fn: Callable[[T], R], items: list[T], on_progress: Callable[[int, int], None]) -> Iterator[R]:
-        if not items:
-            return
-        ray = self._connect()
-        remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_run_on_ray)
-        pending = [remote.remote(fn, item) for item in items]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])

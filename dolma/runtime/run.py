@@ -12,6 +12,7 @@ same bytes.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -43,6 +44,7 @@ __all__ = ["ledger_dir", "marker_url", "run_stage", "run_stages", "dry_run", "re
 class TaskResult(msgspec.Struct):
     key: str
     summary: ShardSummary
+    folders: list[str] = []  # the local folders the task published files in (swept of dead attempts' files)
 
 
 class StageResult(msgspec.Struct):
@@ -95,7 +97,8 @@ def run_task(stage: Stage, item: tuple[Task, TaskState]) -> TaskResult:
     ledger.write(ledger_file, quarantine_file)
     io.write_json(state_file, TaskState(state.fingerprint, state.inputs, relative_outputs(stage, written)))
     io.write_json(marker_url(stage, task.key), summary)
-    return TaskResult(task.key, summary)
+    files = [*written, state_file, ledger_file, quarantine_file]
+    return TaskResult(task.key, summary, sorted({os.path.dirname(f) for f in files if not io.is_remote(f)}))
 
 
 def _file_failed(url: str, error: Exception, written: list[str]) -> ShardLedger:
@@ -131,10 +134,16 @@ def run_stage(
     for task, _ in todo.redo:
         clear(stage, task.key, bookkeeping=False)
     pending = [(t, todo.states[t.key]) for t in todo.pending]
+    if pending:
+        executor.check_reachable(stage.output)
+    folders: set[str] = set()
     for result in executor.map(partial(run_task, stage), pending, on_progress):
         if not executor.streams_progress:
             on_progress(result.summary.read, 0)
         on_task(result.key, result.summary)
+        folders.update(result.folders)
+    for folder in sorted(folders):  # every task is done: a temporary file left here is a killed attempt's
+        io.remove_dead_temporaries(folder, every_host=True, recursive=False)
     total = ShardSummary()
     for task in tasks:
         total.merge(msgspec.convert(io.read_json(marker_url(stage, task.key)), ShardSummary))
