@@ -179,8 +179,8 @@ def relative_run(folder, executor: str):
 def test_quickstart_on_a_multi_node_ray_cluster_survives_losing_a_node(tmp_path):
     """A real cluster on loopback (a head without CPUs and two worker nodes, each its own raylet), the recipe
     with relative paths run from its folder: tasks run on the worker nodes, in the driver's working directory.
-    One worker node is removed while dedup runs; its tasks are retried on the other and the outputs are the
-    bytes of a local run of the same recipe."""
+    One worker node is removed while dedup runs; the run says so, its tasks are retried on the other and the
+    outputs are the bytes of a local run of the same recipe."""
     import subprocess
     import time
 
@@ -204,6 +204,7 @@ def test_quickstart_on_a_multi_node_ray_cluster_survives_losing_a_node(tmp_path)
     finally:
         cluster.shutdown()
     assert removed and proc.returncode == 0, output[-3000:]
+    assert "left the cluster; its running tasks are retried elsewhere" in output
     assert_same_trees(tree(tmp_path / "ray" / "out", []), tree(tmp_path / "local" / "out", []))
 
 

@@ -68,6 +68,7 @@ class RayExecutor:
         self.address = address
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.max_retries = max_retries
+        self._nodes: dict[str, str] | None = None  # alive nodes (id -> address) when last looked at
 
     def _connect(self):
         import ray
@@ -133,11 +134,11 @@ class RayExecutor:
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_run_on_ray)
         cwd = os.getcwd()
         pending = [remote.remote(fn, item, cwd) for item in items]
-        alive, checked = _alive(ray), time.monotonic()
+        self._nodes, checked = _report_lost(ray, self._nodes), time.monotonic()  # one lost between stages too
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=NODE_CHECK_SECONDS)
             if time.monotonic() - checked >= NODE_CHECK_SECONDS:
-                alive, checked = _report_lost(ray, alive), time.monotonic()
+                self._nodes, checked = _report_lost(ray, self._nodes), time.monotonic()
             if done:
                 yield ray.get(done[0])
 
@@ -146,10 +147,10 @@ def _alive(ray) -> dict[str, str]:
     return {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes() if n.get("Alive")}
 
 
-def _report_lost(ray, before: dict[str, str]) -> dict[str, str]:
-    """The alive nodes now; a line on stderr for each one that left since ``before``."""
+def _report_lost(ray, before: dict[str, str] | None) -> dict[str, str]:
+    """The alive nodes now; a line on stderr for each one that left since ``before`` (None: first look)."""
     now = _alive(ray)
-    for node in before.keys() - now.keys():
+    for node in (before or {}).keys() - now.keys():
         print(
             f"Ray node {before[node]} ({node[:12]}) left the cluster; its running tasks are retried elsewhere",
             file=sys.stderr,
