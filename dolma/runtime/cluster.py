@@ -88,8 +88,11 @@ class RayExecutor:
                     "set RAY_AUTH_MODE=token and give the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN), "
                     "as on every node; see the README's Ray section"
                 ) from None
-            except ConnectionError as e:
-                raise UserError(f"cannot reach a Ray cluster at {self.address}: {e}") from None
+            except ConnectionError as e:  # what Ray raises for a wrong token, too
+                raise UserError(
+                    f"cannot connect to the Ray cluster at {self.address} ({e}): is it running (`ray status`), and "
+                    "does this process have its token (RAY_AUTH_MODE=token, ~/.ray/auth_token or RAY_AUTH_TOKEN)?"
+                ) from None
         return ray
 
     def check_reachable(self, folder: str) -> None:

@@ -97,7 +97,7 @@ def run_task(stage: Stage, item: tuple[Task, TaskState]) -> TaskResult:
     ledger.write(ledger_file, quarantine_file)
     io.write_json(state_file, TaskState(state.fingerprint, state.inputs, relative_outputs(stage, written)))
     io.write_json(marker_url(stage, task.key), summary)
-    files = [*written, state_file, ledger_file, quarantine_file]
+    files = [*written, state_file, ledger_file, quarantine_file, marker_url(stage, task.key)]
     return TaskResult(task.key, summary, sorted({os.path.dirname(f) for f in files if not io.is_remote(f)}))
 
 
