@@ -31,10 +31,10 @@ from typing import TypeVar
 
 from dolma import io
 from dolma.core.errors import UserError
+from dolma.runtime.executors import THREAD_VARIABLES
 
 T = TypeVar("T")
 R = TypeVar("R")
-THREAD_VARIABLES = ("RAYON_NUM_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS")
 NODE_CHECK_SECONDS = 5.0  # how often the alive nodes are compared while results come in
 
 

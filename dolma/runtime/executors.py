@@ -63,13 +63,15 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+THREAD_VARIABLES = ("RAYON_NUM_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS")  # compiled libraries' pools
+
+
 @contextmanager
 def _threads_per_worker(threads: int) -> Iterator[None]:
     """Spawned workers inherit the environment: cap the thread pools of the compiled libraries (tokenizers'
     and polars' Rayon pools, BLAS) so N workers do not each start one thread per core."""
-    names = ("RAYON_NUM_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    for n in names:
+    saved = {n: os.environ.get(n) for n in THREAD_VARIABLES}
+    for n in THREAD_VARIABLES:
         os.environ.setdefault(n, str(threads))
     try:
         yield
