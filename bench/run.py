@@ -645,8 +645,10 @@ def bench_paragraphs(corpora: Path, work: Path, n_rounds: int) -> dict:
     mb = sum(len(gzip.open(f).read()) for f in docs.glob("*.jsonl.gz")) / 1e6
 
     def ours() -> float:
-        stage = ParagraphDedupStage(input=str(docs / "*.jsonl.gz"), name="ours", expected_ngrams=10_000_000)
-        return cpu_seconds(lambda: [stage.run(t, ShardLedger()) for t in stage.tasks()])
+        group = ParagraphDedupStage(
+            input=str(docs / "*.jsonl.gz"), name="ours", method="bloom", expected_ngrams=10_000_000
+        )
+        return cpu_seconds(lambda: [s.run(t, ShardLedger()) for s in group.stages() for t in s.tasks()])
 
     def allenai() -> float:
         bloom = work / "para" / "bloom.bin"
@@ -656,7 +658,7 @@ def bench_paragraphs(corpora: Path, work: Path, n_rounds: int) -> dict:
                 str(ensure_peer("allenai-dolma") / "dolma"),
                 "dedupe",
                 "--documents",
-                str(docs / "a.jsonl.gz"),
+                str(docs / "*.jsonl.gz"),
                 "--dedupe.name",
                 "peer",
                 "--dedupe.paragraphs.attribute_name",

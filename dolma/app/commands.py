@@ -36,10 +36,10 @@ def after_dedup(stage: DedupStage, results: list[StageResult]) -> None:
 
 
 def after_paragraphs(stage: ParagraphDedupStage, results: list[StageResult]) -> None:
-    m = results[0].summary.metrics
+    m = {k: v for r in results for k, v in r.summary.metrics.items() if k in ("paragraphs", "duplicate_paragraphs")}
     print(
-        f"{m.get('duplicate_paragraphs', 0):,.0f} of {m.get('paragraphs', 0):,.0f} paragraphs are duplicates; "
-        f"spans in the {stage.name!r} attribute set"
+        f"{m.get('duplicate_paragraphs', 0):,.0f} of {m.get('paragraphs', 0):,.0f} paragraphs are duplicates "
+        f"(method: {stage.chosen}); spans in the {stage.name!r} attribute set"
         + (f"; filter saved to {stage.bloom_out}" if stage.bloom_out else "")
     )
 
@@ -139,10 +139,12 @@ STAGE_COMMANDS = [
         before=describe_dedup,
     ),
     StageCommand(
-        "dedup-paragraphs", "paragraph_dedup", "Mark duplicate paragraphs with a Bloom filter, as spans.",
+        "dedup-paragraphs", "paragraph_dedup", "Mark duplicate paragraphs (lines seen before in the corpus) as spans.",
         "Mark paragraphs (lines) whose word n-grams were mostly seen before, in this corpus or in a saved Bloom "
-        "filter, as allenai dolma's paragraph dedupe does. Save the filter with --bloom-out to dedup a later "
-        "dataset against this one; use --bloom-in with --read-only to check against a reference set.",
+        "filter, as allenai dolma's paragraph dedupe does. The exact method (default) runs as many tasks: n-grams "
+        "per file, first occurrences per key partition, attributes per file. With --bloom-out (save the filter "
+        "to dedup a later dataset against this one) or --bloom-in with --read-only (check against a reference "
+        "set) one task reads every file in order through a Bloom filter (--method bloom).",
         "dolma dedup-paragraphs --documents 'out/documents/*.jsonl.zst' --bloom-out out/paragraphs.bloom",
         names={"input": "documents"},
         after=after_paragraphs,

@@ -1,192 +1,199 @@
-"""Paragraph-level dedup with a Bloom filter, following allenai dolma's ``dedupe`` paragraph semantics.
+"""Paragraph-level dedup, following allenai dolma's ``dedupe`` paragraph semantics, by either of two methods.
 
-Each paragraph (a line) is split into word n-grams (a shorter paragraph is one n-gram); it is a duplicate when
-at least ``overlap_threshold`` of its n-grams were already seen, in the filter or earlier in the corpus. Spans of
-duplicate paragraphs become ``<name>__paragraph_bloom__duplicate_paragraph`` attributes (the mixer removes them)
-and ``…__duplicate_fraction`` says how much of the document they cover.
+A paragraph (see :mod:`dolma.dedup.paragraph_ngrams`) is a duplicate when at least ``overlap_threshold`` of its
+n-grams occur in an earlier paragraph, in the corpus order (file, line, paragraph), or in a saved filter. Spans
+of duplicate paragraphs become ``<name>__paragraph_bloom__duplicate_paragraph`` attributes (the mixer removes
+them) and ``…__duplicate_fraction`` says how much of the document they cover; both methods write these names.
 
-The filter is sized from the expected number of n-grams and the false-positive rate. ``bloom_in`` starts from a
-saved filter (cross-dataset dedup); ``bloom_out`` saves the filter after the run; with ``read_only`` nothing is
-added (decontamination against a reference set). Shards are processed in order in one task, so the result does
-not depend on the number of workers; within a batch, an n-gram counts as seen if an earlier paragraph had it.
+- ``exact`` (the default): three steps of many tasks, so no task needs the whole corpus and the result is the
+  same for any number of workers. ``ngrams``, one task per file: the 64-bit key of every n-gram of every
+  paragraph; an n-gram met again in the same file is seen there, and the file's first use of each key goes to
+  the key's partition (``key mod partitions``). ``first``, one task per key partition: for each key, the
+  corpus's first paragraph using it; every later file's first use of it is seen. ``attributes``, one task per
+  file: each paragraph's seen n-grams, local and from every partition, decide it. Memory per task: one file's
+  n-grams, or one partition of the distinct n-grams per file; scratch under ``<attributes>/_work``. A 64-bit
+  key is shared by two n-grams with chance 2^-64, far below a Bloom filter's false-positive rate.
+- ``bloom``: one task reads every file in order through a Bloom filter (:mod:`dolma.dedup.bloom`). On one
+  machine it writes no scratch and is faster when the filter fits in memory; it is the method that starts from
+  a saved filter (``bloom_in``), saves one (``bloom_out``) or checks read-only against a reference set.
+  ``auto`` picks it when one of those is set. Its results equal the exact method's but for the filter's false
+  positives (``false_positive_rate`` per n-gram at ``expected_ngrams``).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.core.config import param
-from dolma.core.document import ENCODER, AttributeLine
 from dolma.core.errors import UserError
+from dolma.dedup.bloom import BloomParagraphStep
+from dolma.dedup.paragraph_ngrams import MAX_PARTITIONS, ParagraphParams, paragraph_ngrams
 from dolma.runtime.ledger import ShardLedger
-from dolma.runtime.shards import AlignedAttributes, file_boundary, read_shard
-from dolma.runtime.stage import Files, Stage, Task
+from dolma.runtime.shards import AlignedAttributes, read_shard
+from dolma.runtime.stage import OneFile, Stage, StageGroup, Step, Task, shard_tasks
 
-LINE = re.compile(r"[^\n]+")
-
-
-class BloomHeader(msgspec.Struct):
-    bits: int
-    hashes: int
-    expected: int
-    false_positive_rate: float
+FIRSTS = {"key": pl.UInt64, "gpos": pl.UInt64, "n": pl.UInt32}  # a file's first use of a key, and how often
 
 
-class BloomFilter:
-    """A bit array probed at k positions per item (double hashing over two 64-bit hashes), vectorised."""
+@dataclass(frozen=True)
+class KeyedShard(OneFile):
+    """An ``ngrams`` task: one document file, its number, and the number of key partitions it writes."""
 
-    def __init__(self, expected: int, false_positive_rate: float):
-        bits = max(64, int(-expected * math.log(false_positive_rate) / math.log(2) ** 2))
-        self.header = BloomHeader(
-            bits=-(-bits // 64) * 64,
-            hashes=max(1, round(bits / expected * math.log(2))),
-            expected=expected,
-            false_positive_rate=false_positive_rate,
-        )
-        self.words = np.zeros(self.header.bits // 64, np.uint64)
+    url: str
+    number: int
+    partitions: int
 
-    def _positions(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        i = np.arange(self.header.hashes, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            return (h1[:, None] + i[None, :] * (h2[:, None] | np.uint64(1))) % np.uint64(self.header.bits)
 
-    def contains(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        pos = self._positions(h1, h2)
-        bits = (self.words[pos >> np.uint64(6)] >> (pos & np.uint64(63))) & np.uint64(1)
-        return bits.all(axis=1)
-
-    def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
-        pos = self._positions(h1, h2).ravel()
-        np.bitwise_or.at(self.words, (pos >> np.uint64(6)).astype(np.int64), np.uint64(1) << (pos & np.uint64(63)))
-
-    def save(self, url: str) -> None:
-        header = ENCODER.encode(self.header)
-        with io.AtomicWriter(url) as w:
-            w.write(len(header).to_bytes(4, "little") + header + self.words.tobytes())
-
-    @classmethod
-    def load(cls, url: str) -> BloomFilter:
-        with io.open_url(url, "rb") as f:
-            data = f.read()
-        size = int.from_bytes(data[:4], "little")
-        header = msgspec.json.decode(data[4 : 4 + size], type=BloomHeader)
-        bloom = cls.__new__(cls)
-        bloom.header = header
-        bloom.words = np.frombuffer(data[4 + size :], np.uint64).copy()
-        if len(bloom.words) * 64 != header.bits:
-            raise UserError(f"bloom filter {url!r} is truncated")
-        return bloom
+def _partitions(p: ParagraphParams) -> int:
+    return p.partitions or min(max(len(io.document_files(p.input)), 1), MAX_PARTITIONS)
 
 
 @dataclass
-class ParagraphDedupStage(Stage):
-    input: str = param(help="glob of document files under a 'documents/' folder")
-    name: str = param("paragraph_dedup", "attribute set name")
-    ngram: int = param(13, "n-gram length in words", ge=1, le=1000)
-    overlap_threshold: float = param(
-        0.5, "share of a paragraph's n-grams already seen that makes it a duplicate", gt=0, le=1
-    )
-    min_words: int = param(
-        5,
-        "paragraphs with fewer words are neither marked nor remembered (lines like `1` or `\\fi` recur everywhere)",
-        ge=0,
-    )
-    expected_ngrams: int = param(100_000_000, "sizes the filter (with false_positive_rate)", ge=1)
-    false_positive_rate: float = param(1e-4, "the filter's false-positive rate at expected_ngrams", gt=0, lt=1)
-    bloom_in: str | None = param(None, "start from this saved filter")
-    bloom_out: str | None = param(None, "save the filter here after the run")
-    read_only: bool = param(False, "check only; add nothing to the filter (needs bloom_in)")
-    batch_size: int = param(2048, "documents per batch", ge=1)
+class NgramStep(Step):
+    params: ParagraphParams
+    intermediate = True
+    step, folder = "ngrams", "paragraphs"
+
+    def tasks(self) -> list[Task]:
+        parts = _partitions(self.params)
+        return [Task(t.key, KeyedShard(t.payload.url, t.payload.number, parts)) for t in shard_tasks(self.params.input)]
+
+    def inputs(self, task: Task) -> list[str]:
+        return [task.payload.url]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """The file's eligible paragraphs (line, span, n-grams, those seen earlier in the file), and its first use
+        of each key, split by key partition. A paragraph is numbered by its rank in the file (``pid``), so
+        ``number << 32 | pid`` orders paragraphs as the corpus does."""
+        p, shard = self.params, task.payload
+        rows, keys, pids, done = [], [], [], 0
+        for batch in read_shard(shard.url, ledger, p.batch_size, keep_all=True):
+            ng = paragraph_ngrams([d.text for d in batch.docs], p.ngram, p.min_words)
+            ledger.metrics["paragraphs"] += len(ng.owner)
+            eligible = np.flatnonzero(ng.eligible)
+            rank = np.zeros(len(ng.owner), np.int64)
+            rank[eligible] = done + np.arange(len(eligible))
+            lines = np.asarray(batch.lines, np.int64)[ng.owner[eligible]] if len(eligible) else np.empty(0, np.int64)
+            rows.append(pl.DataFrame({"line": lines, "start": ng.starts[eligible], "end": ng.ends[eligible]}))
+            keys.append(ng.key)
+            pids.append(rank[ng.par])
+            done += len(eligible)
+        if done >= 2**32:
+            raise UserError(f"{shard.url}: more than 2^32 paragraphs in one file; split it")
+        key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
+        pid = np.concatenate(pids) if pids else np.empty(0, np.int64)
+        order = np.argsort(key, kind="stable")  # by key, then by paragraph
+        k, q = key[order], pid[order]
+        first_of_key = np.r_[True, k[1:] != k[:-1]] if len(k) else np.empty(0, bool)
+        run = np.cumsum(first_of_key) - 1
+        first = q[first_of_key][run]
+        seen = q > first  # the key was in an earlier paragraph of this file
+        table = pl.concat(rows) if rows else pl.DataFrame(schema={"line": pl.Int64, "start": pl.Int64, "end": pl.Int64})
+        table = table.with_columns(
+            pid=pl.int_range(pl.len(), dtype=pl.UInt32),
+            total=pl.Series(np.bincount(pid, minlength=done), dtype=pl.UInt32),
+            seen=pl.Series(np.bincount(q[seen], minlength=done), dtype=pl.UInt32),
+        )
+        io.write_frame(io.join(self.output, task.key + ".parquet"), table)
+        firsts = pl.DataFrame(
+            {
+                "key": k[first_of_key],
+                "gpos": (np.uint64(shard.number) << np.uint64(32)) | q[first_of_key].astype(np.uint64),
+                "n": np.bincount(run[~seen], minlength=int(first_of_key.sum())),
+            },
+            schema=FIRSTS,
+        ).with_columns(part=(pl.col("key") % shard.partitions).cast(pl.Int64))
+        parts = {part[0]: frame for part, frame in firsts.partition_by("part", as_dict=True).items()}
+        for part in range(shard.partitions):
+            frame = parts.get(part, firsts.clear()).drop("part")
+            io.write_frame(io.join(p.work, "firsts", f"part={part:05d}", task.key + ".parquet"), frame)
+
+
+@dataclass
+class FirstSeenStep(Step):
+    params: ParagraphParams
+    intermediate = True
+    step, folder = "first", "first"
+
+    def tasks(self) -> list[Task]:
+        return [Task(f"part={k:05d}", k) for k in range(_partitions(self.params))]
+
+    def task_basis(self, tasks: list[Task]) -> str:
+        return "one per n-gram key partition (partitions)"
+
+    def inputs(self, task: Task) -> list[str]:
+        return [io.join(self.params.work, "firsts", task.key, "**", "*.parquet")]
+
+    def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Per paragraph, how many of its n-grams a file before its own used first (their key's first use in
+        the corpus is elsewhere), sorted by ``gpos`` so a file's task reads only its own range."""
+        files = io.list_files(io.join(self.params.work, "firsts", task.key, "**", "*.parquet"))
+        firsts = pl.concat([io.read_frame(f) for f in files]) if files else pl.DataFrame(schema=FIRSTS)
+        later = firsts.filter(pl.col("gpos") > pl.col("gpos").min().over("key"))
+        ledger.metrics["distinct_ngrams"] += len(firsts) - len(later)
+        seen = later.group_by("gpos").agg(seen=pl.col("n").sum()).sort("gpos")
+        io.write_frame(io.join(self.output, task.key + ".parquet"), seen)
+
+
+@dataclass
+class ParagraphAttributeStep(Step):
+    params: ParagraphParams
+    step = "attributes"
+
+    @property
+    def name(self) -> str:  # the product step of either method is named after the attribute set
+        return self.params.name
 
     @property
     def output(self) -> str:
-        head = self.input.rpartition("/documents/")[0] or "."
-        return io.join(head, "attributes", self.name)
+        return self.params.output
 
     def tasks(self) -> list[Task]:
-        return [Task("all", Files(tuple(io.document_files(self.input))))]
-
-    def task_basis(self, tasks: list[Task]) -> str:
-        return f"one Bloom filter over all {len(tasks[0].payload.urls):,} files, read in order"
+        return shard_tasks(self.params.input)
 
     def inputs(self, task: Task) -> list[str]:
-        return list(task.payload.urls) + ([self.bloom_in] if self.bloom_in else [])
+        work = self.params.work
+        paragraphs = io.join(work, "paragraphs", task.key + ".parquet")
+        return [task.payload.url, paragraphs, io.join(work, "first", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        if self.read_only and not self.bloom_in:
-            raise UserError("read_only paragraph dedup needs bloom_in: the filter to check against")
-        bloom = (
-            BloomFilter.load(self.bloom_in)
-            if self.bloom_in
-            else BloomFilter(self.expected_ngrams, self.false_positive_rate)
+        p, url, number = self.params, task.payload.url, task.payload.number
+        lo, hi = number << 32, (number + 1) << 32
+        between = [("gpos", ">=", lo), ("gpos", "<", hi)]
+        files = io.list_files(io.join(p.work, "first", "*.parquet"))
+        earlier = (
+            pl.concat(
+                [io.read_frame(f, between) for f in files]
+                + [pl.DataFrame(schema={"gpos": pl.UInt64, "seen": pl.UInt32})],
+                how="vertical_relaxed",
+            )
+            .group_by("gpos")
+            .agg(pl.col("seen").cast(pl.Int64).sum())
+        )  # a paragraph's n-grams span partitions
+        table = io.read_frame(io.join(p.work, "paragraphs", task.key + ".parquet"))
+        table = (
+            table.with_columns(gpos=pl.col("pid").cast(pl.UInt64) | lo)
+            .join(earlier.rename({"seen": "earlier"}), on="gpos", how="left")
+            .with_columns(seen=pl.col("seen").cast(pl.Int64) + pl.col("earlier").fill_null(0).cast(pl.Int64))
         )
-        key = f"{self.name}__paragraph_bloom__"
-        for url in task.payload.urls:
-            with file_boundary(ledger, url), AlignedAttributes(io.attributes_url(url, self.name)) as out:
-                for batch in read_shard(url, ledger, self.batch_size, keep_all=True):
-                    spans = self._duplicate_spans(bloom, [d.text for d in batch.docs], ledger)
-                    lines = []
-                    for doc, doc_spans in zip(batch.docs, spans):
-                        covered = sum(e - s for s, e, _ in doc_spans)
-                        attrs = {
-                            key + "duplicate_fraction": [[0, len(doc.text), round(covered / max(len(doc.text), 1), 6)]]
-                        }
-                        if doc_spans:
-                            attrs[key + "duplicate_paragraph"] = doc_spans
-                        lines.append(AttributeLine(doc.id, attrs))
-                    out.write(batch, lines)
-        if self.bloom_out and not self.read_only:
-            bloom.save(self.bloom_out)
+        duplicates = table.filter(pl.col("seen") >= p.overlap_threshold * pl.col("total").cast(pl.Float64))
+        ledger.metrics["duplicate_paragraphs"] += len(duplicates)
+        spans: dict[int, list[list]] = {}
+        for line, start, end in duplicates.sort("line", "start").select("line", "start", "end").iter_rows():
+            spans.setdefault(line, []).append([start, end, 1.0])
+        with AlignedAttributes(io.attributes_url(url, p.name)) as out:
+            for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
+                out.write(batch, [p.attribute_line(d, spans.get(n, [])) for d, n in zip(batch.docs, batch.lines)])
 
-    def _duplicate_spans(self, bloom: BloomFilter, texts: list[str], ledger: ShardLedger) -> list[list]:
-        paragraphs, owner, starts = [], [], []
-        for i, text in enumerate(texts):
-            for m in LINE.finditer(text):
-                if m.group().strip():
-                    paragraphs.append(m.group())
-                    owner.append(i)
-                    starts.append(m.start())
-        out: list[list] = [[] for _ in texts]
-        if not paragraphs:
-            return out
-        words = (
-            pl.DataFrame({"w": pl.Series(paragraphs).str.to_lowercase().str.extract_all(r"\w+")})
-            .with_row_index("p")
-            .explode("w")
-            .drop_nulls("w")
-        )
-        par = words["p"].to_numpy().astype(np.int64)
-        h = words["w"].hash(seed=11).to_numpy()
-        counts = np.bincount(par, minlength=len(paragraphs))
-        eligible = counts >= max(self.min_words, 1)  # short paragraphs: never marked, never added
-        length = counts[par]
-        pos = np.arange(len(par)) - np.searchsorted(par, par)
-        g1, g2 = h.copy(), words["w"].hash(seed=12).to_numpy()
-        with np.errstate(over="ignore"):
-            for j in range(1, self.ngram):
-                nxt1 = np.where(pos + j < length, np.roll(h, -j), np.uint64(0))
-                g1 = g1 * np.uint64(0x100000001B3) + nxt1
-                g2 = g2 * np.uint64(0x9E3779B97F4A7C15) + nxt1
-        keep = ((pos + self.ngram <= length) | ((length < self.ngram) & (pos == 0))) & eligible[par]
-        par, g1, g2 = par[keep], g1[keep], g2[keep]
-        seen = bloom.contains(g1, g2)
-        # an n-gram first met in an earlier paragraph of this batch counts as seen too
-        _, first, inverse = np.unique(g1 ^ (g2 << np.uint64(1)), return_index=True, return_inverse=True)
-        seen |= par[first[inverse]] < par
-        found = np.bincount(par, weights=seen, minlength=len(paragraphs))
-        total = np.bincount(par, minlength=len(paragraphs))
-        duplicate = (total > 0) & (found >= self.overlap_threshold * total) & eligible
-        ledger.metrics["paragraphs"] += len(paragraphs)
-        ledger.metrics["duplicate_paragraphs"] += int(duplicate.sum())
-        for p in np.flatnonzero(duplicate):
-            out[owner[p]].append([starts[p], starts[p] + len(paragraphs[p]), 1.0])
-        if not self.read_only:
-            bloom.add(g1, g2)
-        return out
+
+@dataclass
+class ParagraphDedupStage(ParagraphParams, StageGroup):
+    """The recipe entry ``stage: paragraph_dedup``: the exact method's three steps, or the Bloom filter's one."""
+
+    def stages(self) -> list[Stage]:
+        if self.chosen == "bloom":
+            return [BloomParagraphStep(self)]
+        return [NgramStep(self), FirstSeenStep(self), ParagraphAttributeStep(self)]

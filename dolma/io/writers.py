@@ -277,9 +277,13 @@ def read_arrow(url: str) -> pa.Table:
         return pa.ipc.open_file(f).read_all()
 
 
-def read_parquet(url: str) -> pa.Table:
-    with open_url(url, "rb") as f:
-        return pq.read_table(pa.BufferReader(f.read()) if is_remote(url) else url)
+def read_parquet(url: str, filters: list[tuple] | None = None) -> pa.Table:
+    """A Parquet file, whole or only the rows matching ``filters`` (pyarrow's ``[(column, op, value)]``; a local
+    file skips the row groups whose statistics rule them out)."""
+    if is_remote(url):
+        with open_url(url, "rb") as f:
+            return pq.read_table(pa.BufferReader(f.read()), filters=filters)
+    return pq.read_table(url, filters=filters)
 
 
 def write_frame(url: str, df: pl.DataFrame) -> None:
@@ -287,6 +291,6 @@ def write_frame(url: str, df: pl.DataFrame) -> None:
     write_parquet(url, df.to_arrow())
 
 
-def read_frame(url: str) -> pl.DataFrame:
-    """A Parquet file as a polars frame."""
-    return pl.from_arrow(read_parquet(url))
+def read_frame(url: str, filters: list[tuple] | None = None) -> pl.DataFrame:
+    """A Parquet file (or its rows matching ``filters``, see :func:`read_parquet`) as a polars frame."""
+    return pl.from_arrow(read_parquet(url, filters))
