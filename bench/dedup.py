@@ -35,7 +35,7 @@ def jaccard(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def evaluate(documents: str, work: str, groundtruth: str, threshold: float) -> dict:
-    clusters = pl.read_parquet(Path(work) / "clusters.parquet")
+    clusters = pl.concat([pl.read_parquet(f) for f in sorted(Path(work, "clusters").glob("*.parquet"))])
     texts = {d.id: d.text for f in io.document_files(documents) for b in io.read_documents(f) for d in b.docs}
     members = clusters.join(clusters.select("keeper", keeper_doc_id="keeper_id").unique(), on="keeper")
     doc_id = dict(

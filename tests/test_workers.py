@@ -57,6 +57,35 @@ def test_a_task_that_raises_still_fails_the_run_with_its_error(tmp_path):
         _run([("ok-1", str(tmp_path)), ("raise", str(tmp_path)), ("ok-2", str(tmp_path))])
 
 
+def _pid(item) -> int:
+    time.sleep(0.2)  # long enough that both workers take a task
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+@pytest.mark.timeout(120)
+def test_the_workers_stay_warm_between_stages_and_stop_when_the_executor_closes():
+    executor = LocalExecutor(2)
+    first = set(executor.map(_pid, list(range(4)), lambda d, b: None))
+    second = set(executor.map(_pid, list(range(4)), lambda d, b: None))
+    assert len(first) == 2 and second == first  # the same two processes ran both stages: one spawn per run
+    assert os.getpid() not in first
+    executor.close()
+    deadline = time.time() + 20
+    while any(_alive(p) for p in first) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in first)
+    assert set(executor.map(_pid, list(range(2)), lambda d, b: None)).isdisjoint(first)  # usable again: a new pool
+    executor.close()
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]

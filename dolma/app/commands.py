@@ -129,10 +129,11 @@ STAGE_COMMANDS = [
     ),
     StageCommand(
         "dedup", "dedup", "Find exact or MinHash-LSH duplicate documents and write duplicate attributes.",
-        "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in five restartable "
-        "steps: signatures per shard, candidate pairs per band, Jaccard verification per pair of shards, clusters "
-        "and attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the S-curve. A "
-        "preset fills only the options you leave out.",
+        "Find duplicate documents (exact normalised text, or MinHash LSH near-duplicates) in restartable steps "
+        "of many tasks: signatures per shard, candidate pairs per band, Jaccard verification per pair of shards, "
+        "connected components in rounds over edge partitions (--cluster-partitions), keepers per component "
+        "partition and attributes per shard (<name>__<method>__duplicate / cluster_size / cluster). Prints the "
+        "S-curve. A preset fills only the options you leave out.",
         "dolma dedup --documents 'out/documents/*.jsonl.zst' --work out/dedup --bands 20 --rows 5",
         names={"input": "documents"},
         after=after_dedup,

@@ -1,6 +1,7 @@
-"""The last two dedup steps: clusters with a keeper each, then attributes per shard; and the group of all five.
+"""The last two dedup steps: clusters with a keeper each, then attributes per shard; and the group of all steps.
 
-See :mod:`dolma.dedup.steps` for the whole pipeline.
+See :mod:`dolma.dedup.steps` for the whole pipeline and :mod:`dolma.dedup.component_steps` for the
+connected-components steps between ``verify`` and ``clusters``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import polars as pl
 from dolma import io
 from dolma.core.document import AttributeLine
 from dolma.core.errors import UserError
-from dolma.dedup.components import connected_components
+from dolma.dedup.component_steps import GraphStep, LabelStep, Part, RouteStep, StarRound, cluster_partitions
 from dolma.dedup.keepers import check_keepers, pick_keepers
 from dolma.dedup.params import DedupParams
 from dolma.dedup.steps import PairsStage, SignatureStage, VerifyStage
@@ -25,43 +26,34 @@ from dolma.runtime.stage import Stage, StageGroup, Step, Task, shard_tasks
 
 @dataclass
 class ClusterStage(Step):
-    """Connected components over the verified edges and a keeper per component (one task: its memory is the
-    edge list and the rows of the documents in some cluster)."""
+    """A keeper per component, one task per component partition: the ``route`` step sent it whole components
+    (their members' keeper columns and their verified edges), so its memory is a partition, not the corpus."""
 
     params: DedupParams
     intermediate = True
     step, folder = "clusters", "clusters"
 
     def tasks(self) -> list[Task]:
-        return [Task("all")]
+        parts = cluster_partitions(self.params)
+        return [Task(f"part={k:05d}", Part(k, parts)) for k in range(parts)]
 
     def task_basis(self, tasks: list[Task]) -> str:
-        return "one over every verified edge (connected components)"
+        return "one per component partition (cluster_partitions)"
 
     def inputs(self, task: Task) -> list[str]:
-        work = self.params.work
-        return [io.join(work, "verified", "*.parquet"), io.join(work, "docs", "**", "*.parquet")]
+        route = io.join(self.params.work, "route")
+        return [io.join(route, kind, task.key, "**", "*.parquet") for kind in ("members", "edges")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
-        files = io.list_files(io.join(p.work, "verified", "*.parquet"))
-        edges = (
-            pl.concat([io.read_frame(f) for f in files])
-            if files
-            else pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
-        )
-        nodes, labels = connected_components(edges["a"].to_numpy(), edges["b"].to_numpy())
-        clusters = pl.DataFrame({"doc": nodes, "component": labels}, schema={"doc": pl.UInt64, "component": pl.UInt64})
-        # only the documents of some cluster are loaded: memory follows the edges, not the corpus
-        docs = pl.concat(
-            [
-                io.read_frame(f).join(clusters.select("doc"), on="doc", how="semi")
-                for f in io.list_files(io.join(p.work, "docs", "**", "*.parquet"))
-            ]
-        )
-        clusters = clusters.join(docs, on="doc", how="left").join(
-            _contained(edges, _similar_enough(p)), on="doc", how="left"
-        )
+        members_at, edges_at = (io.list_files(u) for u in self.inputs(task))
+        empty = pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
+        edges = pl.concat([io.read_frame(f) for f in edges_at], how="vertical_relaxed") if edges_at else empty
+        if not members_at:
+            io.write_frame(io.join(self.output, task.key + ".parquet"), pl.DataFrame(schema=CLUSTERS))
+            return
+        clusters = pl.concat([io.read_frame(f) for f in members_at], how="vertical_relaxed")
+        clusters = clusters.join(_contained(edges, _similar_enough(p)), on="doc", how="left")
         members = pick_keepers(clusters.with_columns(pl.col("contained").fill_null(0.0)), p.keeper)
         if p.keeper_jaccard is not None and p.method == "minhash":
             members = check_keepers(members, edges, p, ledger.metrics)
@@ -73,14 +65,17 @@ class ClusterStage(Step):
         clusters = clusters.filter(pl.col("size") > 1)  # a member left alone by the keeper check is no cluster
         ledger.metrics["clusters"] += len(keepers)
         ledger.metrics["duplicates"] += int(clusters["duplicate"].sum())
-        io.write_frame(io.join(p.work, "clusters.parquet"), clusters.sort("doc"))
+        io.write_frame(io.join(self.output, task.key + ".parquet"), clusters.cast(CLUSTERS).sort("doc"))
+
+    def _all(self) -> pl.DataFrame:
+        frames = [io.read_frame(f) for f in io.list_files(io.join(self.output, "*.parquet"))]
+        return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=CLUSTERS)
 
     def report(self) -> list[Section]:
         """Cluster sizes and how many documents were flagged as duplicates of their cluster's keeper."""
-        url = io.join(self.params.work, "clusters.parquet")
-        if not io.exists(url):
+        if not io.list_files(io.join(self.output, "*.parquet")):
             return []
-        clusters = io.read_frame(url)
+        clusters = self._all()
         sizes = clusters.group_by("keeper").agg(pl.col("size").first())["size"].to_numpy()
         fig, ax = figure()
         values, counts = np.unique(sizes, return_counts=True)
@@ -118,6 +113,9 @@ class ClusterStage(Step):
             copies = [d for d, dup in zip(rows["doc"].to_list(), rows["duplicate"].to_list()) if dup]
             table.append([f"{size:,}", cell(keeper, "kept"), "".join(cell(d, "removed") for d in copies)])
         return table
+
+
+CLUSTERS = {"doc": pl.UInt64, "keeper": pl.UInt64, "keeper_id": pl.String, "size": pl.UInt32, "duplicate": pl.Boolean}
 
 
 def _similar_enough(p: DedupParams) -> float | None:
@@ -173,17 +171,15 @@ class DedupAttributeStage(Step):
 
     def inputs(self, task: Task) -> list[str]:
         work = self.params.work
-        return [task.payload.url, io.join(work, "clusters.parquet"), io.join(work, "docs", task.key + ".parquet")]
+        clusters = io.join(work, "clusters", "*.parquet")
+        return [task.payload.url, clusters, io.join(work, "docs", task.key + ".parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
         url, number = task.payload.url, task.payload.number
-        lo, hi = np.uint64(number) << np.uint64(32), np.uint64(number + 1) << np.uint64(32)
-        clusters = (
-            pl.scan_parquet(io.join(p.work, "clusters.parquet"))
-            .filter((pl.col("doc") >= lo) & (pl.col("doc") < hi))
-            .collect()
-        )
+        between = [("doc", ">=", number << 32), ("doc", "<", (number + 1) << 32)]
+        parts = [io.read_frame(f, between) for f in io.list_files(io.join(p.work, "clusters", "*.parquet"))]
+        clusters = pl.concat(parts + [pl.DataFrame(schema=CLUSTERS)], how="vertical_relaxed")
         docs = io.read_frame(io.join(p.work, "docs", task.key + ".parquet")).join(clusters, on="doc", how="left")
         docs = docs.with_columns(
             line=(pl.col("doc") & 0xFFFFFFFF).cast(pl.Int64),
@@ -231,9 +227,10 @@ class DedupAttributeStage(Step):
 
 @dataclass
 class DedupStage(DedupParams, StageGroup):
-    """The recipe entry ``stage: dedup``: the five steps, in order."""
+    """The recipe entry ``stage: dedup``: its steps, in order (the components rounds follow one another)."""
 
     def stages(self) -> list[Stage]:
         return [
-            SignatureStage(self), PairsStage(self), VerifyStage(self), ClusterStage(self), DedupAttributeStage(self),
+            SignatureStage(self), PairsStage(self), VerifyStage(self), GraphStep(self), StarRound(self),
+            LabelStep(self), RouteStep(self), ClusterStage(self), DedupAttributeStage(self),
         ]  # fmt: skip

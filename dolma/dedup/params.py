@@ -1,4 +1,4 @@
-"""Parameters shared by the five dedup steps, and the presets they start from.
+"""Parameters shared by the dedup steps, and the presets they start from.
 
 A preset (``dolma3``: 5-grams, 26 bands × 11 rows, candidates verified at Jaccard 0.8; ``fineweb``: 5-grams,
 14 × 8, no verification; both: a removed document must reach Jaccard 0.8 with its keeper) fills only the
@@ -33,7 +33,7 @@ def optimal_bands(threshold: float, hashes: int) -> tuple[int, int]:
 
 @dataclass
 class DedupParams:
-    """Shared by the five steps; ``work`` holds the intermediates, ``name`` is the attribute set."""
+    """Shared by the steps; ``work`` holds the intermediates, ``name`` is the attribute set."""
 
     input: str = param(help="glob of document files under a 'documents/' folder")
     work: str = param(help="folder for intermediates (bands, edges, clusters, ledgers)")
@@ -74,6 +74,14 @@ class DedupParams:
     # a pairs task holds 1/pair_partitions of one band's keys over the corpus (16 bytes a document)
     pair_partitions: int = param(
         1, "key ranges per band in the pairs step; raise it as the corpus grows (one per 50M documents)"
+    )
+
+    cluster_partitions: int | None = param(
+        None,
+        "edge and component partitions of the connected-components steps, one task each per round (unset: one "
+        "per input file, at most 512); a task holds about 1/cluster_partitions of the verified edges",
+        ge=1,
+        le=65536,
     )
 
     def __post_init__(self) -> None:

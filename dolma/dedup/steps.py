@@ -11,9 +11,11 @@
 3. ``verify`` (one task per shard): optional verification of every edge by the true Jaccard similarity of
    the two documents' n-gram sets; a task holds the sets of its shard's documents in edges and of one partner
    shard's at a time, so memory follows the shard size (``<work>/verified/<shard>.parquet``).
-4. ``clusters`` (one task): connected components over the verified edges by iterative min-label propagation in
-   numpy (memory grows with the edges, not with documents × hashes), and a keeper per component by a
-   configurable order.
+4. ``graph``, ``components-NNN``, ``labels`` and ``route`` (tasks per shard or per edge partition, see
+   :mod:`dolma.dedup.component_steps`): connected components of the verified edges by rounds of large-star and
+   small-star, each round a task per partition, then every clustered document and edge sent to the partition
+   of its component. ``clusters`` (one task per component partition): a keeper per component by a
+   configurable order, checked against its removed members (``<work>/clusters/part=<k>.parquet``).
 5. ``attributes`` (one task per shard): ``<name>__<method>__{duplicate,cluster_size,cluster}`` for every
    document, aligned with the documents, so the mixer can drop duplicates. The ledger records each duplicate
    as dropped with "duplicate of <keeper id>".

@@ -95,6 +95,9 @@ class RayExecutor:
                 ) from None
         return ray
 
+    def close(self) -> None:
+        """Nothing to release between runs: the connection to the cluster lasts as long as this process."""
+
     def check_reachable(self, folder: str) -> None:
         """On a cluster of more than one node, every node must see ``folder`` (a local output) as this process
         does: a probe file written here is read back by one task pinned to each alive node."""

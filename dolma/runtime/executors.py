@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -90,6 +91,9 @@ class Executor(Protocol):
     def check_reachable(self, folder: str) -> None:
         """Raise a UserError if some worker could not read and write ``folder`` as the caller does."""
 
+    def close(self) -> None:
+        """Release what the executor kept between stages (a warm pool of workers); it may be used again."""
+
 
 class WorkerDied(DataError):
     """A task whose worker process was killed (by a signal, or exited) every time it was tried."""
@@ -105,6 +109,25 @@ def _death(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+class _Warm:
+    """A pool of spawned workers, kept between the stages of a run, and its :class:`_Round` (progress queue)."""
+
+    def __init__(self, ctx, workers: int):
+        self.state = _Round(ctx.Queue(), lambda d, b: None)
+        self.before = set(mp.active_children())
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.state.queue, os.getpid())
+        )
+
+    def close(self, stop: bool = False) -> None:
+        """Shut the pool down: after its tasks finish, or (``stop``) at once, terminating its workers."""
+        self.pool.shutdown(wait=not stop, cancel_futures=True)
+        if stop:
+            for proc in set(mp.active_children()) - self.before:
+                proc.terminate()
+        self.state.close()
+
+
 class _Round:
     """One pool of spawned workers with its own progress queue (a worker killed while writing to a queue can
     leave its lock held, so a queue is never reused after a death) and a thread that drains it."""
@@ -113,7 +136,7 @@ class _Round:
         self.queue = q
         self.started: dict[int, int] = {}  # task index -> pid of the worker that took it
         self._stop = threading.Event()
-        self._on_progress = on_progress
+        self.on_progress = on_progress
         self._listener = threading.Thread(target=self._drain, daemon=True)
         self._listener.start()
 
@@ -130,7 +153,7 @@ class _Round:
             if kind == _STARTED:
                 self.started[a] = b
             else:
-                self._on_progress(a, b)
+                self.on_progress(a, b)
 
     def close(self) -> None:
         if self._stop.is_set():
@@ -146,18 +169,22 @@ class _Round:
 class LocalExecutor:
     """Runs tasks in ``workers`` spawned processes (default: all cores); with one worker, in this process.
 
-    A worker that dies (killed by the out-of-memory killer, a segfault in a C library) does not hang the run:
-    the pool notices (``BrokenProcessPool``), the tasks that had not started go to a fresh pool, and each task
-    that was running when it broke is retried alone in its own process, up to ``retries`` more times, so the
-    task that kills its worker is told apart from its neighbours. A task that still dies fails with
-    :class:`WorkerDied` naming the signal, after every other task has finished (their markers are written, so
-    a rerun redoes only it). A task that raises fails the stage at once, as it would in one process."""
+    The pool is started by the first stage that has tasks and kept for the next ones, until :meth:`close` (the
+    runner calls it when a run ends): starting spawned workers costs about a second, paid once per run, not once
+    per stage or round. A worker that dies (killed by the out-of-memory killer, a segfault in a C library) does
+    not hang the run: the pool notices (``BrokenProcessPool``), the tasks that had not started go to a fresh
+    pool, and each task that was running when it broke is retried alone in its own process, up to ``retries``
+    more times, so the task that kills its worker is told apart from its neighbours. A task that still dies
+    fails with :class:`WorkerDied` naming the signal, after every other task has finished (their markers are
+    written, so a rerun redoes only it). A task that raises fails the stage at once, as it would in one
+    process."""
 
     streams_progress = True
 
     def __init__(self, workers: int | None = None, retries: int = 2):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.retries = retries
+        self._warm: _Warm | None = None
 
     def check_reachable(self, folder: str) -> None:
         """Workers run on this machine, in this working directory: they see every folder the caller does."""
@@ -196,14 +223,15 @@ class LocalExecutor:
             state.close()
 
     def _pool_round(self, ctx, fn, items, todo, on_progress, suspects: list[int], rest: list[int]) -> Iterator:
-        """Run ``todo`` on a pool; where the pool breaks, fill ``suspects`` (running then) and ``rest``."""
-        state = _Round(ctx.Queue(), on_progress)
-        before = set(mp.active_children())
-        pool = ProcessPoolExecutor(
-            min(self.workers, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(state.queue, os.getpid())
-        )
+        """Run ``todo`` on the warm pool (or a new one); where the pool breaks, fill ``suspects`` (running then)
+        and ``rest``. A pool that ran every task stays warm for the next stage; one that broke, or whose task
+        raised or whose caller stopped reading, is shut down and its workers stopped now."""
+        warm, self._warm = self._warm or self._start(ctx), None  # this round owns it until it ends cleanly
+        warm.state.started.clear()
+        warm.state.on_progress = on_progress
+        clean = False
         try:
-            futures = {pool.submit(_call, fn, i, items[i]): i for i in todo}
+            futures = {warm.pool.submit(_call, fn, i, items[i]): i for i in todo}
             broken = []
             for future in as_completed(futures):
                 try:
@@ -212,15 +240,28 @@ class LocalExecutor:
                     broken.append(futures[future])
                     continue
                 yield result
-            pool.shutdown(wait=True)
-            state.close()
+            if not broken:
+                time.sleep(0.05)  # progress still in the pipe of a worker that just finished belongs to this stage
+                clean, self._warm = True, warm
+                return
+            warm.pool.shutdown(wait=True)
+            warm.state.close()
             for i in sorted(broken):
-                (suspects if i in state.started else rest).append(i)
-        finally:  # a task raised, or the caller stopped reading: stop the others now, not when they finish
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in set(mp.active_children()) - before:
-                proc.terminate()
-            state.close()
+                (suspects if i in warm.state.started else rest).append(i)
+        finally:
+            if not clean:
+                warm.close(stop=True)
+
+    def _start(self, ctx) -> _Warm:
+        warm = _Warm(ctx, self.workers)
+        weakref.finalize(self, warm.close)  # an executor dropped without close() still stops its workers
+        return warm
+
+    def close(self) -> None:
+        """Stop the warm pool's workers (a later ``map`` starts a new pool)."""
+        if self._warm is not None:
+            self._warm.close()
+            self._warm = None
 
     def _alone(self, ctx, fn, item, index: int, on_progress, died: list[str]) -> tuple | None:
         """Run one task in a process of its own, up to 1 + ``retries`` times; (result,) or None if it died."""

@@ -208,22 +208,34 @@ def run_stages(
     # a step may write beside its own folder in its group's work folder (dedup's edges and bands): lock that
     # too, so a killed run's temporary files there are swept as well
     with locked(sorted({s.output for s in flat} | {s.params.work for s in flat if isinstance(s, Step)})):
-        for stage in flat:
-            started = time.perf_counter()
-            progress.start(stage, len(stage.tasks()))
-            on_plan = partial(progress.planned, stage)
-            summary = run_stage(stage, executor, progress.documents, progress.task_done, _forced(stage, force), on_plan)
-            progress.end(stage, summary)
-            results.append(StageResult(stage.name, summary, time.perf_counter() - started))
+        try:
+            queue = list(flat)
+            while queue:
+                stage = queue.pop(0)
+                started = time.perf_counter()
+                progress.start(stage, len(stage.tasks()))
+                on_plan = partial(progress.planned, stage)
+                forced = _forced(stage, force)
+                summary = run_stage(stage, executor, progress.documents, progress.task_done, forced, on_plan)
+                progress.end(stage, summary)
+                results.append(StageResult(stage.name, summary, time.perf_counter() - started))
+                after = stage.follow_up(summary)  # an iterative step's next round runs before the stages after it
+                if after is not None:
+                    queue.insert(0, after)
+        finally:
+            executor.close()  # the workers kept warm between the stages
     return results
 
 
 def dry_run(stages: list[Stage | StageGroup], force: bool | list[str] = False) -> list[str]:
     """What a run would do, stage by stage, without running anything. Once a stage has work to do, the
-    stages after it read outputs that will change: they are reported as such, not guessed."""
+    stages after it read outputs that will change: they are reported as such, not guessed. An iterative
+    step whose round would be skipped is followed by the rounds its last run went on to."""
     lines = []
     changing = ""
-    for stage in expand(stages):
+    queue = expand(stages)
+    while queue:
+        stage = queue.pop(0)
         if changing:
             lines.append(f"{stage.name}: redone where its inputs change once {changing} has run")
             continue
@@ -236,4 +248,9 @@ def dry_run(stages: list[Stage | StageGroup], force: bool | list[str] = False) -
         lines.append(todo.describe(stage.name))
         if todo.pending or todo.stale:
             changing = stage.name
+            continue
+        summary = read_summary(stage)
+        after = stage.follow_up(summary) if summary is not None else None
+        if after is not None:
+            queue.insert(0, after)
     return lines

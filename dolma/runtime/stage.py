@@ -4,7 +4,8 @@ A stage is a picklable dataclass holding its parameters. It lists its tasks (usu
 each with a typed payload) and runs one task at a time into a :class:`~dolma.runtime.ledger.ShardLedger`; the
 runtime does everything that makes a rerun idempotent. Optional hooks have defaults here, so a stage overrides
 only what it has: ``inputs`` (the files a task reads, for its fingerprint), ``finish`` (cheap and idempotent,
-after every task is done), ``report`` (sections of the HTML report), ``result_tables`` (tables printed after
+after every task is done), ``follow_up`` (a stage to run next, from this one's result: the next round of an
+iterative step), ``report`` (sections of the HTML report), ``result_tables`` (tables printed after
 a run) and ``intermediate`` (its output is scratch, not a product). A :class:`StageGroup` is one recipe
 entry that runs as several steps (dedup, mix); every runner accepts stages and groups alike (:func:`expand`).
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dolma import io
 
 if TYPE_CHECKING:
-    from dolma.runtime.ledger import ShardLedger
+    from dolma.runtime.ledger import ShardLedger, ShardSummary
     from dolma.runtime.report import ResultTable, Section
 
 
@@ -116,6 +117,11 @@ class Stage(abc.ABC):
 
     def finish(self, tasks: list[Task]) -> None:  # noqa: B027  (an optional hook: most stages have nothing to do)
         """Runs once after every task is done (e.g. to merge a manifest): cheap and idempotent."""
+
+    def follow_up(self, summary: ShardSummary) -> Stage | None:
+        """The stage to run right after this one, decided by this one's merged result (an iterative step's next
+        round, under the same locked work folder), or None (the default: the run goes on with its list)."""
+        return None
 
     def report(self) -> list[Section]:
         """Sections this stage adds to the HTML report, from what its run left behind."""
