@@ -269,20 +269,17 @@ class _NGrams:
         if k - 1 in self._repeating:
             keep = np.isin(rows, self._repeating[k - 1], assume_unique=True)
             rows, keys, chars = rows[keep], keys[keep], chars[keep]
-        series = pl.Series(keys, dtype=pl.UInt64)
-        duplicated = series.is_duplicated().to_numpy()
-        self._repeating[k] = rows[duplicated]
+        duplicated = pl.Series(keys, dtype=pl.UInt64).is_duplicated().to_numpy()
         rows, keys, chars = rows[duplicated], keys[duplicated], chars[duplicated]
+        self._repeating[k] = rows
         if not len(rows):
             return out
-        # among the rows of repeating k-grams: the first occurrence of each key, and a small integer id per key
-        firsts = _grouped(
-            pl.LazyFrame({"key": keys}).with_row_index("i").group_by("key").agg(first=pl.col("i").min())
-        ).with_row_index("id")
-        lookup = pl.DataFrame({"key": keys}).join(firsts, on="key", how="left", maintain_order="left")
-        first_row = lookup["first"].to_numpy().astype(np.int64)
-        inverse = lookup["id"].to_numpy().astype(np.int64)
-        repeated = np.flatnonzero(first_row < np.arange(len(rows)))
+        # among the rows of repeating k-grams, the first occurrence of each key: it also names the key
+        first_row = (
+            pl.DataFrame({"key": keys}).with_row_index("i").select(pl.col("i").min().over("key")).to_series().to_numpy()
+        )
+        del keys
+        repeated = np.flatnonzero(first_row < np.arange(len(rows), dtype=np.uint32))
         doc_prev, total, cursor = -1, 0, 0
         skipped_starts: list[int] = []
         skipped_ends: list[int] = []
@@ -291,7 +288,7 @@ class _NGrams:
             self.doc[rows[repeated]],
             self.pos[rows[repeated]],
             self.pos[rows[first_row[repeated]]],
-            inverse[repeated],
+            first_row[repeated],
             chars[repeated],
         )
         for doc, p, f, key, c in _in_slices(columns):
