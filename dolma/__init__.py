@@ -5,16 +5,11 @@
 ``taggers``, ``mixers``, ``pdf_extract``) → ``app``; each imports only the floors below it.
 """
 
-import os
+from dolma.core.allocators import return_freed_memory
 
 __all__ = ["load_recipe", "pipeline", "run_stages"]
 
-# polars allocates through its own jemalloc, which by default keeps freed pages resident for seconds: between the
-# phases of one large batch (words, lines, k-gram group-bys) that retention adds up, so a giant document's peak
-# was the sum of its phases. Returning pages at once halves it (README: Memory) at no measurable
-# cost in speed. jemalloc reads this when polars loads, so it is set on import of the package (and inherited by
-# spawned workers); a value the user set wins.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+return_freed_memory()  # before polars loads (dolma.core.allocators says why)
 
 
 def __getattr__(name: str):

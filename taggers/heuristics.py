@@ -208,7 +208,7 @@ class _NGrams:
         self.pos = words["pos"].to_numpy().astype(np.int32)
         self.wlen = words["w"].str.len_chars().to_numpy().astype(np.int32)
         self.hash = words["w"].hash(seed=1).to_numpy()
-        self._repeating: dict[int, np.ndarray] = {}  # k -> word rows whose k-gram occurs more than once
+        self._repeating: dict[int, np.ndarray] = {}  # k -> per row: its k-gram occurs more than once
         self._start()
 
     def _start(self) -> None:
@@ -216,10 +216,10 @@ class _NGrams:
         self._key = self.hash ^ (self.doc.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))
         self._char = self.wlen.astype(np.int64)
 
-    def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row indices of valid k-grams, their keys, their word characters), in text order. The arrays are
-        updated in place (callers go up in k): row i's k-gram adds the word at i + k - 1; the last rows, whose
-        k-gram would run past the batch, are never valid."""
+    def valid(self, k: int) -> np.ndarray:
+        """Which rows start a k-gram that ends in the same document. The key and character arrays are updated in
+        place to the k-grams (callers go up in k): row i's k-gram adds the word at i + k - 1; the last rows,
+        whose k-gram would run past the batch, are never valid."""
         if k < self._k:
             self._start()
         with np.errstate(over="ignore"):
@@ -229,33 +229,44 @@ class _NGrams:
                 self._char[: len(self._char) - (j - 1)] += self.wlen[j - 1 :]
                 self._k = j
         n = len(self.doc)
-        valid = np.zeros(n, bool)  # the k-gram starting at row i ends in the same document
+        valid = np.zeros(n, bool)
         valid[: max(n - (k - 1), 0)] = self.doc[k - 1 :] == self.doc[: max(n - (k - 1), 0)]
+        return valid
+
+    def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row indices of valid k-grams, their keys, their word characters), in text order."""
+        valid = self.valid(k)
         if valid.all():
-            return np.arange(n), self._key, self._char
+            return np.arange(len(valid)), self._key, self._char
         rows = np.flatnonzero(valid)
         return rows, self._key[rows], self._char[rows]
 
     def top_chars(self, k: int, n_docs: int) -> np.ndarray:
         """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go
-        to the k-gram seen first (Gopher's most_common)."""
-        rows, keys, chars = self.keys(k)
+        to the k-gram seen first (Gopher's most_common). The group-by reads the key array in place, filtered as
+        it streams, so no copy of the batch's keys is made."""
+        valid = self.valid(k)
         out = np.zeros(n_docs)
-        if not len(rows):
-            return out
-        grams = _grouped(
-            pl.LazyFrame({"key": keys}).with_row_index("i").group_by("key").agg(first=pl.col("i").min(), c=pl.len())
+        query = (
+            pl.LazyFrame({"key": self._key, "valid": valid})
+            .with_row_index("i")
+            .filter("valid")
+            .group_by("key")
+            .agg(first=pl.col("i").min(), c=pl.len())
         )
+        grams = _grouped(query)
+        if not grams.height:
+            return out
         first, count = grams["first"].to_numpy(), grams["c"].to_numpy()
         # per document the highest count wins, then the earliest first occurrence
         score = count.astype(np.int64) * 2**32 - first.astype(np.int64)
         best = (
-            pl.DataFrame({"doc": self.doc[rows[first]], "score": score, "row": np.arange(len(first))})
+            pl.DataFrame({"doc": self.doc[first], "score": score, "row": np.arange(len(first))})
             .group_by("doc")
             .agg(pl.col("row").get(pl.col("score").arg_max()))
         )
         doc, pick = best["doc"].to_numpy(), best["row"].to_numpy()
-        out[doc] = count[pick] * (chars[first[pick]] + k - 1)
+        out[doc] = count[pick] * (self._char[first[pick]] + k - 1)
         return out
 
     def greedy_duplicate_chars(self, k: int, n_docs: int) -> np.ndarray:
@@ -263,34 +274,36 @@ class _NGrams:
         when the k-gram at the cursor was already seen at a visited position, count its characters and jump
         past it; otherwise remember it and step one word. Only repeated positions need the scan, so the
         Python loop runs over repeats, not words."""
-        rows, keys, chars = self.keys(k)
+        valid = self.valid(k)
         out = np.zeros(n_docs)
         # a k-gram can only repeat where its (k-1)-gram prefix repeats: look only at those rows
         if k - 1 in self._repeating:
-            keep = np.isin(rows, self._repeating[k - 1], assume_unique=True)
-            rows, keys, chars = rows[keep], keys[keep], chars[keep]
-        duplicated = pl.Series(keys, dtype=pl.UInt64).is_duplicated().to_numpy()
-        rows, keys, chars = rows[duplicated], keys[duplicated], chars[duplicated]
-        self._repeating[k] = rows
+            valid &= self._repeating.pop(k - 1)
+        # the rows of repeating k-grams and the first row of each one's key (which also names the key), found
+        # by one streaming query over the key array in place
+        found = (
+            pl.LazyFrame({"key": self._key, "valid": valid})
+            .with_row_index("i")
+            .filter("valid")
+            .select("i", first=pl.col("i").min().over("key"), n=pl.len().over("key"))
+            .filter(pl.col("n") > 1)
+            .collect(engine="streaming")
+        )
+        rows, first_row = found["i"].to_numpy(), found["first"].to_numpy()
+        del found
+        valid[:] = False
+        valid[rows] = True
+        self._repeating[k] = valid
         if not len(rows):
             return out
-        # among the rows of repeating k-grams, the first occurrence of each key: it also names the key
-        first_row = (
-            pl.DataFrame({"key": keys}).with_row_index("i").select(pl.col("i").min().over("key")).to_series().to_numpy()
-        )
-        del keys
-        repeated = np.flatnonzero(first_row < np.arange(len(rows), dtype=np.uint32))
+        repeated = np.flatnonzero(first_row < rows)
         doc_prev, total, cursor = -1, 0, 0
         skipped_starts: list[int] = []
         skipped_ends: list[int] = []
         seen_again: set[int] = set()
-        columns = (
-            self.doc[rows[repeated]],
-            self.pos[rows[repeated]],
-            self.pos[rows[first_row[repeated]]],
-            first_row[repeated],
-            chars[repeated],
-        )
+        at, first_at = rows[repeated], first_row[repeated]
+        columns = (self.doc[at], self.pos[at], self.pos[first_at], first_at, self._char[at])
+        del rows, first_row, repeated, at
         for doc, p, f, key, c in _in_slices(columns):
             if doc != doc_prev:  # a new document: reset the scan
                 if doc_prev >= 0:

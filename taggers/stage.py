@@ -1,7 +1,8 @@
 """The ``tag`` stage: run many taggers over each document shard, reading and decompressing it once.
 
 Output is allenai dolma's attribute layout: documents at ``X/documents/<rel>`` get
-``X/attributes/<experiment>/<rel>``, one line per document line, keys ``<experiment>__<tagger>__<key>``.
+``X/attributes/<experiment>/<rel>`` (or ``<output>/<rel>`` when ``output`` is given), one line per document
+line, keys ``<experiment>__<tagger>__<key>``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ class TagStage(Stage):
     def run(self, task: Task, ledger: ShardLedger) -> None:
         taggers = self.build()
         src = task.payload.url
-        with AlignedAttributes(io.attributes_url(src, self.experiment)) as out:
+        with AlignedAttributes(self.attributes_of(src)) as out:
             for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
                 out.write(batch, tag_batch(taggers, self.experiment, batch))
+
+    def attributes_of(self, src: str) -> str:
+        """Where a document file's attributes go: its path under ``documents/``, under ``output``."""
+        rel = src[len("documents/") :] if src.startswith("documents/") else src.rpartition("/documents/")[2]
+        return io.join(self.output, rel)
 
     def report(self) -> list[Section]:
         from taggers.report import score_sections

@@ -232,6 +232,19 @@ def test_tag_stage_writes_aligned_attributes_and_loads_custom_taggers(tmp_path):
     assert s == 0 and e == len(sample_docs("go-src", 1)[0]["text"])
 
 
+def test_tag_output_folder_receives_the_attributes_in_the_documents_layout(tmp_path):
+    """--output moves the attribute tree (and its ledger) as a whole: each file's attributes lie at its path
+    under documents/, under the output folder, and nothing is written beside the documents."""
+    docs_dir = tmp_path / "data" / "documents"
+    write_jsonl_gz(docs_dir / "web" / "a.jsonl.gz", sample_docs("go-src", 5))
+    out = tmp_path / "elsewhere" / "stats"
+    proc = run_cli("tag", "--documents", str(docs_dir / "**" / "*.gz"), "--taggers", "stats_v1", "--output", str(out))
+    attrs = read_jsonl(out / "web" / "a.jsonl.gz")
+    assert [a["id"] for a in attrs] == [d["id"] for d in sample_docs("go-src", 5)]
+    assert not (tmp_path / "data" / "attributes").exists() and (out / "_ledger" / "tag" / "summary.json").exists()
+    assert "Traceback" not in proc.stderr
+
+
 def test_unknown_taggers_and_parameters_are_clear_errors():
     with pytest.raises(UserError, match="unknown tagger 'nope_v1'"):
         build_tagger("nope_v1")
