@@ -14,14 +14,18 @@ from mixers.config import MixParams, Stream
 from mixers.plan import Plan, plan_from_histograms
 
 
-class PoolGroup(msgspec.Struct):
+class PoolGroup(msgspec.Struct, forbid_unknown_fields=True):
     source: str
     topic: str = ""
     bucket_tokens: list[float] = []  # tokens per quality quantile bucket, lowest first
     tokens: float = 0.0  # or a total, spread evenly over the buckets
+    bytes: float = 0.0  # the group's document bytes (JSON lines, uncompressed), where known (`dolma estimate`)
+
+    def total_tokens(self) -> float:
+        return float(sum(self.bucket_tokens)) if self.bucket_tokens else self.tokens
 
 
-class PoolDescription(msgspec.Struct):
+class PoolDescription(msgspec.Struct, forbid_unknown_fields=True):
     """A pool described by statistics only: plan a mix from it without any documents."""
 
     target_tokens: int
@@ -34,14 +38,20 @@ class PoolDescription(msgspec.Struct):
     curve_lambda: float = 1.0
 
 
-def plan_from_description(path: str) -> Plan:
+def read_description(path: str) -> PoolDescription:
     import yaml
 
-    with open(path) as f:
-        try:
-            desc = msgspec.convert(yaml.safe_load(f), PoolDescription, strict=False)  # YAML reads 1.0e12 as text
-        except msgspec.ValidationError as e:
-            raise UserError(f"{path}: {e}") from None
+    try:
+        with open(path) as f:
+            return msgspec.convert(yaml.safe_load(f), PoolDescription, strict=False)  # YAML reads 1.0e12 as text
+    except OSError as e:
+        raise UserError(f"cannot read the pool description {path}: {e.strerror}") from None
+    except (msgspec.ValidationError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def plan_from_description(path: str) -> Plan:
+    desc = read_description(path)
     params = MixParams(
         streams=[Stream(name, [], share=share) for name, share in desc.shares.items()],
         work="",

@@ -39,9 +39,7 @@ class TagStage(Stage):
     def __post_init__(self) -> None:
         if "/documents/" not in self.input and not self.input.startswith("documents/"):
             raise UserError(f"tag input {self.input!r} must lie under a 'documents/' folder (Dolma layout)")
-        if not self.output:
-            head = self.input.rpartition("/documents/")[0]
-            self.output = io.join(head, "attributes", self.experiment)
+        self.output = self.output or self.default_output()
         self.build()  # fail before any work if a tagger or parameter is unknown
 
     def build(self) -> list[Tagger]:
@@ -61,8 +59,14 @@ class TagStage(Stage):
             for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
                 out.write(batch, tag_batch(taggers, self.experiment, batch))
 
+    def default_output(self) -> str:
+        return io.join(self.input.rpartition("/documents/")[0], "attributes", self.experiment)
+
     def attributes_of(self, src: str) -> str:
-        """Where a document file's attributes go: its path under ``documents/``, under ``output``."""
+        """Where a document file's attributes go: beside its ``documents/`` folder (which a glob such as
+        ``pool/*/documents/*`` makes one per source), or its path under ``documents/`` under ``output``."""
+        if self.output == self.default_output():
+            return io.attributes_url(src, self.experiment)
         rel = src[len("documents/") :] if src.startswith("documents/") else src.rpartition("/documents/")[2]
         return io.join(self.output, rel)
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from dolma import io
 from dolma.app.commands import STAGE_COMMANDS, StageCommand, add_allenai_dedupe, add_allenai_mix, allenai_tag_args
+from dolma.app.estimate import add_estimate
 from dolma.app.options import add_options, given
 from dolma.app.progress import RichProgress, print_summary, print_table
 from dolma.app.recipe import build_stage, load_recipe, stage_class
@@ -366,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tool_commands(sub)
     add_allenai_mix(sub, _command)
     add_allenai_dedupe(sub, _command)
+    add_estimate(sub, _command)
     for command in STAGE_COMMANDS:
         p = _command(sub, command.command, command.summary, command.detail, command.example)
         add_options(p, stage_class(command.kind), command.names)
