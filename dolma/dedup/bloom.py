@@ -15,10 +15,10 @@ import numpy as np
 from dolma import io
 from dolma.core.document import ENCODER
 from dolma.core.errors import UserError
-from dolma.dedup.paragraph_ngrams import ParagraphParams, paragraph_ngrams
+from dolma.dedup.paragraph_ngrams import ParagraphProductStep, paragraph_ngrams
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import AlignedAttributes, file_boundary, read_shard
-from dolma.runtime.stage import Files, Step, Task
+from dolma.runtime.stage import Files, Task
 
 
 class BloomHeader(msgspec.Struct):
@@ -75,21 +75,12 @@ class BloomFilter:
 
 
 @dataclass
-class BloomParagraphStep(Step):
+class BloomParagraphStep(ParagraphProductStep):
     """Paragraph dedup in one task: every file in order through one Bloom filter (see :mod:`dolma.dedup.paragraphs`).
     Within a batch, an n-gram counts as seen if an earlier paragraph had it; across batches, if the filter
     holds it. The result does not depend on the number of workers."""
 
-    params: ParagraphParams
     step = "bloom"
-
-    @property
-    def name(self) -> str:  # the product step of either method is named after the attribute set
-        return self.params.name
-
-    @property
-    def output(self) -> str:
-        return self.params.output
 
     def tasks(self) -> list[Task]:
         return [Task("all", Files(tuple(io.document_files(self.params.input))))]

@@ -19,6 +19,7 @@ from dolma import io
 from dolma.core.config import param
 from dolma.core.document import AttributeLine, Document
 from dolma.core.errors import UserError
+from dolma.runtime.stage import Step
 
 LINE = re.compile(r"[^\n]+")
 MAX_PARTITIONS = 512  # the exact method's default key partitions: one per input file, at most this many
@@ -145,3 +146,19 @@ def paragraph_ngrams(texts: list[str], ngram: int, min_words: int) -> ParagraphN
             g2 = g2 * np.uint64(0x9E3779B97F4A7C15) + nxt1
     keep = ((pos + ngram <= length) | ((length < ngram) & (pos == 0))) & eligible[par]
     return ParagraphNgrams(np.asarray(owner, np.int64), start, ends, eligible, par[keep], g1[keep], g2[keep])
+
+
+@dataclass
+class ParagraphProductStep(Step):
+    """The step that writes the attribute set itself (either method's last): named after the set, its ledger in
+    the set's folder."""
+
+    params: ParagraphParams
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def output(self) -> str:
+        return self.params.output

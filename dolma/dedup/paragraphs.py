@@ -30,7 +30,7 @@ import polars as pl
 from dolma import io
 from dolma.core.errors import UserError
 from dolma.dedup.bloom import BloomParagraphStep
-from dolma.dedup.paragraph_ngrams import MAX_PARTITIONS, ParagraphParams, paragraph_ngrams
+from dolma.dedup.paragraph_ngrams import MAX_PARTITIONS, ParagraphParams, ParagraphProductStep, paragraph_ngrams
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import AlignedAttributes, read_shard
 from dolma.runtime.stage import OneFile, Stage, StageGroup, Step, Task, shard_tasks
@@ -139,17 +139,8 @@ class FirstSeenStep(Step):
 
 
 @dataclass
-class ParagraphAttributeStep(Step):
-    params: ParagraphParams
+class ParagraphAttributeStep(ParagraphProductStep):
     step = "attributes"
-
-    @property
-    def name(self) -> str:  # the product step of either method is named after the attribute set
-        return self.params.name
-
-    @property
-    def output(self) -> str:
-        return self.params.output
 
     def tasks(self) -> list[Task]:
         return shard_tasks(self.params.input)
