@@ -233,14 +233,6 @@ class _NGrams:
         valid[: max(n - (k - 1), 0)] = self.doc[k - 1 :] == self.doc[: max(n - (k - 1), 0)]
         return valid
 
-    def keys(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row indices of valid k-grams, their keys, their word characters), in text order."""
-        valid = self.valid(k)
-        if valid.all():
-            return np.arange(len(valid)), self._key, self._char
-        rows = np.flatnonzero(valid)
-        return rows, self._key[rows], self._char[rows]
-
     def top_chars(self, k: int, n_docs: int) -> np.ndarray:
         """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go
         to the k-gram seen first (Gopher's most_common). The group-by reads the key array in place, filtered as
@@ -291,6 +283,9 @@ class _NGrams:
         )
         rows, first_row = found["i"].to_numpy(), found["first"].to_numpy()
         del found
+        if (np.diff(rows.astype(np.int64)) < 0).any():  # the scan needs text order (row-wise steps keep it)
+            order = np.argsort(rows, kind="stable")
+            rows, first_row = rows[order], first_row[order]
         valid[:] = False
         valid[rows] = True
         self._repeating[k] = valid
