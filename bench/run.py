@@ -40,6 +40,7 @@ import orjson  # noqa: E402
 import polars as pl  # noqa: E402
 
 from bench.peers import ensure_peer, peer_env  # noqa: E402
+from bench.scale import bench_scale  # noqa: E402
 
 
 def cpu_seconds(fn: Callable[[], object]) -> float:
@@ -735,6 +736,7 @@ TASKS = {
     "web": bench_web,
     "paragraphs": bench_paragraphs,
     "pdf": bench_pdf,
+    "scale": bench_scale,
 }
 
 

@@ -118,5 +118,5 @@ def test_killing_a_tag_worker_mid_run_does_not_hang_and_every_shard_is_tagged(tm
     markers = sorted(p.name for p in (out / "_ledger").rglob("done/*.json"))
     assert markers == [f"s{k}.json" for k in range(6)]
     for k in range(6):
-        attrs = read_jsonl(tmp_path / "attributes" / "tags" / f"s{k}.jsonl.gz")
+        attrs = read_jsonl(out / f"s{k}.jsonl.gz")  # --output receives the attribute files
         assert [a["id"] for a in attrs] == [f"{k}-{d['id']}" for d in docs[:400]]
