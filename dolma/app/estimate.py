@@ -18,6 +18,7 @@ import argparse
 import math
 import time
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from rich.console import Console
@@ -32,8 +33,8 @@ RATES = Path(__file__).resolve().parents[2] / "configs" / "rates.json"
 
 class StageRate(msgspec.Struct, forbid_unknown_fields=True):
     unit: str  # "input byte" or "output token"
-    per_cpu_second: float
-    fixed_cpu_seconds: float
+    per_cpu_second: Annotated[float, msgspec.Meta(gt=0)]
+    fixed_cpu_seconds: Annotated[float, msgspec.Meta(ge=0)]
     cpu_seconds: list[float]
     amount: list[float]
     scratch_per_unit: float

@@ -14,7 +14,7 @@ import polars as pl
 from dolma import io
 from dolma.core.document import AttributeLine
 from dolma.core.errors import UserError
-from dolma.dedup.component_steps import GraphStep, LabelStep, Part, RouteStep, StarRound, cluster_partitions
+from dolma.dedup.component_steps import GraphStep, LabelStep, RouteStep, StarRound, partition_tasks
 from dolma.dedup.keepers import check_keepers, pick_keepers
 from dolma.dedup.params import DedupParams
 from dolma.dedup.steps import PairsStage, SignatureStage, VerifyStage
@@ -34,8 +34,7 @@ class ClusterStage(Step):
     step, folder = "clusters", "clusters"
 
     def tasks(self) -> list[Task]:
-        parts = cluster_partitions(self.params)
-        return [Task(f"part={k:05d}", Part(k, parts)) for k in range(parts)]
+        return partition_tasks(self.params)
 
     def task_basis(self, tasks: list[Task]) -> str:
         return "one per component partition (cluster_partitions)"

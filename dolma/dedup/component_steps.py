@@ -56,6 +56,12 @@ def cluster_partitions(p: DedupParams) -> int:
     return p.cluster_partitions or min(max(len(p.shards()), 1), MAX_PARTITIONS)
 
 
+def partition_tasks(p: DedupParams) -> list[Task]:
+    """One task per edge (or component) partition, keyed ``part=NNNNN``."""
+    parts = cluster_partitions(p)
+    return [Task(f"part={k:05d}", Part(k, parts)) for k in range(parts)]
+
+
 def _read(files: list[str], schema: dict) -> pl.DataFrame:
     frames = [io.read_frame(f) for f in files]
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=schema)
@@ -108,8 +114,7 @@ class StarRound(Step):
         return f"{self.params.name}-components-{self.op:03d}"
 
     def tasks(self) -> list[Task]:
-        parts = cluster_partitions(self.params)
-        return [Task(f"part={k:05d}", Part(k, parts)) for k in range(parts)]
+        return partition_tasks(self.params)
 
     def task_basis(self, tasks: list[Task]) -> str:
         kind = "large-star" if self.op % 2 else "small-star"
@@ -158,16 +163,16 @@ class LabelStep(Step):
     step, folder = "labels", "labels"
 
     def tasks(self) -> list[Task]:
-        parts = cluster_partitions(self.params)
-        return [Task(f"part={k:05d}", Part(k, parts)) for k in range(parts)]
+        return partition_tasks(self.params)
 
     def task_basis(self, tasks: list[Task]) -> str:
         return "one per edge partition (cluster_partitions)"
 
     def inputs(self, task: Task) -> list[str]:
         op = converged_op(self.params)
-        final = io.join(self.params.work, "components", f"op={op:03d}")
-        return [] if op is None else [io.join(final, task.key, "**", "*.parquet")]
+        if op is None:  # the rounds have not finished: run() says so
+            return []
+        return [io.join(self.params.work, "components", f"op={op:03d}", task.key, "**", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         if converged_op(self.params) is None:
