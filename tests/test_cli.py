@@ -19,6 +19,21 @@ def test_help_lists_the_stages():
     assert "--attributes" in run_cli("import", "--help").stdout
 
 
+def test_every_subcommand_help_formats():
+    """Each subcommand's --help is built from its stage's parameter help: a literal '%' in one (``~3%``) must
+    not make argparse's help formatting raise for the user."""
+    import argparse
+
+    from dolma.app.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"web", "pdf", "tag", "dedup", "tokenize"} <= set(subparsers.choices)
+    for name, sub in subparsers.choices.items():
+        assert sub.format_help(), name
+    assert "~3% of main text" in " ".join(subparsers.choices["web"].format_help().split())
+
+
 def test_recipe_errors_name_the_offending_key(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("stages:\n  - stage: import\n    input: x\n    output: y\n    compression: lz77\n")

@@ -90,8 +90,8 @@ STAGE_COMMANDS = [
     StageCommand(
         "web", "web", "Turn WARC files or loose HTML pages into documents with trafilatura.",
         "Extract the main text of HTTP 200 HTML responses in WARC files (and of loose .html files) with "
-        "trafilatura, favouring precision. Every other record is counted as dropped with its reason; malformed "
-        "records and pages whose extraction exceeds --timeout are quarantined.",
+        "trafilatura (its balanced setting: comments out, tables in). Every other record is counted as dropped "
+        "with its reason; malformed records and pages whose extraction exceeds --timeout are quarantined.",
         "dolma web --input dolma/sample/web --output out/web/documents --source crawl",
     ),
     StageCommand(

@@ -93,7 +93,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, names: dict[str, str
             continue
         option = "--" + (names or {}).get(f.name, f.name).replace("_", "-")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "") + _default_text(f)}
+        text = f.metadata.get("help", "") + _default_text(f)  # argparse formats help with %: a literal % is %%
+        kwargs: dict[str, Any] = {"dest": f.name, "help": text.replace("%", "%%")}
         kwargs["default"] = argparse.SUPPRESS
         members, optional = _unwrap(hints[f.name])
         if members == [bool]:
