@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from dolma import io
+from dolma.core.arrow import array
 from dolma.core.document import ENCODER, LazyDocument
 from dolma.core.errors import DataError
 from dolma.io import Rejected
@@ -218,11 +219,11 @@ class _ShardCopies:
         row, copy, key = row[order], copy[order], key[order]
         table = pa.table(
             {
-                "key": pa.array(key, pa.uint64()),
-                "origin": pa.array(self.h[row], pa.uint64()),  # the same for every copy of a document
-                "tokens": pa.array(self.tokens[row], pa.int64()),
-                "id": pa.array(_copy_ids(self.ids[row], copy), pa.string()),
-                "doc": pa.array([self.payload[i] for i in order.tolist()], pa.large_binary()),  # newline-ended
+                "key": array(key, pa.uint64()),
+                "origin": array(self.h[row], pa.uint64()),  # the same for every copy of a document
+                "tokens": array(self.tokens[row], pa.int64()),
+                "id": array(_copy_ids(self.ids[row], copy), pa.string()),
+                "doc": array([self.payload[i] for i in order.tolist()], pa.large_binary()),  # newline-ended
             }
         )
         return table, part[order]

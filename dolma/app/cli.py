@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 
 import polars as pl
 from rich.console import Console
@@ -18,7 +17,7 @@ from rich.table import Table
 from dolma import io
 from dolma.app.commands import STAGE_COMMANDS, StageCommand, add_allenai_dedupe, add_allenai_mix, allenai_tag_args
 from dolma.app.estimate import add_estimate
-from dolma.app.options import add_options, given
+from dolma.app.options import VersionAction, add_options, given
 from dolma.app.progress import RichProgress, print_summary, print_table
 from dolma.app.recipe import build_stage, load_recipe, stage_class
 from dolma.core.errors import UserError
@@ -263,13 +262,6 @@ def _add_workers(parser: argparse.ArgumentParser, default: str = "all cores") ->
     parser.add_argument("--workers", type=int, help=f"worker processes (default: {default})")
 
 
-def _package_version() -> str:
-    try:
-        return version("dolma-curator")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _tool_commands(sub) -> None:
     """The commands that are not one stage: run, plan, report, then those of :func:`_data_commands`."""
     p = _command(
@@ -352,7 +344,10 @@ def _data_commands(sub) -> None:
     p.set_defaults(fn=cmd_stats)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand; a stage command's options are generated from its stage class, which means importing
+    the stage's package, so with ``chosen`` (the command being run) only that one gets them: the others are
+    listed with their summaries, which is all ``dolma --help`` shows."""
     parser = argparse.ArgumentParser(
         prog="dolma",
         description="Curate pretraining data in the Dolma format: import, tag, dedup, mix and tokenize shards, "
@@ -360,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  dolma run configs/quickstart.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     parser.add_argument("-c", "--config", dest="top_config", help="a config for the command (`dolma -c F mix`)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -370,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_estimate(sub, _command)
     for command in STAGE_COMMANDS:
         p = _command(sub, command.command, command.summary, command.detail, command.example)
+        if chosen is not None and command.command != chosen:
+            continue
         add_options(p, stage_class(command.kind), command.names)
         _add_workers(p)
         p.add_argument("--force", action="store_true", help="redo every task, even those whose inputs did not change")
@@ -379,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = allenai_tag_args(argv) or build_parser().parse_args(argv)
+    stages = {c.command for c in STAGE_COMMANDS}
+    chosen = next((a for a in argv if a in stages), "")  # "": no stage command, so no stage's options are built
+    args = allenai_tag_args(argv) or build_parser(chosen).parse_args(argv)
     try:
         args.fn(args)
     except UserError as e:

@@ -26,7 +26,6 @@ from rich.table import Table
 
 from dolma.app.recipe import STAGE_KINDS, load_yaml
 from dolma.core.errors import UserError
-from mixers.offline import read_description
 
 RATES = Path(__file__).resolve().parents[2] / "configs" / "rates.json"
 
@@ -86,6 +85,8 @@ def recipe_stages(path: str) -> list[tuple[str, str]]:
 
 
 def estimate(stages: list[tuple[str, str]], rates: Rates, pool: str, cores: int, task_bytes: float) -> list[Row]:
+    from mixers.offline import read_description  # the mixer's package, only when an estimate runs
+
     desc = read_description(pool)
     pool_bytes = sum(g.bytes or g.total_tokens() * rates.bytes_per_token for g in desc.groups)
     rows = []

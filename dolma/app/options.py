@@ -114,3 +114,20 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The stage parameters the user gave on the command line."""
     fields = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in vars(args).items() if k in fields}
+
+
+class VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (importlib.metadata costs every other command ~25 ms)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("dolma-curator")
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        print(f"{parser.prog} {found}")
+        parser.exit()

@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from dolma.core.arrow import array
 from dolma.io import Rejected, write_lines, write_parquet
 
 KEPT, DROPPED, QUARANTINED = "kept", "dropped", "quarantined"
@@ -131,7 +132,7 @@ class ShardLedger:
         def runs(values: list[str]) -> pa.DictionaryArray:  # one value per chunk, repeated over its rows
             names = sorted(set(values))
             index = np.repeat(np.array([names.index(v) for v in values], np.int32), sizes)
-            return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), pa.array(names, pa.string()))
+            return pa.DictionaryArray.from_arrays(array(index, pa.int32()), array(names, pa.string()))
 
         def rows(k: int) -> list:
             return list(
@@ -141,13 +142,14 @@ class ShardLedger:
         table = pa.table(
             {
                 "file": runs([c[0] for c in self._chunks]),
-                "line": pa.array(
-                    np.concatenate([np.asarray(c[2], np.int64) for c in self._chunks] or [[]]), pa.int64()
+                "line": array(
+                    np.concatenate([np.asarray(c[2], np.int64) for c in self._chunks] or [np.zeros(0, np.int64)]),
+                    pa.int64(),
                 ),
-                "id": pa.array(rows(3), pa.string()),
+                "id": array(rows(3), pa.string()),
                 "outcome": runs([c[1] for c in self._chunks]),
-                "reason": pa.array(rows(4), pa.string()).dictionary_encode(),
-                "detail": pa.array(rows(5), pa.string()),
+                "reason": array(rows(4), pa.string()).dictionary_encode(),
+                "detail": array(rows(5), pa.string()),
             }
         )
         write_parquet(ledger_url, table)
