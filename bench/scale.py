@@ -168,15 +168,6 @@ def measure(
     return result
 
 
-def bench_scale(corpora: Path, work: Path, n_rounds: int) -> dict:
-    """``python -m bench.run --only scale``: one pass of every size (rounds do not apply)."""
-    result = measure(corpora, work / "scale")
-    runs = result["runs"]
-    figures = {f"{kind} {n}x": r["stages"][kind]["seconds_per_gb"] for n, r in runs.items() for kind in r["stages"]}
-    ratios = {f"{kind} {c['sizes']} time per GB": c["time_ratio"] for kind, c in result["checks"].items()}
-    return {"unit": "s/GB", "figures": figures, "ratios": ratios, "details": result["checks"]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))

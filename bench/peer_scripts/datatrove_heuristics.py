@@ -2,14 +2,13 @@
 
 Each rule is evaluated by a filter instance with only that rule enabled, so decisions can be compared rule by
 rule. Usage: python datatrove_heuristics.py DOCS.jsonl[.gz] LIMIT OUT.json [--time]
-With --time, runs the four default filters once, in sequence, and prints documents per second instead.
+With --time, runs the four default filters on every document and writes whether each passed all four.
 """
 
 import functools
 import gzip
 import json
 import sys
-import time
 
 from datatrove.data import Document
 from datatrove.pipeline.filters import (
@@ -97,14 +96,10 @@ FW_RULES = {
 def main():
     path, limit, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     docs = load(path, limit)
-    if "--time" in sys.argv:
+    if "--time" in sys.argv:  # the benchmark times this whole process: every filter on every document
         filters = [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter()]
-        start = time.process_time()
-        for d in docs:
-            for f in filters:
-                f.filter(Document(text=d.text, id=d.id))
-        seconds = time.process_time() - start
-        json.dump({"docs": len(docs), "cpu_seconds": seconds}, open(out, "w"))
+        passed = [all([keep(f, d) for f in filters]) for d in docs]
+        json.dump({"ids": [d.id for d in docs], "pass": passed}, open(out, "w"))
         return
     # the same word split is reused by every single-rule filter: cache it (decisions are unchanged)
     from datatrove.utils import text as text_utils
