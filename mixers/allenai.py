@@ -93,7 +93,11 @@ class AllenaiStream(Stage):
         include, exclude = self.rules()
         src = task.payload.url
         urls = {a: io.attributes_url(src, a) for a in self.attributes}
-        reader = partial(_aligned, urls)
+        select = None
+        if "attributes" in self.discard_fields:  # the output carries none: decode only what filters and edits read
+            wanted = {k for r in include + exclude for k in r.keys} | {e.attribute for e in self.edits}
+            select = io.KeySelection(frozenset(wanted))
+        reader = partial(_aligned, urls, select)
         out = _Output(io.join(self.output, f"{self.stream}-{task.key.replace('/', '_')}"), self.max_size_in_bytes)
         try:
             for batch in read_shard(src, ledger, self.batch_size, reader=reader):
@@ -127,8 +131,8 @@ class AllenaiStream(Stage):
         return msgspec.json.encode(record) + b"\n"
 
 
-def _aligned(urls: dict[str, str], url: str, batch_size: int):
-    return io.read_aligned(url, urls, batch_size)
+def _aligned(urls: dict[str, str], select: io.KeySelection | None, url: str, batch_size: int):
+    return io.read_aligned(url, urls, batch_size, select)
 
 
 def _decide(attributes: list[dict[str, list]], include: list[Rule], exclude: list[Rule]) -> list[str | None]:

@@ -243,7 +243,8 @@ def compare_with_allenai_mix(tmp_path, filters: list[str], syntax: str) -> None:
 @pytest.mark.parametrize("syntax", ["jq", "jsonpath"])
 def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp_path, syntax):
     """The same mixer config (two include filters, an exclude, a PII span replacement, a size limit) through
-    allenai's `dolma -c F mix` and ours: the same documents, with the same edited texts."""
+    allenai's `dolma -c F mix` and ours: the same documents, with the same edited texts. The jq config also
+    discards the joined attributes (so ours decodes only the keys its filters and edits read)."""
     docs_dir = tmp_path / "documents"
     for shard in ("postgresql-docs", "python-docs"):
         run_cli("import", "--input", str(SAMPLE / f"{shard}.jsonl.gz"), "--output", str(docs_dir), "--workers", "1")
@@ -255,6 +256,8 @@ def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp
         include = ["$.attributes[?(@.q__stats_v1__tokens[0][2] >= 2000)]", "$.attributes[?(@.q__pii_v1__email)]"]
         exclude = ["$.attributes[?(@.q__stats_v1__tokens[0][2] > 6000)]"]
 
+    discard = ["attributes"] if syntax == "jq" else []
+
     def config(out):
         return {
             "streams": [
@@ -262,7 +265,7 @@ def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp
                     "name": "docs",
                     "documents": [str(docs_dir / "*.jsonl.zst")],
                     "attributes": ["q"],
-                    "output": {"path": str(out), "max_size_in_bytes": 200_000},
+                    "output": {"path": str(out), "max_size_in_bytes": 200_000, "discard_fields": discard},
                     "filter": {"include": include, "exclude": exclude, "syntax": syntax},
                     "span_replacement": [
                         {"span": "$.attributes.q__pii_v1__email", "min_score": 0.5, "replacement": "|||EMAIL|||"}
@@ -283,6 +286,9 @@ def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp
 
     theirs, ours = mixed(tmp_path / "allenai"), mixed(tmp_path / "ours")
     assert 0 < len(theirs) and set(ours) == set(theirs)
+    for folder in ("allenai", "ours"):
+        first = read_jsonl(sorted((tmp_path / folder).glob("*.json*.gz"))[0])[0]
+        assert ("attributes" in first) == (not discard), folder
     assert ours == theirs
     assert any("|||EMAIL|||" in t for t in ours.values())
     assert len(list((tmp_path / "ours").glob("*.json.gz"))) > 2  # max_size_in_bytes splits the output

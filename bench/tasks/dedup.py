@@ -45,7 +45,7 @@ def _link(size: Size, out: Path) -> None:
 
 def minhash(corpora: Path, work: Path, quick: bool) -> Task:
     files = sorted((corpora / "neardup" / "documents").glob("*.jsonl.gz"))
-    shares = ((1, 0.1), (2, 0.3)) if quick else ((1, 1.0), (2, 1.0))
+    shares = ((1, 0.05), (2, 0.15)) if quick else ((1, 1.0), (2, 1.0))
 
     def ours_dedup(preset: str):
         def command(size: Size, out: Path) -> list[str]:

@@ -166,7 +166,7 @@ def heuristics(corpora: Path, work: Path, quick: bool) -> Task:
         require({r["id"] for r in peer} == set(mine), "allenai tagged different documents")
         return {"documents": len(mine), "keep decisions equal to datatrove's": round(agree, 4)}
 
-    shares = (0.04, 0.15) if quick else (0.25, 1.0)
+    shares = (0.03, 0.1) if quick else (0.25, 1.0)
     return Task(
         "heuristics",
         "documents",
