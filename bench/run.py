@@ -26,7 +26,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.harness import measure
+from bench.harness import measure, slug
 from bench.paths import CORPORA, ROOT
 from bench.report import Outcome, print_outcome, write_benchmarks, write_csv
 from bench.tasks import TASKS
@@ -53,8 +53,9 @@ def versions() -> str:
         if pip.exists():
             show = subprocess.run([str(pip), "show", package], capture_output=True, text=True).stdout
             peers += [f"{venv} {line.split()[1]}" for line in show.splitlines() if line.startswith("Version:")]
-    poppler = subprocess.run(["pdftotext", "-v"], capture_output=True, text=True).stderr.split("\n")[0]
-    return f"ours with {ours}; peers: {', '.join(peers)}, {poppler}"
+    if shutil.which("pdftotext"):
+        peers.append(subprocess.run(["pdftotext", "-v"], capture_output=True, text=True).stderr.split("\n")[0])
+    return f"ours with {ours}; peers: {', '.join(peers)}"
 
 
 def run_task(name: str, corpora: Path, work: Path, rounds: int, quick: bool) -> Outcome:
@@ -63,18 +64,12 @@ def run_task(name: str, corpora: Path, work: Path, rounds: int, quick: bool) -> 
     folder = work / name
     task = TASKS[name](corpora, folder, quick)
     runs = measure(task, rounds, folder / "runs")
-    large = {c.name: folder / "runs" / _slug(c.name) / "large" for c in task.contenders}
+    large = {c.name: folder / "runs" / slug(c.name) / "large" for c in task.contenders}
     check = task.check(large)
     outcome = Outcome(task, runs, check, time.time() - started)
     print_outcome(outcome)
     shutil.rmtree(folder, ignore_errors=True)
     return outcome
-
-
-def _slug(name: str) -> str:
-    from bench.harness import slug
-
-    return slug(name)
 
 
 def main() -> None:

@@ -25,6 +25,10 @@ WEB_OURS, WEB_PEER = "ours: dolma web", "datatrove WarcReader + Trafilatura"
 PDF_OURS, PDF_PEER = "ours: dolma pdf", "pdftotext (poppler), file by file"
 
 
+def ours_pdf(size: Size, out: Path) -> list[str]:
+    return ours("pdf", "--input", str(size.inputs["dir"]), "--output", str(out / "documents"), "--workers", "1")
+
+
 def head_of_warc(src: Path, dst: Path, records: int) -> None:
     """The first ``records`` records of a .warc.gz (one gzip member each), copied byte for byte."""
     from fastwarc.warc import ArchiveIterator
@@ -108,13 +112,7 @@ def pdf(corpora: Path, work: Path, quick: bool) -> Task:
         "pages",
         (sizes[0], sizes[1]),
         [
-            Contender(
-                PDF_OURS,
-                "ours",
-                lambda s, o: (
-                    ours("pdf", "--input", str(s.inputs["dir"]), "--output", str(o / "documents")) + ["--workers", "1"]
-                ),
-            ),
+            Contender(PDF_OURS, "ours", ours_pdf),
             Contender(PDF_PEER, "peer", pdftotext),
         ],
         check,

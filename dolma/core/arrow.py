@@ -20,6 +20,10 @@ def array(values: Sequence | np.ndarray, type: pa.DataType) -> pa.Array:
     if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":  # fixed-width numbers: the buffer as is
         data = pa.py_buffer(np.ascontiguousarray(values))
         return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, data]).cast(type)
-    return (
-        pl.Series(values=values if isinstance(values, np.ndarray) else list(values), strict=False).to_arrow().cast(type)
-    )
+    if type == pa.large_binary():  # bytes (a partition's documents): one joined buffer, no intermediate copies
+        ends = np.zeros(len(values) + 1, np.int64)
+        np.cumsum([len(v) for v in values], out=ends[1:])
+        buffers = [None, pa.py_buffer(ends), pa.py_buffer(b"".join(values))]
+        return pa.Array.from_buffers(type, len(values), buffers)
+    listed = values if isinstance(values, np.ndarray) else list(values)
+    return pl.Series(values=listed, strict=False).to_arrow().cast(type)
