@@ -102,8 +102,10 @@ def main() -> None:
     full = not args.quick and not args.only and rounds >= 3
     csv_path = ROOT / "BENCHMARKS.csv" if full else results / f"{stamp}{'-quick' if args.quick else ''}.csv"
     write_csv(outcomes, csv_path)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     header = [
-        f"Run {stamp} (`python -m bench.run{' --quick' if args.quick else ''}`), {rounds} rounds: {machine()}.",
+        f"Run {stamp} (`python -m bench.run{' --quick' if args.quick else ''}`) of commit {commit.stdout.strip()}, "
+        f"{rounds} rounds: {machine()}.",
         f"Versions: {versions()}.",
         f"Total {sum(o.seconds for o in outcomes) / 60:.1f} minutes.",
     ]
