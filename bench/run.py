@@ -91,27 +91,37 @@ def main() -> None:
         chosen.remove("scale")
     rounds = args.rounds or (2 if args.quick else 3)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%MZ")
-    outcomes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in chosen:
-            outcomes.append(run_task(name, Path(args.corpora), Path(tmp), rounds, args.quick))
-    if not outcomes:
-        return
+    outcomes: list[Outcome] = []
+    full = not args.quick and not args.only and rounds >= 3
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in chosen:
+                outcomes.append(run_task(name, Path(args.corpora), Path(tmp), rounds, args.quick))
+    except BaseException:  # a failed check or contender: what finished is kept, BENCHMARKS.md is not touched
+        if outcomes:
+            write_results(outcomes, rounds, f"{stamp}-partial", False, args.quick)
+        raise
+    if outcomes:
+        write_results(outcomes, rounds, stamp, full, args.quick)
+
+
+def write_results(outcomes: list[Outcome], rounds: int, stamp: str, full: bool, quick: bool) -> None:
+    """BENCHMARKS.md's generated part and BENCHMARKS.csv after a full run; otherwise both under bench/results/."""
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
-    full = not args.quick and not args.only and rounds >= 3
-    csv_path = ROOT / "BENCHMARKS.csv" if full else results / f"{stamp}{'-quick' if args.quick else ''}.csv"
+    name = f"{stamp}{'-quick' if quick else ''}"
+    csv_path = ROOT / "BENCHMARKS.csv" if full else results / f"{name}.csv"
     write_csv(outcomes, csv_path)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     header = [
-        f"Run {stamp} (`python -m bench.run{' --quick' if args.quick else ''}`) of commit {commit.stdout.strip()}, "
+        f"Run {stamp} (`python -m bench.run{' --quick' if quick else ''}`) of commit {commit.stdout.strip()}, "
         f"{rounds} rounds: {machine()}.",
         f"Versions: {versions()}.",
         f"Total {sum(o.seconds for o in outcomes) / 60:.1f} minutes.",
     ]
-    md = ROOT / "BENCHMARKS.md" if full else results / f"{stamp}{'-quick' if args.quick else ''}.md"
+    md = ROOT / "BENCHMARKS.md" if full else results / f"{name}.md"
     write_benchmarks(outcomes, header, md, csv_path.name)
-    (results / f"{stamp}.json").write_text(
+    (results / f"{name}.json").write_text(
         json.dumps({"header": header, "checks": {o.task.name: o.check for o in outcomes}}, indent=2, default=str)
     )
     print(f"results: {md} and {csv_path}")

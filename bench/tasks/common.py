@@ -49,8 +49,8 @@ def lines(path: Path) -> list[bytes]:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         data = gzip.decompress(data)
-    elif path.name.endswith(".zst"):
-        data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    elif path.name.endswith(".zst"):  # every frame: the toolkit writes a file as several checked frames
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
     return data.splitlines()
 
 
