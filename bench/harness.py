@@ -4,8 +4,9 @@ A task names its contenders (ours through the ``dolma`` CLI exactly as a user ru
 and ceilings: the fastest honest way to do the fixed part of the work with the libraries we use), two input
 sizes, an equivalence check and its targets. Each round runs every contender on the small and then the large
 input, the order of contenders reversed every other round (the machines are shared and noisy). A run is one
-process started for it; its CPU seconds (user + system, the process and every child it reaped) and peak RSS come
-from the kernel's accounting of the finished process (``wait4``), its wall seconds from a monotonic clock.
+process started for it (by a small launcher, see ``LAUNCHER``); its CPU seconds (user + system, the process and
+every child it reaped) and peak RSS come from the kernel's accounting of the finished process (``wait4``), its
+wall seconds from a monotonic clock.
 
 From each round come, per contender: the marginal rate (the extra amount over the extra CPU seconds from the
 small input to the large one, so interpreter start-up and other fixed costs cancel out), the fixed cost (the
@@ -17,11 +18,12 @@ row of the CSV.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import subprocess
-import time
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,18 +106,30 @@ class ContenderFailed(RuntimeError):
     pass
 
 
+# Linux gives an exec'd child the peak RSS of the process it was forked from as its own starting peak, so a
+# harness grown large would lend every contender its size: a small launcher starts each one and reports it.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, ru = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
+json.dump([ru.ru_utime + ru.ru_stime, wall, ru.ru_maxrss / 1024], open(sys.argv[1], "w"))
+sys.exit(os.waitstatus_to_exitcode(status) & 255)
+"""
+
+
 def run_once(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, float, float]:
     """Run ``argv`` as a fresh process (its output in ``out``); (CPU seconds, wall seconds, peak RSS MB)."""
+    usage = out / "_usage.json"
+    launch = [sys.executable, "-S", "-c", LAUNCHER, str(usage), *argv]
     with open(out / "_stdout.txt", "wb") as stdout, open(out / "_stderr.txt", "wb") as stderr:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.run(launch, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
     if proc.returncode != 0:
         tail = (out / "_stderr.txt").read_text(errors="replace")[-3000:]
         raise ContenderFailed(f"{' '.join(argv)[:300]} exited {proc.returncode}:\n{tail}")
-    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
+    cpu, wall, rss = json.loads(usage.read_text())
+    return cpu, wall, rss
 
 
 def measure(task: Task, rounds: int, work: Path, log: Callable[[str], None] = print) -> list[Run]:

@@ -73,6 +73,11 @@ def task_markdown(o: Outcome) -> list[str]:
             for b in others:
                 m, e = ratios(figs[a.name], figs[b.name], "marginal"), ratios(figs[a.name], figs[b.name], "end_to_end")
                 out.append(f"| {a.name} / {b.name} | {m.show('{:.2f}×')} | {e.show('{:.2f}×')} |")
+    if any(Spread.of(figs[c.name].fixed).median < 0 for c in t.contenders):
+        out.append(
+            "\nA negative fixed cost: the large input's extra part costs less per unit than the small input (the"
+            " inputs are not uniform); the marginal and end-to-end rates still hold."
+        )
     noisy = [c.name for c in t.contenders if figs[c.name].noisy()]
     if noisy:
         out.append(f"\nMarginal figures of {', '.join(noisy)} are noise: the large input adds under {NOISE_CPU} CPU s.")

@@ -8,7 +8,8 @@ import pytest
 from bench.harness import Contender, ContenderFailed, Size, Target, Task, figures, judge, measure, ratios
 from bench.report import BEGIN, END, Outcome, write_benchmarks, write_csv
 
-# a contender whose CPU time grows with the amount: a busy loop of N * 200k iterations in a fresh interpreter
+# a contender whose CPU time grows with the amount: a busy loop of N * scale iterations in a fresh interpreter (the
+# fast one's large input adds ~0.25 CPU s, well above the harness's noise floor)
 LOOP = "import sys\nn = int(sys.argv[1]) * {scale}\nwhile n: n -= 1\nopen(sys.argv[2] + '/done', 'w').write('ok')"
 
 
@@ -19,7 +20,7 @@ def looping(name: str, role: str, scale: int) -> Contender:
 
 def task(check=lambda outs: {"outputs": len(outs)}) -> Task:
     sizes = (Size("small", 2), Size("large", 10))
-    fast, slow = looping("fast", "ours", 200_000), looping("slow", "peer", 600_000)
+    fast, slow = looping("fast", "ours", 500_000), looping("slow", "peer", 1_500_000)
     return Task("loop", "units", sizes, [fast, slow], check, [Target("fast", "slow", 2.0), Target("fast", "slow", 9.0)])
 
 
@@ -32,6 +33,7 @@ def test_measure_times_whole_processes_and_ratios_follow_the_work(tmp_path):
     # round order alternates: the second round starts with the other contender
     assert [r.contender for r in runs[:2]] == ["fast", "fast"] and runs[4].contender == "slow"
     figs = {c.name: figures(runs, c.name) for c in t.contenders}
+    assert not figs["fast"].noisy() and not figs["slow"].noisy()
     marginal = ratios(figs["fast"], figs["slow"], "marginal")
     assert 2.0 < marginal.median < 4.5  # three times less work per unit, whatever the interpreter's start-up
     assert marginal.low <= marginal.median <= marginal.high

@@ -47,7 +47,7 @@ def web(corpora: Path, work: Path, quick: bool) -> Task:
     docs = warc / "python311-docs-wget-loopback.warc.gz"
     head_of_warc(docs, small / "python-docs.warc.gz", 20 if quick else 100)
     head_of_warc(docs, large / "python-docs.warc.gz", 60 if quick else 400)
-    sizes = tuple(Size(f.name, sum(p.stat().st_size for p in f.iterdir()) / 1e6, {"dir": f}) for f in (small, large))
+    sizes = tuple(Size(f.name, sum(p.stat().st_size for p in f.iterdir()) / 1e3, {"dir": f}) for f in (small, large))
 
     def check(outs: dict[str, Path]) -> dict:
         mine = {d["metadata"]["url"] for d in attributes(outs[WEB_OURS] / "documents")}
@@ -58,7 +58,7 @@ def web(corpora: Path, work: Path, quick: bool) -> Task:
 
     return Task(
         "web",
-        "WARC MB",
+        "WARC kB",
         sizes,
         [
             Contender(
