@@ -1,7 +1,7 @@
 """Side-by-side benchmarks that time every contender the same way (see ``bench.harness``).
 
     python -m bench.run                       every task, 3 rounds; rewrites BENCHMARKS.md's generated part
-                                              and BENCHMARKS.csv (about 45 minutes on 2 cores)
+                                              and BENCHMARKS.csv (about 35 minutes on 2 cores)
     python -m bench.run --quick               small inputs, 2 rounds, under 5 minutes; writes only bench/results/
     python -m bench.run --only mix,tokenize   some tasks (results in bench/results/, BENCHMARKS.md untouched)
     python -m bench.run --only scale          how cost grows with the corpus (bench.scale)

@@ -10,12 +10,13 @@ keep exactly the same ids, and the recipe mix keeps as many documents.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import yaml
 
 from bench.harness import Contender, Size, Target, Task
-from bench.tasks.common import allenai, allenai_env, attributes, ceiling, lines, ours, require, write_lines
+from bench.tasks.common import allenai, allenai_env, attributes, ceiling, cut, lines, ours, require, write_lines
 
 RULE = "$.attributes[?(@.t__gopher_quality_v1__pass[0][2] < 0.5)]"
 OURS, PEER, RECIPE = "ours: dolma mix -c (allenai config)", "allenai dolma mix", "ours: recipe mix (token target)"
@@ -23,12 +24,9 @@ READ = "ISA-L + msgspec read (ceiling)"
 
 
 def _pools(corpora: Path, work: Path, quick: bool) -> tuple[Size, Size]:
-    from bench.tasks.common import cut
-
+    """The tagged pool once (small) and three times over (large); the tokens of the documents the rule keeps."""
     tagged = work / "tagged"
     cut(sorted((corpora / "docs").glob("shard-*.jsonl.gz")), 0.4 if quick else 1.0, tagged / "documents")
-    import subprocess
-
     subprocess.run(
         ours("tag", "--documents", f"{tagged}/documents/*.jsonl.gz", "--experiment", "t")
         + ["--taggers", "gopher_quality_v1", "stats_v1", "--workers", "2"],
