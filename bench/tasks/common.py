@@ -8,7 +8,6 @@ import gzip
 import io
 import json
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +82,11 @@ def link_documents(src: Path, out: Path) -> None:
             os.symlink(f, out / "documents" / f.name)
 
 
+def link_input(size, out: Path) -> None:
+    """A contender's ``prepare``: link the size's input folder's files under ``out/documents``."""
+    link_documents(size.inputs["dir"], out)
+
+
 def summaries(out: Path) -> dict[str, int]:
     """read/kept/dropped/quarantined summed over every ledger summary under ``out``."""
     totals = {"read": 0, "kept": 0, "dropped": 0, "quarantined": 0}
@@ -120,12 +124,6 @@ def token_documents(folder: Path, dtype: str = "uint32") -> dict[str, bytes]:
             start, end, doc_id = int(row[0]), int(row[1]), row[2]
             out[doc_id] = tokens[start:end].tobytes()
     return out
-
-
-def fresh(folder: Path) -> Path:
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
 
 
 class NotEquivalent(AssertionError):

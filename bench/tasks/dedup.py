@@ -22,7 +22,7 @@ from bench.tasks.common import (
     cut,
     datatrove,
     lines,
-    link_documents,
+    link_input,
     ours,
     require,
 )
@@ -37,10 +37,6 @@ def _sizes(files: list[Path], work: Path, shares: tuple[float, float], unit: str
         size, docs = cut(files[:chosen], share, work / "in" / label)
         out.append(Size(label, size / 1e6 if unit == "MB" else docs, {"dir": work / "in" / label}))
     return out[0], out[1]
-
-
-def _link(size: Size, out: Path) -> None:
-    link_documents(size.inputs["dir"], out)
 
 
 def minhash(corpora: Path, work: Path, quick: bool) -> Task:
@@ -89,8 +85,8 @@ def minhash(corpora: Path, work: Path, quick: bool) -> Task:
         "documents",
         _sizes(files, work, shares, "documents"),
         [
-            Contender(D3, "ours", ours_dedup("dolma3"), prepare=_link),
-            Contender(FW, "ours", ours_dedup("fineweb"), prepare=_link),
+            Contender(D3, "ours", ours_dedup("dolma3"), prepare=link_input),
+            Contender(FW, "ours", ours_dedup("fineweb"), prepare=link_input),
             Contender(DT, "peer", datatrove_minhash),
         ],
         check,
@@ -153,8 +149,8 @@ def paragraphs(corpora: Path, work: Path, quick: bool) -> Task:
         "MB",
         _sizes(files, work, shares, "MB"),
         [
-            Contender(name_ours, "ours", ours_paragraphs, prepare=_link),
-            Contender(name_peer, "peer", allenai_paragraphs, allenai_env(), prepare=_link),
+            Contender(name_ours, "ours", ours_paragraphs, prepare=link_input),
+            Contender(name_peer, "peer", allenai_paragraphs, allenai_env(), prepare=link_input),
         ],
         check,
         [],

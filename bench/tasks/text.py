@@ -17,7 +17,7 @@ from bench.tasks.common import (
     ceiling,
     cut,
     datatrove,
-    link_documents,
+    link_input,
     ours,
     printed,
     require,
@@ -172,9 +172,9 @@ def heuristics(corpora: Path, work: Path, quick: bool) -> Task:
         "documents",
         sizes(corpora, work, ["shard-00001.jsonl.gz"], shares, "documents"),
         [
-            Contender("ours: dolma tag (4 rule sets)", "ours", ours_tag, prepare=_link),
+            Contender("ours: dolma tag (4 rule sets)", "ours", ours_tag, prepare=link_input),
             Contender("datatrove (4 filters)", "peer", datatrove_filter),
-            Contender("allenai dolma tag gopher_v1 + c4_v1", "peer", allenai_tag, allenai_env(), prepare=_link),
+            Contender("allenai dolma tag gopher_v1 + c4_v1", "peer", allenai_tag, allenai_env(), prepare=link_input),
         ],
         check,
         [
@@ -183,7 +183,3 @@ def heuristics(corpora: Path, work: Path, quick: bool) -> Task:
         ],
         "Gopher repetition + Gopher quality + C4 + FineWeb rules at their published defaults",
     )
-
-
-def _link(size: Size, out: Path) -> None:
-    link_documents(size.inputs["dir"], out)
