@@ -97,7 +97,7 @@ class AllenaiStream(Stage):
         if "attributes" in self.discard_fields:  # the output carries none: decode only what filters and edits read
             wanted = {k for r in include + exclude for k in r.keys} | {e.attribute for e in self.edits}
             select = io.KeySelection(frozenset(wanted))
-        reader = partial(_aligned, urls, select)
+        reader = partial(_aligned, urls, select, not self.edits)  # no edit: the text is copied, never decoded
         out = _Output(io.join(self.output, f"{self.stream}-{task.key.replace('/', '_')}"), self.max_size_in_bytes)
         try:
             for batch in read_shard(src, ledger, self.batch_size, reader=reader):
@@ -123,7 +123,7 @@ class AllenaiStream(Stage):
             "source": doc.source,
             "added": doc.added,
             "created": doc.created,
-            "metadata": msgspec.json.decode(bytes(doc.metadata)),
+            "metadata": doc.metadata,  # raw JSON, as read
             "attributes": attributes,
         }
         for name in self.discard_fields:
@@ -131,8 +131,8 @@ class AllenaiStream(Stage):
         return msgspec.json.encode(record) + b"\n"
 
 
-def _aligned(urls: dict[str, str], select: io.KeySelection | None, url: str, batch_size: int):
-    return io.read_aligned(url, urls, batch_size, select)
+def _aligned(urls: dict[str, str], select: io.KeySelection | None, lazy: bool, url: str, batch_size: int):
+    return io.read_aligned(url, urls, batch_size, select, lazy)
 
 
 def _decide(attributes: list[dict[str, list]], include: list[Rule], exclude: list[Rule]) -> list[str | None]:

@@ -92,24 +92,35 @@ def test_a_killed_writer_leaves_no_file_under_the_final_name(tmp_path):
     assert list(tmp_path.glob("x*")) == [] and list(tmp_path.glob(".x*")) == []
 
 
-def test_aligned_attributes_join_and_detect_misalignment(tmp_path):
+@pytest.mark.parametrize("batch_size", [4096, 3])
+def test_aligned_attributes_join_and_detect_misalignment(tmp_path, batch_size):
     docs = sample_docs("go-src", 20)
     src = write_jsonl_gz(tmp_path / "documents" / "a.jsonl.gz", docs)
     lines = [AttributeLine(d["id"], {"t__len__chars": [[0, len(d["text"]), len(d["text"])]]}) for d in docs]
     lines[7] = AttributeLine("someone-else", {})
-    attr = tmp_path / "attributes" / "len" / "a.jsonl.gz"
-    attr.parent.mkdir(parents=True)
-    import gzip
-
-    attr.write_bytes(gzip.compress(ENCODER.encode_lines(lines[:15])))
-    batches = list(io.read_aligned(str(src), {"len": io.attributes_url(str(src), "len")}))
+    for name, body in (("len", ENCODER.encode_lines(lines[:15])), ("ok", ENCODER.encode_lines(lines[:3]))):
+        if name == "ok":  # a second set: in step, but line 2 is not JSON and it ends after line 12
+            ok = [AttributeLine(d["id"], {"o__x__y": [[0, 1, 1.0]]}) for d in docs[:12]]
+            body = ENCODER.encode_lines(ok).split(b"\n")
+            body[1] = b'{"id": "broken'
+            body = b"\n".join(body)
+        attr = tmp_path / "attributes" / name / "a.jsonl.gz"
+        attr.parent.mkdir(parents=True)
+        attr.write_bytes(gzip.compress(body))
+    sets = {name: io.attributes_url(str(src), name) for name in ("len", "ok")}
+    batches = list(io.read_aligned(str(src), sets, batch_size))
     joined = [d.id for b in batches for d in b.docs]
-    rejected = [r for b in batches for r in b.rejected]
-    assert joined == [d["id"] for i, d in enumerate(docs[:15]) if i != 7]
-    assert {r.line for r in rejected} == {8, 16, 17, 18, 19, 20}
-    assert "someone-else" in rejected[0].error and "a.jsonl.gz line 8" in rejected[0].error
-    assert all(r.reason == "attributes_out_of_step" for r in rejected)
-    assert batches[0].attributes[0]["len"]["t__len__chars"][0][2] == len(docs[0]["text"])
+    rejected = {r.line: r for b in batches for r in b.rejected}
+    assert joined == [d["id"] for i, d in enumerate(docs[:12]) if i not in (1, 7)]
+    assert sorted(rejected) == [2, 8, 13, 14, 15, 16, 17, 18, 19, 20]
+    assert "someone-else" in rejected[8].error and "len/a.jsonl.gz line 8" in rejected[8].error
+    assert rejected[2].reason == "invalid_attribute" and "ok/a.jsonl.gz line 2: invalid_attribute" in rejected[2].error
+    assert "ok/a.jsonl.gz ends before line 13" in rejected[13].error  # the first set at fault is named
+    assert "len/a.jsonl.gz ends before line 16" in rejected[16].error
+    assert all(r.reason == "attributes_out_of_step" for n, r in rejected.items() if n != 2)
+    first = next(b for b in batches if b.docs)
+    assert first.attributes[0]["len"]["t__len__chars"][0][2] == len(docs[0]["text"])
+    assert first.attributes[0]["ok"] == {"o__x__y": [[0, 1, 1.0]]}
 
 
 def test_attribute_sets_join_column_by_column_and_reject_lines_out_of_step(tmp_path):

@@ -143,38 +143,60 @@ def read_attributes(url: str, select: KeySelection | None = None) -> Iterator[tu
 
 
 class AttributeJoin:
-    """Attribute files read in step with a leading sequence of (line, id): line *n* of every attribute file
-    belongs to line *n* of the lead and must carry its id."""
+    """Attribute files read in step with batches of documents: line *n* of every attribute file belongs to
+    document line *n* and must carry its id. Each file is read once, a batch's lines at a time."""
 
     def __init__(self, attribute_urls: dict[str, str], select: KeySelection | None):
         self.urls = attribute_urls
-        self.streams = {name: read_attributes(url, select) for name, url in attribute_urls.items()}
-        self.pending: dict[str, tuple[int, AttributeLine | Rejected] | None] = {name: None for name in self.streams}
+        self.decode = ATTRIBUTE_DECODER.decode if select is None else _decoder_for(select)
+        self.streams = {name: _read_lines(url) for name, url in attribute_urls.items()}
+        self.pending: dict[str, tuple[int, bytes | Damage] | None] = {name: None for name in self.streams}
 
-    def _line(self, name: str, number: int) -> AttributeLine | Rejected | None:
-        item = self.pending[name]
-        while item is None or item[0] < number:
-            item = next(self.streams[name], None)
-            if item is None:
-                break
+    def _through(self, name: str, last: int) -> dict[int, bytes | Damage]:
+        """The raw lines of set ``name`` numbered up to ``last`` not yet taken (damage before the line that
+        shares its number: the damage is what that line reports)."""
+        got: dict[int, bytes | Damage] = {}
+        item, stream = self.pending[name], self.streams[name]
+        while (item := item or next(stream, None)) is not None and item[0] <= last:
+            got.setdefault(item[0], item[1])
+            item = None
         self.pending[name] = item
-        return item[1] if item is not None and item[0] == number else None
+        return got
 
-    def join(self, number: int, id: str) -> tuple[dict[str, dict[str, list]], str, str]:
-        """(attributes per set, "", "") or ({}, reason, what is wrong): ``invalid_attribute`` for a line in
-        step whose values have the wrong shape or type, ``attributes_out_of_step`` otherwise."""
-        found: dict[str, dict[str, list]] = {}
+    def join(self, batch: DocBatch) -> DocBatch:
+        """The batch's documents with their attributes per set; a document whose line in some set is missing,
+        damaged or names another id is rejected as ``attributes_out_of_step``, one whose line in step has
+        values of the wrong shape or type as ``invalid_attribute`` (naming the first set at fault)."""
+        found: list[dict[str, dict[str, list]]] = [{} for _ in batch.docs]
+        problems: dict[int, tuple[str, str]] = {}
         for name, url in self.urls.items():
-            attr = self._line(name, number)
-            if attr is None:
-                return {}, "attributes_out_of_step", f"{url} ends before line {number}"
-            if isinstance(attr, Rejected):
-                reason = "invalid_attribute" if attr.reason == "invalid_attribute" else "attributes_out_of_step"
-                return {}, reason, f"{url} line {number}: {attr.reason}: {attr.error}"
-            if attr.id != id:
-                return {}, "attributes_out_of_step", out_of_step(url, number, attr.id, id)
-            found[name] = attr.attributes
-        return found, "", ""
+            raw = self._through(name, batch.lines[-1]) if batch.lines else {}
+            for i, (number, doc) in enumerate(zip(batch.lines, batch.docs)):
+                if i in problems:
+                    continue
+                line = raw.get(number)
+                if line is None:
+                    problems[i] = ("attributes_out_of_step", f"{url} ends before line {number}")
+                elif isinstance(line, Damage):
+                    problems[i] = ("attributes_out_of_step", f"{url} line {number}: corrupt_stream: {line.error}")
+                else:
+                    try:
+                        attr = self.decode(line)
+                    except Exception as e:  # any failure of a line (RecursionError included) is that line's
+                        problems[i] = ("invalid_attribute", f"{url} line {number}: invalid_attribute: {error_text(e)}")
+                        continue
+                    if attr.id != doc.id:
+                        problems[i] = ("attributes_out_of_step", out_of_step(url, number, attr.id, doc.id))
+                    found[i][name] = attr.attributes
+        joined = DocBatch(rejected=batch.rejected, nbytes=batch.nbytes)
+        for i, (number, doc) in enumerate(zip(batch.lines, batch.docs)):
+            if i in problems:
+                joined.rejected.append(Rejected(number, *problems[i], id=doc.id))
+            else:
+                joined.docs.append(doc)
+                joined.lines.append(number)
+                joined.attributes.append(found[i])
+        return joined
 
 
 def read_aligned(
@@ -182,25 +204,18 @@ def read_aligned(
     attribute_urls: dict[str, str],
     batch_size: int = 4096,
     select: KeySelection | None = None,
+    lazy: bool = False,
 ) -> Iterator[DocBatch]:
-    """Documents joined line by line with their attribute files (only the ``select``ed attributes, if given).
+    """Documents joined line by line with their attribute files (only the ``select``ed attributes, if given;
+    ``lazy``: documents as :class:`LazyDocument`, their text left as JSON).
 
     Attribute line *n* belongs to document line *n*. A document whose attribute line is missing, unreadable or
     names another id is rejected as ``attributes_out_of_step`` (naming the attribute file and line) rather
     than joined with the wrong scores.
     """
     aligner = AttributeJoin(attribute_urls, select)
-    for batch in read_documents(doc_url, batch_size):
-        joined = DocBatch(rejected=batch.rejected, nbytes=batch.nbytes)
-        for doc, number in zip(batch.docs, batch.lines):
-            found, reason, problem = aligner.join(number, doc.id)
-            if problem:
-                joined.rejected.append(Rejected(number, reason, problem, id=doc.id))
-            else:
-                joined.docs.append(doc)
-                joined.lines.append(number)
-                joined.attributes.append(found)
-        yield joined
+    for batch in read_documents(doc_url, batch_size, lazy):
+        yield aligner.join(batch)
 
 
 @dataclass
