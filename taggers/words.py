@@ -36,6 +36,7 @@ BARE_CONTRACTION = (
 )
 UNIT = r"[0-9]((?:[kcm]?m|km|[kmµ]?g|lb|oz|ft|in|[KMGT]B|[kmgt]b|[KMGT]|%|[$£€¥])[²³]?)$"
 CONTRACTION = r"(?i:n['’]t|['’](?:re|ll|ve|d|m))"
+CANNOT = r"^(?i:cannot)$"  # a regex, not a lower-cased copy of every chunk
 URL = (
     r"^(?:[\w+\-.]{2,}://|www\.|[^@\s]+@[^@\s]+\.\p{L}{2,})|^(?i:and/or)$"
     r"|^(?:[\p{L}\p{N}][\p{L}\p{N}_\-]{0,62}\.)+\p{Ll}{2,63}\.?(?::\d{2,5})?(?:[/?#]\S*)?$"
@@ -123,9 +124,7 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
         .drop_nulls("c")
         .with_row_index("chunk")
     )
-    plain = (
-        c.str.contains(r"^(?:\p{L}+|[0-9]+)$") & ~c.str.contains(BARE_CONTRACTION) & (c.str.to_lowercase() != "cannot")
-    )
+    plain = c.str.contains(r"^(?:\p{L}+|[0-9]+)$") & ~c.str.contains(rf"{BARE_CONTRACTION}|{CANNOT}")
     chunks = chunks.with_columns(plain=plain)
     simple = chunks.filter("plain").select("chunk", "doc", w="c")
     df = _split_infixes(_peel_affixes(chunks.filter(~pl.col("plain"))))
@@ -140,7 +139,8 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
         ],
         separator=" ",
     )
-    complex_ = df.select("chunk", "doc", w=spaced.str.extract_all(r"\S+")).explode("w").drop_nulls("w")
+    # a chunk holds no whitespace, so the pieces are the non-empty fields between the spaces put in above
+    complex_ = df.select("chunk", "doc", w=spaced.str.split(" ")).explode("w").filter(pl.col("w") != "")
     # a stable sort by chunk restores text order (the words of one chunk are already in order)
     return pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "w")
 
@@ -173,7 +173,7 @@ def _peel_affixes(chunks: pl.DataFrame) -> pl.DataFrame:
         .with_columns(contraction=core.str.extract(rf"\p{{L}}({CONTRACTION})$", 1).fill_null(""))
         .with_columns(core=core.str.slice(0, length - pl.col("contraction").str.len_chars()))
         .with_columns(
-            core=pl.when(core.str.to_lowercase() == "cannot")
+            core=pl.when(core.str.contains(CANNOT))
             .then(core.str.slice(0, 3) + " " + core.str.slice(3))
             .otherwise(core.str.replace(BARE_CONTRACTION, "$1$3$5$7 $2$4$6$8"))
         )
