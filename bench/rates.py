@@ -20,13 +20,14 @@ import gzip
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
+
+from bench.harness import ContenderFailed, run_once
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "configs" / "rates.json"
@@ -88,12 +89,11 @@ def run_stage(stage: dict, folder: Path, *flags: str) -> float:
     """CPU seconds (user + system, with children) of ``dolma run`` on a recipe of this one stage."""
     recipe = folder / f"{stage.get('name', stage['stage'])}.yaml"
     recipe.write_text(yaml.safe_dump({"executor": {"kind": "local", "workers": 1}, "stages": [stage]}))
-    before = os.times()
-    proc = subprocess.run([sys.executable, "-m", "dolma", "run", str(recipe), *flags], capture_output=True, text=True)
-    after = os.times()
-    if proc.returncode:
-        raise SystemExit(f"{stage['stage']} failed:\n{proc.stderr[-3000:]}")
-    return (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    try:
+        cpu, _, _ = run_once([sys.executable, "-m", "dolma", "run", str(recipe), *flags], dict(os.environ), folder)
+    except ContenderFailed as e:
+        raise SystemExit(f"{stage['stage']} failed: {e}") from None
+    return cpu
 
 
 def write_base(files: list[Path], share: float, src: Path) -> None:

@@ -6,8 +6,9 @@ punctuation and repeats but shares no shingle with another copy, so the copies a
 base's own duplicate rate, and every size has the same kind of text (1× is one rotated copy, not the original).
 
 Each stage of import → tag → dedup → paragraph dedup → mix → tokenize runs as its own ``dolma run`` with
-``--workers`` workers, in a wrapper process that reports the peak RSS of the run's processes (the largest of the
-driver and its workers, each worker running one task at a time: the peak per task). Printed per stage and size:
+``--workers`` workers, started by the harness's launcher (:func:`bench.harness.run_once`), whose ``wait4`` gives
+the peak RSS of the run's processes (the largest of the driver and its workers, each worker running one task at
+a time: the peak per task). Printed per stage and size:
 seconds per GB of input JSON, peak RSS, and scratch bytes per input byte; then the checks (per-GB time at 16×
 within 15% of 1×, peak memory within 20%, and the marginal per-GB time from 4× to 16× over that from 1× to 4×,
 which start-up cannot flatter), and a plot. Results go to ``bench/results/scale-*.json``.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import subprocess
+import os
 import sys
 import tempfile
 import time
@@ -26,19 +27,11 @@ from pathlib import Path
 
 import yaml
 
+from bench.harness import ContenderFailed, run_once
 from bench.rates import MIX_SHARE, ROOT, left_behind, sizes, stages
 
 SIZES = (1, 4, 16)
 FILES_PER_COPY = 4  # 1x is four shards, so two workers have work from the smallest size on
-RUNNER = """
-import resource, runpy, sys
-sys.argv = ["dolma", *sys.argv[1:]]
-try:
-    runpy.run_module("dolma", run_name="__main__")
-finally:
-    peak = max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    print(f"PEAK_KB {peak}", file=sys.stderr)
-"""
 
 
 def rotated(k: int) -> dict[int, int]:
@@ -69,16 +62,15 @@ def write_copies(base: Path, copies: int, src: Path, limit: int | None = None) -
 
 
 def run_measured(stage: dict, folder: Path, workers: int) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MB) of ``dolma run`` on a one-stage recipe."""
+    """(wall seconds, peak RSS in MB) of ``dolma run`` on a one-stage recipe, started by the harness's launcher:
+    a process exec'd from this one would report this process's own peak (it grows with the copies written)."""
     recipe = folder / f"{stage.get('name', stage['stage'])}.yaml"
     recipe.write_text(yaml.safe_dump({"executor": {"kind": "local", "workers": workers}, "stages": [stage]}))
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", RUNNER, "run", str(recipe)], capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if proc.returncode:
-        raise SystemExit(f"{stage['stage']} failed:\n{proc.stderr[-3000:]}")
-    peak = next(int(x.split()[1]) for x in proc.stderr.splitlines() if x.startswith("PEAK_KB"))
-    return seconds, peak // 1024
+    try:
+        _, seconds, peak = run_once([sys.executable, "-m", "dolma", "run", str(recipe)], dict(os.environ), folder)
+    except ContenderFailed as e:
+        raise SystemExit(f"{stage['stage']} failed: {e}") from None
+    return seconds, int(peak)
 
 
 def one_size(base: Path, copies: int, work: Path, workers: int, limit: int | None = None) -> dict:
