@@ -327,3 +327,38 @@ def test_classifier_percentiles_from_a_reference_sample_let_a_rule_keep_the_top_
     assert abs((percentile >= 0.7).mean() - 0.3) < 0.05
     with pytest.raises(Exception, match="no document files"):
         tag({**spec, "percentiles_from": str(tmp_path / "none" / "*.gz")}, texts[:1])
+
+
+def test_the_tag_report_keeps_only_the_scores_it_draws_and_reads_a_bounded_sample(tmp_path, monkeypatch):
+    import gzip
+
+    from taggers import report
+
+    folder = tmp_path / "attributes" / "q"
+    folder.mkdir(parents=True)
+    for f in range(2):
+        lines = []
+        for i in range(10):
+            attributes = {
+                "q__ft_lang_id_v1__en": [[0, 5, 0.9]],
+                "q__ft_lang_id_v1__de": [[0, 5, 0.05 + 0.9 * (i == 3)]],
+                "q__gopher_quality_v1__pass": [[0, 5, float(i % 2)]],
+                "q__stats_v1__tokens": [[0, 5, 100.0 + i]],
+                "q__c4_v1__sentences": [[0, 5, 7.0]],  # drawn nowhere: not kept
+                "q__pii_v1__email": [[0, 2, 1.0], [3, 4, 1.0]],  # spans, not a document score
+            }
+            lines.append(json.dumps({"id": f"{f}-{i}", "attributes": attributes}))
+        (folder / f"{f}.jsonl.gz").write_bytes(gzip.compress("\n".join(lines).encode()))
+
+    class Stage:
+        output = str(folder)
+
+    scores = report._attribute_scores(Stage())
+    assert scores.lines == 20 and scores.languages == {"en": 18, "de": 2}
+    assert set(scores.values) == {"q__stats_v1__tokens"} and list(scores.passes) == ["gopher_quality_v1"]
+    assert sum(scores.passes["gopher_quality_v1"]) == 10
+    (section,) = report.score_sections(Stage())
+    assert section.note == "Scores of 20 documents." and len(section.images) == 3
+    monkeypatch.setattr(report, "SAMPLE_LINES", 15)
+    (section,) = report.score_sections(Stage())
+    assert section.note == "Scores of 15 documents (a sample)."
