@@ -81,7 +81,7 @@ class Stream:
 @dataclass
 class MixParams:
     streams: list[Stream] = param(help="the streams of documents mixed", cli=False)
-    work: str = param(help="folder for the steps' intermediates (stats, plan, shuffle)")
+    work: str = param(help="folder for the steps' intermediates (stats, ids, plan, shuffle)")
     output: str = param(help="folder of the mixed documents")
     target_tokens: int = param(help="tokens the mix holds", gt=0)
     quantiles: int = param(20, "quality buckets per source and topic", ge=1, le=10_000)
@@ -92,6 +92,10 @@ class MixParams:
     calibrate: bool = param(True, "solve with every document's realised copies, not their expectation")
     seed: int = param(0, "seed of the rounding draws and the shuffle")
     partition_tokens: int = param(500_000_000, "tokens per shuffle partition (bounds the write step's memory)", ge=1)
+    plan_partitions: int = param(0, "hash partitions of the ids step (0: one per input file, at most 512)", ge=0)
+    plan_exact_rows: int = param(
+        50_000_000, "documents up to which the plan reads every row (exact); above, only histograms", ge=0
+    )
     max_tokens_per_file: int = param(100_000_000, "tokens per output file at most", ge=1)
     tokenizer: str = param("", "tokenizer that counts tokens where no attribute holds them (default: dolma2)")
     batch_size: int = param(2048, "documents per batch", ge=1)

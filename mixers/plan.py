@@ -64,6 +64,7 @@ class Plan(msgspec.Struct):
     max_repetition: float
     curve: str
     groups: list[GroupPlan]
+    method: str = "exact"  # or "histograms": how the edges and bucket tokens were found (mixers.planning)
 
 
 def curve(x: np.ndarray, c: float, p: float, lam: float, cap: float) -> np.ndarray:

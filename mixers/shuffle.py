@@ -1,6 +1,6 @@
 """The mix's last two steps: copies of every planned document into shuffle partitions, then the mix's shards.
 
-See :mod:`mixers.mix` for the four steps together.
+See :mod:`mixers.mix` for the five steps together.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from mixers.plan import (
     share_misses,
     shuffle_keys,
 )
-from mixers.stats import QUARANTINED_BY_STATS, REPEATED_ID, StreamFile, edited_text
+from mixers.planning import REPEATED_ID
+from mixers.stats import QUARANTINED_BY_STATS, StreamFile, edited_text
 
 
 # ----------------------------------------------------------------------------------------------- step 3
@@ -67,7 +68,7 @@ class MixShuffleStage(Step):
     def inputs(self, task: Task) -> list[str]:
         work = self.params.work
         stats = io.join(work, "stats", task.key + ".parquet")
-        return [task.payload.url, stats, io.join(work, "plan.json"), io.join(work, "repeated_ids.parquet")]
+        return [task.payload.url, stats, io.join(work, "plan.json"), io.join(work, "repeated", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Each document line is matched with its stats row by line number; only the lines the plan copies are
@@ -94,10 +95,11 @@ class MixShuffleStage(Step):
 def _mark_repeated(stats: pl.DataFrame, work: str, stream: str) -> pl.DataFrame:
     """The stats rows of documents whose id an earlier stream (in recipe order) already holds get the drop
     reason ``duplicate_id_across_streams``, naming that stream: a mix writes every id once."""
-    url = io.join(work, "repeated_ids.parquet")
-    if not io.exists(url):
-        return stats
-    repeated = io.read_frame(url).filter(pl.col("source") == stream).select("hash", "winner").unique("hash")
+    parts = [
+        io.read_frame(url).filter(pl.col("source") == stream).select("hash", "winner")
+        for url in io.list_files(io.join(work, "repeated", "*.parquet"))
+    ]  # the ids step's partitions: few rows, the ids an earlier stream holds
+    repeated = pl.concat(parts).unique("hash") if parts else pl.DataFrame()
     if not len(repeated):
         return stats
     lookup = dict(zip(repeated["hash"].to_list(), repeated["winner"].to_list()))

@@ -1,6 +1,6 @@
-"""The mix's first two steps: a statistics row per document line, then the plan from those rows alone.
+"""The mix's first step: a statistics row per document line, and the kept rows partitioned for the ids step.
 
-See :mod:`mixers.mix` for the four steps together.
+See :mod:`mixers.mix` for the five steps together.
 """
 
 from __future__ import annotations
@@ -9,30 +9,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
-import msgspec
 import numpy as np
 import polars as pl
 
 from dolma import io
 from dolma.core.errors import UserError
 from dolma.runtime.ledger import ShardLedger
-from dolma.runtime.report import ResultTable, Section
-from dolma.runtime.run import read_summary, task_summaries
 from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import OneFile, Step, Task
 from mixers.config import MixParams, SpanEdit, Stream
-from mixers.plan import (
-    Plan,
-    bucket_of,
-    draws,
-    hashes,
-    misses_table,
-    plan_from_histograms,
-    plan_result,
-    realiser,
-    share_misses,
-    write_plan_plot,
-)
+from mixers.plan import hashes
+from mixers.planning import KEY_LINES, PLAN_ROWS, partition_of, plan_partitions
 from mixers.rules import SPANS_TYPE, jq_keys, spans_column
 
 
@@ -44,6 +31,15 @@ class StreamFile(OneFile):
     url: str
 
 
+@dataclass(frozen=True)
+class StatsFile(StreamFile):
+    """A stats task: its file's place in the order the ids step ranks first occurrences by (its stats file's
+    path among all of them), and the number of hash partitions its kept rows are written into."""
+
+    order: int
+    partitions: int
+
+
 # ----------------------------------------------------------------------------------------------- step 1
 @dataclass
 class MixStatsStage(Step):
@@ -52,10 +48,16 @@ class MixStatsStage(Step):
     step, folder = "stats", "stats"
 
     def tasks(self) -> list[Task]:
-        files = self.params.files()
+        p = self.params
+        files = p.files()
         for stream, _, url in files:
-            io.require_attributes(url, self.params.stream(stream).attributes, f"{self.params.name} stream {stream!r}")
-        return [Task(key, StreamFile(stream, url)) for stream, key, url in files]
+            io.require_attributes(url, p.stream(stream).attributes, f"{p.name} stream {stream!r}")
+        order = {k: i for i, k in enumerate(sorted((key for _, key, _ in files), key=self._stats_url))}
+        parts = plan_partitions(p)
+        return [Task(key, StatsFile(stream, url, order[key], parts)) for stream, key, url in files]
+
+    def _stats_url(self, key: str) -> str:
+        return io.join(self.params.work, "stats", key + ".parquet")
 
     def task_basis(self, tasks: list[Task]) -> str:
         rules = [r for s in self.params.streams for side in s.rules() for r in side]
@@ -105,12 +107,23 @@ class MixStatsStage(Step):
                         )
                     )
         table = pl.concat(frames, how="diagonal_relaxed").sort("line") if frames else pl.DataFrame()
-        io.write_frame(
-            io.join(self.params.work, "stats", task.key + ".parquet"),
-            table.select(
-                pl.col(k).cast(t) if k in table.columns else pl.lit(None, t).alias(k) for k, t in STATS_SCHEMA.items()
-            ),
+        table = table.select(
+            pl.col(k).cast(t) if k in table.columns else pl.lit(None, t).alias(k) for k, t in STATS_SCHEMA.items()
         )
+        io.write_frame(self._stats_url(task.key), table)
+        self._write_plan_rows(task, table)
+
+    def _write_plan_rows(self, task: Task, table: pl.DataFrame) -> None:
+        """The kept rows, each into the ids step's partition of its hash (every partition gets a file)."""
+        kept = table.filter(pl.col("drop_reason").is_null()).select(
+            *(c for c in PLAN_ROWS if c != "file"), file=pl.lit(task.payload.order, pl.Int64)
+        )
+        part = kept.select(partition_of(pl.col("hash"), task.payload.partitions)).to_series()
+        for k in range(task.payload.partitions):
+            io.write_frame(
+                io.join(self.params.work, "plan_rows", f"part={k:05d}", task.key + ".parquet"),
+                kept.filter(part == k).select(PLAN_ROWS.keys()),
+            )
 
 
 QUARANTINED_BY_STATS = "quarantined by the stats step: "
@@ -280,120 +293,3 @@ def _count_tokens(tokenizer: str, texts: list[str]) -> list[int]:
     from dolma.core.tokenizer import DEFAULT_TOKENIZER, load_tokenizer, token_counts
 
     return token_counts(load_tokenizer(tokenizer or DEFAULT_TOKENIZER), texts).tolist()
-
-
-# ----------------------------------------------------------------------------------------------- step 2
-
-
-@dataclass
-class MixPlanStage(Step):
-    params: MixParams
-    intermediate = True
-    step, folder = "plan", "plan"
-
-    def tasks(self) -> list[Task]:
-        return [Task("plan")]
-
-    def task_basis(self, tasks: list[Task]) -> str:
-        return "one: the plan, from every file's statistics"
-
-    def inputs(self, task: Task) -> list[str]:
-        return [io.join(self.params.work, "stats", "**", "*.parquet")]
-
-    def run(self, task: Task, ledger: ShardLedger) -> None:
-        p = self.params
-        columns = ["source", "topic", "quality", "tokens", "hash"]
-        stats = pl.concat(
-            [
-                io.read_frame(f).filter(pl.col("drop_reason").is_null()).select(columns)
-                for f in io.list_files(io.join(p.work, "stats", "**", "*.parquet"))
-            ]
-        )
-        _check_keys(p)
-        stats, repeated = _first_of_each_id(stats, [s.name for s in p.streams])
-        io.write_frame(io.join(p.work, "repeated_ids.parquet"), repeated)
-        ledger.metrics["ids_in_several_streams"] += len(repeated)
-        groups, realisers = {}, {}
-        for (source, topic), g in stats.group_by("source", "topic", maintain_order=True):
-            edges = [float(v) for v in np.quantile(g["quality"].to_numpy(), np.linspace(0, 1, p.quantiles + 1))]
-            bucket = bucket_of(g["quality"].to_numpy(), edges)
-            tokens = np.bincount(bucket, weights=g["tokens"].to_numpy(), minlength=p.quantiles)
-            groups[(source, topic)] = (edges, tokens)
-            if p.calibrate:
-                realisers[(source, topic)] = realiser(bucket, g["tokens"].to_numpy(), draws(g["hash"].to_numpy()))
-        plan = plan_from_histograms(p, groups, realisers)
-        ledger.metrics["planned_tokens"] += plan.planned_tokens
-        io.write_json(io.join(p.work, "plan.json"), plan)
-        write_plan_plot(plan, io.join(p.work, "plan.png"))
-
-    def report(self) -> list[Section]:
-        from mixers.report import mix_sections
-
-        return mix_sections(self.params)
-
-    def result_tables(self) -> list[ResultTable]:
-        from mixers.shuffle import MixShuffleStage, realised_tokens
-
-        url = io.join(self.params.work, "plan.json")
-        if not io.exists(url):
-            return []
-        plan = msgspec.convert(io.read_json(url), Plan)
-        shuffled = read_summary(MixShuffleStage(self.params))
-        misses = share_misses(plan, realised_tokens(shuffled.metrics)) if shuffled else []
-        return [plan_result(plan)] + ([misses_table(misses)] if misses else [])
-
-
-REPEATED_ID = "duplicate_id_across_streams"
-
-
-def _first_of_each_id(stats: pl.DataFrame, streams: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the rows of each document id's first occurrence, in recipe order of the streams and then file order;
-    the other rows as (source, hash, winner)). Ids are compared by their 64-bit hash, the column every step
-    already has (two different ids collide with probability 2^-64 per pair)."""
-    ranked = stats.with_row_index("row").with_columns(
-        rank=pl.col("source").replace_strict({s: i for i, s in enumerate(streams)}, return_dtype=pl.Int64)
-    )
-    first = ranked.sort("rank", "row").unique("hash", keep="first", maintain_order=True)
-    repeated = (
-        ranked.join(first.select("hash", winner="source", first_row="row"), on="hash")
-        .filter(pl.col("row") != pl.col("first_row"))
-        .select("source", "hash", "winner")
-    )
-    return first.sort("row").drop("row", "rank"), repeated
-
-
-KEY_LINES = "lines_with:"  # stats metric: lines that have an attribute key (a topic prefix ends with *)
-
-
-def _check_keys(p: MixParams) -> None:
-    """Every key a stream names must occur in some line of its attribute files, unless it allows absent keys:
-    a misspelled rule, span edit, quality or topic key would otherwise filter or mask nothing, silently."""
-    seen: dict[str, dict[str, float]] = {s.name: {} for s in p.streams}
-    for task, summary in task_summaries(MixStatsStage(p)):
-        counts = seen[task.payload.stream]
-        for k, v in summary.metrics.items():
-            if k.startswith(KEY_LINES):
-                counts[k[len(KEY_LINES) :]] = counts.get(k[len(KEY_LINES) :], 0.0) + v
-    for stream in p.streams:
-        if stream.absent_keys == "allow" or not stream.attributes:
-            continue
-        wanted = sorted(stream.keys()) + ([stream.topic + "*"] if stream.topic else [])
-        absent = [k for k in wanted if not seen[stream.name].get(k)]
-        if absent:
-            raise UserError(
-                f"{p.name} stream {stream.name!r}: attribute key {absent[0]!r} is in no line of its attribute sets "
-                f"({', '.join(stream.attributes)}); keys there: {', '.join(_keys_there(stream)) or 'none'} "
-                "(set absent_keys: allow if it may be absent everywhere)"
-            )
-
-
-def _keys_there(stream: Stream) -> list[str]:
-    """The keys of the first line of each attribute set of the stream's first document file."""
-    files = [url for pattern in stream.documents for url in io.document_files(pattern)][:1]
-    keys: set[str] = set()
-    for url in files:
-        for name in stream.attributes:
-            first = next(iter(io.read_attributes(io.attributes_url(url, name))), None)
-            if first is not None and not isinstance(first[1], io.Rejected):
-                keys |= set(first[1].attributes)
-    return sorted(keys)

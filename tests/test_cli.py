@@ -79,12 +79,13 @@ def test_quickstart_recipe_runs_on_the_bundled_sample(tmp_path):
     assert set(long_context["tokens_per_source"]) == {"pdf"}
     # with 2 workers every stage made many tasks (counted from its completion markers), but where the input is
     # one unit: the one WARC file, each mix's pool that fits one shuffle partition (partition_tokens) and the one
-    # file it writes; and the mix plans, the step that still reads every file's statistics in one task
+    # file it writes; and the mix plans, one task over bounded input: the ids step's histograms, or its rows up to
+    # plan_exact_rows (the ids step itself runs as a task per hash partition)
     tasks = {d.parent.name: len(list(d.rglob("*.json"))) for d in tmp_path.rglob("_ledger/*/done")}
     mixes = ("pretrain", "midtrain", "long-context")
     single = {"web"} | {f"mix-{m}-{s}" for m in mixes for s in ("plan", "write")} | {f"tokenize-{m}" for m in mixes}
     assert {name for name, n in tasks.items() if n == 1} == single, tasks
-    assert len(tasks) == 32 and tasks["dedup-components-001"] == tasks["dedup-clusters"] == 7, tasks
+    assert len(tasks) == 35 and tasks["dedup-components-001"] == tasks["dedup-clusters"] == 7, tasks
 
     report = tmp_path / "report.html"
     assert f"report: {report}" in proc.stdout

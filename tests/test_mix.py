@@ -399,3 +399,40 @@ def test_an_allenai_mixer_config_with_a_typo_is_an_error_naming_the_key(tmp_path
     (tmp_path / "m.json").write_text(json.dumps(config))
     proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
     assert proc.returncode == 2 and "'min_text_length' is an allenai mixer key this toolkit does not run" in proc.stderr
+
+
+def test_the_plan_is_the_same_from_any_number_of_id_partitions_and_within_a_bin_from_histograms(tmp_path):
+    """The ids step runs as one task per hash partition; the plan it leads to is the same for 1 and 3 of them.
+    Above plan_exact_rows the plan reads only the merged histograms: each edge is then the upper bound of the
+    bin holding its quantile's rank, the groups' tokens are unchanged and the mix still meets its target."""
+    from mixers.planning import bin_bounds, bin_of
+
+    root = build_pool(tmp_path)
+    plans = {}
+    for name, extra in (("p1", {"plan_partitions": 1}), ("p3", {"plan_partitions": 3}), ("h", {"plan_exact_rows": 0})):
+        path = mix_recipe(tmp_path, root, name, 900_000)
+        recipe = json.loads(path.read_text())
+        recipe["stages"][0].update(extra)
+        path.write_text(json.dumps(recipe))
+        run_cli("run", str(path), "--workers", "2")
+        plans[name] = msgspec.json.decode((tmp_path / name / "work/plan.json").read_bytes(), type=Plan)
+        done = tmp_path / name / "work" / "ids" / "_ledger" / "mix-ids" / "done"
+        assert len(list(done.glob("*.json"))) == {"p1": 1, "p3": 3, "h": 2}[name]  # h: one per input file
+    assert plans["p1"] == plans["p3"] and plans["p1"].method == "exact"
+    exact, histogram = plans["p1"], plans["h"]
+    assert histogram.method == "histograms"
+    stats = pl.concat(
+        [pl.read_parquet(p) for p in (tmp_path / "p1/work/stats").rglob("*.parquet") if "_ledger" not in str(p)]
+    )
+    kept = stats.filter(pl.col("drop_reason").is_null())
+    for x, h in zip(exact.groups, histogram.groups, strict=True):
+        assert (x.source, x.topic, x.available_tokens) == (h.source, h.topic, h.available_tokens)
+        assert sum(x.bucket_tokens) == sum(h.bucket_tokens)
+        quality = np.sort(kept.filter(pl.col("source") == x.source)["quality"].to_numpy())
+        ranks = np.floor((len(quality) - 1) * np.linspace(0, 1, len(x.edges))).astype(int)
+        low, high = bin_bounds(bin_of(quality[ranks]))
+        assert h.edges == [low[0], *high[1:]]
+    assert abs(histogram.planned_tokens - 900_000) / 900_000 < 0.005
+    written = [d for f in (tmp_path / "h/mix").glob("*.jsonl.zst") for d in read_jsonl(f)]
+    tokens = dict(zip(kept["id"].to_list(), kept["tokens"].to_list()))
+    assert abs(sum(tokens[d["id"].split("#")[0]] for d in written) - 900_000) / 900_000 < 0.02
