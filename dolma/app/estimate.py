@@ -9,7 +9,8 @@ processes the whole pool (its bytes); ``tokenize`` processes what the mix writes
 CPU-hours are the amount over the rate, plus the fixed seconds once per task (one task per
 ``--task-bytes`` of input, by default 1 GB, allenai's common shard size); wall time spreads them over
 ``--cores``, which assumes the tasks keep every core busy (the mix's plan step, one task per mix over the ids
-step's histograms, is seconds and is left out). Scratch is what a stage's work folders hold when it ends; the peak is the largest.
+step's histograms, is seconds and is left out). Scratch is what a stage's work folders hold when it ends; the
+peak is the largest.
 """
 
 from __future__ import annotations
