@@ -1,6 +1,6 @@
 """The mix's plan as many tasks: each id's first occurrence per hash partition, then the plan from what they left.
 
-Step 2a ``ids``, a task per hash partition of the documents (``plan_partitions``; by default one per input file,
+Step 2, ``ids``: a task per hash partition of the documents (``plan_partitions``; by default one per input file,
 at most ``MAX_PARTITIONS``). The stats step wrote each file's kept rows into the partition of their hash
 (``<work>/plan_rows/part=K/<file>.parquet``), so a task reads only its own rows, a 1/K share of the pool. It keeps
 each id's first occurrence (in recipe order of the streams, then file order, then line: the order one pass over
@@ -8,7 +8,7 @@ every stats file sees them in) and writes: the other rows (``repeated/``: the sh
 ``duplicate_id_across_streams``), the first rows (``firsts/``) and, per source and topic, a histogram of their
 quality scores with the tokens in each bin (``histograms/``).
 
-Step 2b ``plan``, one task over what 2a wrote. With at most ``plan_exact_rows`` documents in all it reads the
+Step 3, ``plan``: one task over what the ids step wrote. With at most ``plan_exact_rows`` documents in all it reads the
 first rows and plans exactly (:mod:`mixers.mix`: quantiles of the scores themselves, every document's realised
 copies). Above that it reads only the histograms, whose size is bins per group, never documents: each quantile
 edge is the upper bound of the bin holding its rank, so every bin lies in one bucket and the buckets' tokens are
