@@ -187,7 +187,8 @@ class AttributeJoin:
                         continue
                     if attr.id != doc.id:
                         problems[i] = ("attributes_out_of_step", out_of_step(url, number, attr.id, doc.id))
-                    found[i][name] = attr.attributes
+                    else:
+                        found[i][name] = attr.attributes
         joined = DocBatch(rejected=batch.rejected, nbytes=batch.nbytes)
         for i, (number, doc) in enumerate(zip(batch.lines, batch.docs)):
             if i in problems:
