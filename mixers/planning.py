@@ -57,6 +57,18 @@ def plan_partitions(p: MixParams) -> int:
     return p.plan_partitions or min(max(len(p.files()), 1), MAX_PARTITIONS)
 
 
+def partition_files(p: MixParams, folder: str) -> list[str]:
+    """The ids step's files in ``folder``, one per partition of this run, by name: a file an earlier run with
+    more partitions left there is never read."""
+    return [io.join(p.work, folder, f"part={k:05d}.parquet") for k in range(plan_partitions(p))]
+
+
+def plan_rows(p: MixParams, part: str) -> list[str]:
+    """The stats step's rows of partition ``part``, one file per input file of this run, by name."""
+    urls = [io.join(p.work, "plan_rows", part, key + ".parquet") for _, key, _ in p.files()]
+    return [url for url in urls if io.exists(url)]  # a file whose stats task failed is quarantined, not planned
+
+
 def partition_of(hashes: pl.Expr, partitions: int) -> pl.Expr:
     """The ids step partition of a row, from its id's hash: every row of one id meets in one partition."""
     return (hashes % partitions).cast(pl.Int64)
@@ -96,11 +108,11 @@ class MixIdsStage(Step):
         return "one per hash partition of the documents' ids (plan_partitions)"
 
     def inputs(self, task: Task) -> list[str]:
-        return [io.join(self.params.work, "plan_rows", task.key, "**", "*.parquet")]
+        return plan_rows(self.params, task.key)
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
-        files = io.list_files(io.join(p.work, "plan_rows", task.key, "**", "*.parquet"))
+        files = plan_rows(p, task.key)
         rows = pl.concat([io.read_frame(f) for f in files]) if files else pl.DataFrame(schema=PLAN_ROWS)
         ranked = rows.with_columns(
             rank=pl.col("source").replace_strict({s.name: i for i, s in enumerate(p.streams)}, return_dtype=pl.Int64)
@@ -139,8 +151,7 @@ class MixPlanStage(Step):
         return f"one: the plan, from the ids step's histograms (or its rows, up to {self.params.plan_exact_rows:,})"
 
     def inputs(self, task: Task) -> list[str]:
-        work = self.params.work
-        return [io.join(work, "histograms", "*.parquet"), io.join(work, "firsts", "*.parquet")]
+        return partition_files(self.params, "histograms") + partition_files(self.params, "firsts")
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         p = self.params
@@ -149,7 +160,7 @@ class MixPlanStage(Step):
         groups: dict[tuple[str, str], tuple[list[float], np.ndarray]] = {}
         realisers = {}
         if documents <= p.plan_exact_rows:
-            firsts = [io.read_frame(f) for f in io.list_files(io.join(p.work, "firsts", "*.parquet"))]
+            firsts = [io.read_frame(f) for f in partition_files(p, "firsts")]
             for (source, topic), g in pl.concat(firsts).group_by("source", "topic"):
                 quality, tokens = g["quality"].to_numpy(), g["tokens"].to_numpy()
                 edges = [float(v) for v in np.quantile(quality, np.linspace(0, 1, p.quantiles + 1))]
@@ -158,7 +169,7 @@ class MixPlanStage(Step):
                 if p.calibrate:
                     realisers[(source, topic)] = realiser(bucket, tokens, draws(g["hash"].to_numpy()))
         else:
-            groups = histogram_groups(p, io.list_files(io.join(p.work, "histograms", "*.parquet")))
+            groups = histogram_groups(p, partition_files(p, "histograms"))
         plan = plan_from_histograms(p, groups, realisers)
         plan.method = "exact" if documents <= p.plan_exact_rows else "histograms"
         ledger.metrics["planned_tokens"] += plan.planned_tokens

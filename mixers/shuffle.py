@@ -29,7 +29,7 @@ from mixers.plan import (
     share_misses,
     shuffle_keys,
 )
-from mixers.planning import REPEATED_ID
+from mixers.planning import REPEATED_ID, partition_files
 from mixers.stats import QUARANTINED_BY_STATS, StreamFile, edited_text
 
 
@@ -68,7 +68,7 @@ class MixShuffleStage(Step):
     def inputs(self, task: Task) -> list[str]:
         work = self.params.work
         stats = io.join(work, "stats", task.key + ".parquet")
-        return [task.payload.url, stats, io.join(work, "plan.json"), io.join(work, "repeated", "*.parquet")]
+        return [task.payload.url, stats, io.join(work, "plan.json"), *partition_files(self.params, "repeated")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Each document line is matched with its stats row by line number; only the lines the plan copies are
@@ -77,7 +77,7 @@ class MixShuffleStage(Step):
         p = self.params
         plan = msgspec.convert(io.read_json(io.join(p.work, "plan.json")), Plan)
         stream = p.stream(task.payload.stream)
-        stats = _mark_repeated(io.read_frame(io.join(p.work, "stats", task.key + ".parquet")), p.work, stream.name)
+        stats = _mark_repeated(io.read_frame(io.join(p.work, "stats", task.key + ".parquet")), p, stream.name)
         shard = _ShardCopies(task.payload.url, stream, stats, planned_copies(stats, plan, stream.name), ledger)
         with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
             for batch in read_shard(shard.url, ledger, p.batch_size, reader=io.read_lines):
@@ -92,12 +92,12 @@ class MixShuffleStage(Step):
             )
 
 
-def _mark_repeated(stats: pl.DataFrame, work: str, stream: str) -> pl.DataFrame:
+def _mark_repeated(stats: pl.DataFrame, p: MixParams, stream: str) -> pl.DataFrame:
     """The stats rows of documents whose id an earlier stream (in recipe order) already holds get the drop
     reason ``duplicate_id_across_streams``, naming that stream: a mix writes every id once."""
     parts = [
         io.read_frame(url).filter(pl.col("source") == stream).select("hash", "winner")
-        for url in io.list_files(io.join(work, "repeated", "*.parquet"))
+        for url in partition_files(p, "repeated")
     ]  # the ids step's partitions: few rows, the ids an earlier stream holds
     repeated = pl.concat(parts).unique("hash") if parts else pl.DataFrame()
     if not len(repeated):

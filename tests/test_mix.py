@@ -419,6 +419,10 @@ def test_the_plan_is_the_same_from_any_number_of_id_partitions_and_within_a_bin_
         done = tmp_path / name / "work" / "ids" / "_ledger" / "mix-ids" / "done"
         assert len(list(done.glob("*.json"))) == {"p1": 1, "p3": 3, "h": 2}[name]  # h: one per input file
     assert plans["p1"] == plans["p3"] and plans["p1"].method == "exact"
+    path = tmp_path / "p3.json"  # fewer partitions in the same work folder: the files of the old ones are not read
+    path.write_text(path.read_text().replace('"plan_partitions": 3', '"plan_partitions": 1'))
+    run_cli("run", str(path), "--workers", "2")
+    assert msgspec.json.decode((tmp_path / "p3/work/plan.json").read_bytes(), type=Plan) == plans["p1"]
     exact, histogram = plans["p1"], plans["h"]
     assert histogram.method == "histograms"
     stats = pl.concat(
