@@ -118,11 +118,14 @@ class MixStatsStage(Step):
         kept = table.filter(pl.col("drop_reason").is_null()).select(
             *(c for c in PLAN_ROWS if c != "file"), file=pl.lit(task.payload.order, pl.Int64)
         )
-        part = kept.select(partition_of(pl.col("hash"), task.payload.partitions)).to_series()
+        parts = kept.with_columns(part=partition_of(pl.col("hash"), task.payload.partitions)).partition_by(
+            "part", as_dict=True, include_key=False
+        )  # one pass over the rows, not one filter per partition
+        empty = kept.clear().select(PLAN_ROWS.keys())
         for k in range(task.payload.partitions):
             io.write_frame(
                 io.join(self.params.work, "plan_rows", f"part={k:05d}", task.key + ".parquet"),
-                kept.filter(part == k).select(PLAN_ROWS.keys()),
+                parts[(k,)].select(PLAN_ROWS.keys()) if (k,) in parts else empty,
             )
 
 
