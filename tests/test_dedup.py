@@ -368,3 +368,35 @@ def test_a_removed_document_is_like_its_keeper_even_at_the_end_of_a_chain(tmp_pa
                    "--keeper-jaccard", "off", "--workers", "2")  # fmt: skip
     unchecked = evaluate(str(folder), str(work), str(truth), 0.8)
     assert unchecked["precision (Jaccard with keeper)"] < 0.8, said.stdout  # the chain, without the check
+
+
+def test_signatures_are_the_minimum_of_each_permutation_over_each_texts_shingles():
+    """Shingles and signatures, vectorised over a batch, against the definition computed text by text: real texts
+    mixed with empty ones, one-word ones and texts shorter than the n-gram (one shingle, the rest of it zeros)."""
+    from dolma.dedup.minhash import WORD, minhash, shingle_hashes
+
+    texts = [d["text"] for d in sample_docs("python-docs", 40)]
+    texts[3:3] = ["", "Word", "two Words", "a b 9 d", "!!! ...", "x y z w v u"]
+    n, n_perm = 5, 37
+    doc, keys = shingle_hashes(pl.Series(texts), n)
+    sig = minhash(doc, keys, len(texts), n_perm, seed=3)
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**32, n_perm, dtype=np.uint64).astype(np.uint32) | np.uint32(1)
+    b = rng.integers(0, 2**32, n_perm, dtype=np.uint64).astype(np.uint32)
+    for i, text in enumerate(texts):
+        words = pl.Series([text]).str.to_lowercase().str.replace_all(r"\d", "0").str.extract_all(WORD)[0]
+        h = [int(x) for x in pl.Series(words, dtype=pl.String).hash(seed=7)]
+        starts = range(max(len(h) - n + 1, 1)) if h else []
+        expected = []
+        for s in starts:
+            key = 0
+            for j in range(n):
+                key = (key * 0x100000001B3 + (h[s + j] if s + j < len(h) else 0)) % 2**64
+            expected.append(key)
+        assert keys[doc == i].tolist() == expected, text[:40]
+        folded = np.array([(k ^ (k >> 32)) & 0xFFFFFFFF for k in expected], np.uint64)
+        if len(folded):
+            want = ((folded[:, None] * a[None, :] + b[None, :]) % 2**32).min(axis=0)
+            assert sig[i].tolist() == want.tolist(), text[:40]
+        else:
+            assert (sig[i] == np.iinfo(np.uint32).max).all()
