@@ -187,6 +187,27 @@ def test_arrow_buffers_come_from_the_c_allocator_unless_the_user_chose_a_pool(ch
     assert out.stdout.strip() == (chosen or "system")
 
 
+def test_a_small_stage_writes_its_ledger_without_pyarrow_compute(tmp_path):
+    """The ledger's columns get their exact Arrow types without a cast (whose import is a fixed cost of every
+    small stage): string columns narrowed from polars' large strings, reasons dictionary-encoded."""
+    write_jsonl_gz(tmp_path / "in" / "a.jsonl.gz", [*sample_docs("python-docs", 5), {"id": "e", "text": ""}])
+    code = (
+        "import sys; sys.argv = ['dolma', 'import', '--input', sys.argv[1], '--output', sys.argv[2]];"
+        "from dolma.app.cli import main; main(); print('COMPUTE', 'pyarrow.compute' in sys.modules)"
+    )
+    args = [sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "out")]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    assert "COMPUTE False" in out.stdout
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ledger = pq.read_table(next((tmp_path / "out" / "_ledger").rglob("*.parquet")))
+    assert ledger.schema.field("id").type == pa.string() and ledger.schema.field("detail").type == pa.string()
+    assert ledger.schema.field("reason").type == pa.dictionary(pa.int32(), pa.string())
+    reasons = dict(zip(ledger["line"].to_pylist(), ledger["reason"].to_pylist()))
+    assert reasons == {1: "", 2: "", 3: "", 4: "", 5: "", 6: "invalid_schema"}
+
+
 @pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
 def test_compressed_files_are_cut_into_checked_units_whatever_buffer_is_written(tmp_path, monkeypatch, suffix):
     """Writers get bytes, bytearrays and buffers (Arrow, memoryview); each is cut into units at line ends."""

@@ -20,7 +20,6 @@ import re
 from typing import Any, Literal
 
 import pydantic
-import yaml
 
 from dolma.core.config import build_dataclass, explain, unknown_key
 from dolma.core.errors import UserError
@@ -120,6 +119,8 @@ def _expanded_size(value, sizes: dict[int, int]) -> int:
 
 def load_yaml(path: str, what: str = "recipe") -> dict:
     """A YAML (or JSON) settings file as a mapping; missing, malformed, over-deep or alias-bomb files are errors."""
+    import yaml  # here: a stage run from the command line reads no YAML and skips its import
+
     try:
         with open(path) as f:
             raw = yaml.safe_load(f)

@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from dolma.core.arrow import array
+from dolma.core.arrow import array, dictionary
 from dolma.io import Rejected, write_lines, write_parquet
 
 KEPT, DROPPED, QUARANTINED = "kept", "dropped", "quarantined"
@@ -148,7 +148,7 @@ class ShardLedger:
                 ),
                 "id": array(rows(3), pa.string()),
                 "outcome": runs([c[1] for c in self._chunks]),
-                "reason": array(rows(4), pa.string()).dictionary_encode(),
+                "reason": dictionary(rows(4)),
                 "detail": array(rows(5), pa.string()),
             }
         )
