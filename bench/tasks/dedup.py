@@ -41,7 +41,7 @@ def _sizes(files: list[Path], work: Path, shares: tuple[float, float], unit: str
 
 def minhash(corpora: Path, work: Path, quick: bool) -> Task:
     files = sorted((corpora / "neardup" / "documents").glob("*.jsonl.gz"))
-    shares = ((1, 0.05), (2, 0.15)) if quick else ((1, 1.0), (2, 1.0))
+    shares = ((1, 0.04), (2, 0.1)) if quick else ((1, 1.0), (2, 1.0))
 
     def ours_dedup(preset: str):
         def command(size: Size, out: Path) -> list[str]:

@@ -45,8 +45,8 @@ def web(corpora: Path, work: Path, quick: bool) -> Task:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(warc / "commoncrawl-CC-MAIN-2020-34-excerpt.warc.gz", folder / "cc.warc.gz")
     docs = warc / "python311-docs-wget-loopback.warc.gz"
-    head_of_warc(docs, small / "python-docs.warc.gz", 20 if quick else 100)
-    head_of_warc(docs, large / "python-docs.warc.gz", 60 if quick else 400)
+    head_of_warc(docs, small / "python-docs.warc.gz", 15 if quick else 100)
+    head_of_warc(docs, large / "python-docs.warc.gz", 45 if quick else 400)
     sizes = tuple(Size(f.name, sum(p.stat().st_size for p in f.iterdir()) / 1e3, {"dir": f}) for f in (small, large))
 
     def check(outs: dict[str, Path]) -> dict:
