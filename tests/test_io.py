@@ -187,17 +187,37 @@ def test_arrow_buffers_come_from_the_c_allocator_unless_the_user_chose_a_pool(ch
     assert out.stdout.strip() == (chosen or "system")
 
 
-def test_a_small_stage_writes_its_ledger_without_pyarrow_compute(tmp_path):
-    """The ledger's columns get their exact Arrow types without a cast (whose import is a fixed cost of every
-    small stage): string columns narrowed from polars' large strings, reasons dictionary-encoded."""
+def test_arrow_arrays_from_python_values_keep_every_value_null_and_type():
+    import numpy as np
+    import pyarrow as pa
+
+    from dolma.core.arrow import array, dictionary
+
+    strings = ["a", None, "ünïcødé ✓", "", "x" * 1000]
+    for kind in (pa.string(), pa.large_string()):
+        made = array(strings, kind)
+        assert made.type == kind and made.to_pylist() == strings and made.null_count == 1
+    raw = [b"\x00\xff", b"", memoryview(b"zz")]
+    assert array(raw, pa.large_binary()).to_pylist() == [b"\x00\xff", b"", b"zz"]
+    assert array(np.arange(3, dtype=np.int32), pa.int64()).to_pylist() == [0, 1, 2]
+    encoded = dictionary(["b", "a", "b", ""])
+    assert encoded.type == pa.dictionary(pa.int32(), pa.string()) and encoded.to_pylist() == ["b", "a", "b", ""]
+    with pytest.raises(TypeError):
+        array([1, 2], pa.int64())  # numbers come as a NumPy array
+
+
+def test_a_small_stage_writes_its_ledger_without_pyarrow_compute_or_polars(tmp_path):
+    """The ledger's columns get their exact Arrow types from their buffers, without a cast or polars (whose
+    imports would be a fixed cost of every small stage): strings with nulls, reasons dictionary-encoded."""
     write_jsonl_gz(tmp_path / "in" / "a.jsonl.gz", [*sample_docs("python-docs", 5), {"id": "e", "text": ""}])
     code = (
         "import sys; sys.argv = ['dolma', 'import', '--input', sys.argv[1], '--output', sys.argv[2]];"
-        "from dolma.app.cli import main; main(); print('COMPUTE', 'pyarrow.compute' in sys.modules)"
+        "from dolma.app.cli import main; main();"
+        "print('LOADED', 'pyarrow.compute' in sys.modules, 'polars' in sys.modules)"
     )
     args = [sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "out")]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
-    assert "COMPUTE False" in out.stdout
+    assert "LOADED False False" in out.stdout
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -206,6 +226,8 @@ def test_a_small_stage_writes_its_ledger_without_pyarrow_compute(tmp_path):
     assert ledger.schema.field("reason").type == pa.dictionary(pa.int32(), pa.string())
     reasons = dict(zip(ledger["line"].to_pylist(), ledger["reason"].to_pylist()))
     assert reasons == {1: "", 2: "", 3: "", 4: "", 5: "", 6: "invalid_schema"}
+    ids = dict(zip(ledger["line"].to_pylist(), ledger["id"].to_pylist()))
+    assert ids[6] is None and ids[1] == sample_docs("python-docs", 1)[0]["id"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])

@@ -10,7 +10,6 @@ import argparse
 import sys
 import time
 
-import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -158,7 +157,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     where = inspect.parse_location(args.where)
     if where is None:
         rows = inspect.ledger_rows(_recipe_stages(args.recipe, "show ID"), id=args.where)
-        rows = rows.filter(pl.col("outcome") == "kept")
+        rows = rows.filter(rows["outcome"] == "kept")
         if not rows.height:
             raise UserError(f"no stage of the recipe kept a document with id {args.where!r} (see `dolma trace`)")
         where = (rows["file"][-1], int(rows["line"][-1]))  # the last stage that read it: the newest copy

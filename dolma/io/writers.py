@@ -15,10 +15,9 @@ import re
 import secrets
 import socket
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import msgspec
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
@@ -29,6 +28,9 @@ from dolma.core.document import ENCODER, Document
 from dolma.io.setup import configure
 from dolma.io.streams import UNIT
 from dolma.io.urls import is_remote, open_url
+
+if TYPE_CHECKING:  # polars is imported where a frame is read: a stage without frames starts without it
+    import polars as pl
 
 
 def _host() -> str:
@@ -295,4 +297,6 @@ def write_frame(url: str, df: pl.DataFrame) -> None:
 
 def read_frame(url: str, filters: list[tuple] | None = None) -> pl.DataFrame:
     """A Parquet file (or its rows matching ``filters``, see :func:`read_parquet`) as a polars frame."""
+    import polars as pl
+
     return pl.from_arrow(read_parquet(url, filters))
