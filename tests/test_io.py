@@ -247,3 +247,20 @@ def test_compressed_files_are_cut_into_checked_units_whatever_buffer_is_written(
     assert got == lines and all(not b.rejected for b in io.read_lines(path))
     magic = b"\x1f\x8b\x08" if suffix.endswith("gz") else b"\x28\xb5\x2f\xfd"
     assert (tmp_path / f"x{suffix}").read_bytes().count(magic) >= len(body) // 4096
+
+
+def test_a_frame_stream_is_read_back_range_by_range_and_an_empty_one_keeps_its_schema(tmp_path):
+    import polars as pl
+
+    schema = {"line": pl.Int64, "v": pl.UInt32}
+    with io.FrameStream(str(tmp_path / "t.parquet"), schema) as out:
+        for start in range(0, 30, 10):  # a row group per write, lines ascending
+            out.write(pl.DataFrame({"line": range(start, start + 10), "v": range(10)}, schema=schema))
+    ranges = io.FrameRanges(str(tmp_path / "t.parquet"), "line")
+    assert ranges.between(8, 12)["line"].to_list() == [8, 9, 10, 11, 12]
+    assert ranges.between(29, 40)["line"].to_list() == [29] and ranges.between(31, 40).height == 0
+    ranges.close()
+    with io.FrameStream(str(tmp_path / "empty.parquet"), schema):
+        pass
+    empty = io.FrameRanges(str(tmp_path / "empty.parquet"), "line").between(0, 5)
+    assert empty.height == 0 and empty.schema == pl.Schema(schema)

@@ -1,5 +1,6 @@
 """Paragraph dedup's exact method (many tasks) against the Bloom filter's single ordered task."""
 
+import gzip
 import json
 from pathlib import Path
 
@@ -24,8 +25,9 @@ def _corpus(root: Path) -> Path:
 
 
 def _attributes(root: Path) -> dict[str, bytes]:
+    """Each attribute file's lines (the compressed bytes depend on how the writes were cut: batch sizes)."""
     out = root / "attributes" / "paragraph_dedup"
-    return {p.name: p.read_bytes() for p in sorted(out.glob("*.jsonl.gz"))}
+    return {p.name: gzip.decompress(p.read_bytes()) for p in sorted(out.glob("*.jsonl.gz"))}
 
 
 def _done(root: Path, step: str) -> int:
@@ -41,13 +43,16 @@ def test_the_exact_method_runs_as_many_tasks_and_marks_what_the_bloom_filter_mar
     expected = _attributes(bloom)
     copies = read_jsonl(bloom / "attributes" / "paragraph_dedup" / "zz-copies.jsonl.gz")
     assert sum(bool(c["attributes"].get(KEY)) for c in copies) >= 25  # found across files
-    for workers, partitions in ((1, None), (2, "3"), (4, "7")):
+    # batches of 7 documents: a file's n-grams are kept a batch at a time, so repeats across its batches are
+    # found by the key partitions exactly as repeats across files
+    for workers, partitions, batch in ((1, None, None), (2, "3", "7"), (4, "7", None)):
         root = tmp_path / f"exact-{workers}"
         folder = _corpus(root)
         args = ["--documents", str(folder / "*.gz"), "--workers", str(workers)]
-        proc = run_cli("dedup-paragraphs", *args, *(["--partitions", partitions] if partitions else []))
+        args += ["--partitions", partitions] if partitions else []
+        proc = run_cli("dedup-paragraphs", *args, *(["--batch-size", batch] if batch else []))
         assert "(method: exact)" in proc.stdout
-        assert _attributes(root) == expected, f"{workers} workers, {partitions} partitions"
+        assert _attributes(root) == expected, f"{workers} workers, {partitions} partitions, batches of {batch}"
         # every step has many tasks: one per file, one per key partition (default: one per file), one per file
         parts = int(partitions) if partitions else 5
         assert (_done(root, "paragraph_dedup-ngrams"), _done(root, "paragraph_dedup-first")) == (5, parts)

@@ -22,7 +22,8 @@ from dolma.core.errors import UserError
 from dolma.runtime.stage import Step
 
 LINE = re.compile(r"[^\n]+")
-MAX_PARTITIONS = 512  # the exact method's default key partitions: one per input file, at most this many
+MAX_PARTITIONS = 512  # the exact method's default key partitions: one per input file or PARTITION_BYTES, at most
+PARTITION_BYTES = 8 << 20  # of (compressed) input per default key partition: a large file gets several
 
 
 @dataclass
@@ -47,7 +48,8 @@ class ParagraphParams:
     )
     partitions: int | None = param(
         None,
-        f"exact method: n-gram key partitions, one task each (unset: one per input file, at most {MAX_PARTITIONS})",
+        "exact method: n-gram key partitions, one task each (unset: one per input file or per 8 MB of local input, "
+        f"whichever is more, at most {MAX_PARTITIONS})",
         ge=1,
         le=65536,
     )

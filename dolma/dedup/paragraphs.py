@@ -5,13 +5,14 @@ n-grams occur in an earlier paragraph, in the corpus order (file, line, paragrap
 of duplicate paragraphs become ``<name>__paragraph_bloom__duplicate_paragraph`` attributes (the mixer removes
 them) and ``…__duplicate_fraction`` says how much of the document they cover; both methods write these names.
 
-- ``exact`` (the default): three steps of many tasks, so no task needs the whole corpus and the result is the
-  same for any number of workers. ``ngrams``, one task per file: the 64-bit key of every n-gram of every
-  paragraph; an n-gram met again in the same file is seen there, and the file's first use of each key goes to
-  the key's partition (``key mod partitions``). ``first``, one task per key partition: for each key, the
-  corpus's first paragraph using it; every later file's first use of it is seen. ``attributes``, one task per
-  file: each paragraph's seen n-grams, local and from every partition, decide it. Memory per task: one file's
-  n-grams, or one partition of the distinct n-grams per file; scratch under ``<attributes>/_work``. A 64-bit
+- ``exact`` (the default): three steps of many tasks, so no task needs the whole corpus or a whole file, and
+  the result is the same for any number of workers, partitions or batch size. ``ngrams``, one task per file, a
+  batch at a time: the 64-bit key of every n-gram of every paragraph; an n-gram met again in the same batch is
+  seen there, and the batch's first use of each key goes to the key's partition (``key mod partitions``).
+  ``first``, one task per key partition: for each key, the corpus's first paragraph using it; every later
+  batch's first use of it (in that file or a later one) is seen. ``attributes``, one task per file, a batch at a
+  time: each paragraph's seen n-grams, local and from every partition, decide it. Memory per task: one batch's
+  n-grams, or one partition of the distinct n-grams per batch; scratch under ``<attributes>/_work``. A 64-bit
   key is shared by two n-grams with chance 2^-64, far below a Bloom filter's false-positive rate.
 - ``bloom``: one task reads every file in order through a Bloom filter (:mod:`dolma.dedup.bloom`). On one
   machine it writes no scratch and is faster when the filter fits in memory; it is the method that starts from
@@ -22,6 +23,8 @@ them) and ``…__duplicate_fraction`` says how much of the document they cover; 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,12 +33,22 @@ import polars as pl
 from dolma import io
 from dolma.core.errors import UserError
 from dolma.dedup.bloom import BloomParagraphStep
-from dolma.dedup.paragraph_ngrams import MAX_PARTITIONS, ParagraphParams, ParagraphProductStep, paragraph_ngrams
+from dolma.dedup.paragraph_ngrams import (
+    MAX_PARTITIONS,
+    PARTITION_BYTES,
+    ParagraphParams,
+    ParagraphProductStep,
+    paragraph_ngrams,
+)
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import AlignedAttributes, read_shard
 from dolma.runtime.stage import OneFile, Stage, StageGroup, Step, Task, shard_tasks
 
-FIRSTS = {"key": pl.UInt64, "gpos": pl.UInt64, "n": pl.UInt32}  # a file's first use of a key, and how often
+FIRSTS = {"key": pl.UInt64, "gpos": pl.UInt64, "n": pl.UInt32}  # a batch's first use of a key, and how often
+PARAGRAPHS = {  # a file's eligible paragraphs: where, their rank, their n-grams and those seen in their batch
+    **{"line": pl.Int64, "start": pl.Int64, "end": pl.Int64},
+    **{"pid": pl.UInt32, "total": pl.UInt32, "seen": pl.UInt32},
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,14 @@ class KeyedShard(OneFile):
 
 
 def _partitions(p: ParagraphParams) -> int:
-    return p.partitions or min(max(len(io.document_files(p.input)), 1), MAX_PARTITIONS)
+    """The key partitions: as set, else one per file or per ``PARTITION_BYTES`` of local input, whichever is
+    more (a partition task holds its share of every batch's first uses of keys; object-store files count by
+    number, as their sizes would cost a request each)."""
+    if p.partitions:
+        return p.partitions
+    files = io.document_files(p.input)
+    local = sum(os.path.getsize(f) for f in files if not io.is_remote(f))
+    return min(max(len(files), -(-local // PARTITION_BYTES), 1), MAX_PARTITIONS)
 
 
 @dataclass
@@ -65,51 +85,52 @@ class NgramStep(Step):
         return [task.payload.url]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
-        """The file's eligible paragraphs (line, span, n-grams, those seen earlier in the file), and its first use
-        of each key, split by key partition. A paragraph is numbered by its rank in the file (``pid``), so
-        ``number << 32 | pid`` orders paragraphs as the corpus does."""
-        p, shard = self.params, task.payload
-        rows, keys, pids, done = [], [], [], 0
-        for batch in read_shard(shard.url, ledger, p.batch_size, keep_all=True):
-            ng = paragraph_ngrams([d.text for d in batch.docs], p.ngram, p.min_words)
-            ledger.metrics["paragraphs"] += len(ng.owner)
-            eligible = np.flatnonzero(ng.eligible)
-            rank = np.zeros(len(ng.owner), np.int64)
-            rank[eligible] = done + np.arange(len(eligible))
-            lines = np.asarray(batch.lines, np.int64)[ng.owner[eligible]] if len(eligible) else np.empty(0, np.int64)
-            rows.append(pl.DataFrame({"line": lines, "start": ng.starts[eligible], "end": ng.ends[eligible]}))
-            keys.append(ng.key)
-            pids.append(rank[ng.par])
-            done += len(eligible)
-        if done >= 2**32:
-            raise UserError(f"{shard.url}: more than 2^32 paragraphs in one file; split it")
-        key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
-        pid = np.concatenate(pids) if pids else np.empty(0, np.int64)
-        order = np.argsort(key, kind="stable")  # by key, then by paragraph
-        k, q = key[order], pid[order]
-        first_of_key = np.r_[True, k[1:] != k[:-1]] if len(k) else np.empty(0, bool)
-        run = np.cumsum(first_of_key) - 1
-        first = q[first_of_key][run]
-        seen = q > first  # the key was in an earlier paragraph of this file
-        table = pl.concat(rows) if rows else pl.DataFrame(schema={"line": pl.Int64, "start": pl.Int64, "end": pl.Int64})
-        table = table.with_columns(
-            pid=pl.int_range(pl.len(), dtype=pl.UInt32),
-            total=pl.Series(np.bincount(pid, minlength=done), dtype=pl.UInt32),
-            seen=pl.Series(np.bincount(q[seen], minlength=done), dtype=pl.UInt32),
-        )
-        io.write_frame(io.join(self.output, task.key + ".parquet"), table)
-        firsts = pl.DataFrame(
-            {
-                "key": k[first_of_key],
-                "gpos": (np.uint64(shard.number) << np.uint64(32)) | q[first_of_key].astype(np.uint64),
-                "n": np.bincount(run[~seen], minlength=int(first_of_key.sum())),
-            },
-            schema=FIRSTS,
-        ).with_columns(part=(pl.col("key") % shard.partitions).cast(pl.Int64))
-        parts = {part[0]: frame for part, frame in firsts.partition_by("part", as_dict=True).items()}
-        for part in range(shard.partitions):
-            frame = parts.get(part, firsts.clear()).drop("part")
-            io.write_frame(io.join(p.work, "firsts", f"part={part:05d}", task.key + ".parquet"), frame)
+        """The file's eligible paragraphs (line, span, n-grams, those seen earlier in their batch) and each
+        batch's first use of each key, split by key partition, written a batch at a time: the task holds one
+        batch. A paragraph is numbered by its rank in the file (``pid``), so ``number << 32 | pid`` orders
+        paragraphs as the corpus does, and a key a batch shares with an earlier batch of the same file is seen
+        by the ``first`` step exactly as one shared with an earlier file."""
+        p, shard, n = self.params, task.payload, task.payload.partitions
+        done = 0
+        with contextlib.ExitStack() as streams:
+            paragraphs = streams.enter_context(io.FrameStream(io.join(self.output, f"{task.key}.parquet"), PARAGRAPHS))
+            part_urls = [io.join(p.work, "firsts", f"part={k:05d}", f"{task.key}.parquet") for k in range(n)]
+            parts = [streams.enter_context(io.FrameStream(url, FIRSTS)) for url in part_urls]
+            for batch in read_shard(shard.url, ledger, p.batch_size, keep_all=True):
+                ng = paragraph_ngrams([d.text for d in batch.docs], p.ngram, p.min_words)
+                ledger.metrics["paragraphs"] += len(ng.owner)
+                eligible = np.flatnonzero(ng.eligible)
+                if done + len(eligible) >= 2**32:
+                    raise UserError(f"{shard.url}: more than 2^32 paragraphs in one file; split it")
+                rank = np.zeros(len(ng.owner), np.int64)
+                rank[eligible] = np.arange(len(eligible))
+                lines = np.asarray(batch.lines, np.int64)[ng.owner[eligible]]
+                rows = pl.DataFrame({"line": lines, "start": ng.starts[eligible], "end": ng.ends[eligible]})
+                table, firsts = _batch_products(rows, ng.key, rank[ng.par], done, shard.number)
+                paragraphs.write(table)
+                split = firsts.with_columns(part=(pl.col("key") % shard.partitions).cast(pl.Int64))
+                for (part,), frame in split.partition_by("part", as_dict=True).items():
+                    parts[part].write(frame.drop("part"))
+                done += len(eligible)
+
+
+def _batch_products(rows: pl.DataFrame, key: np.ndarray, pid: np.ndarray, done: int, number: int):
+    """One batch's paragraph rows (numbered from ``done``, with their n-gram count and those seen earlier in
+    the batch) and its first use of each key (``gpos``, and how many of that paragraph's n-grams it is)."""
+    order = np.argsort(key, kind="stable")  # by key, then by paragraph
+    k, q = key[order], pid[order]
+    first_of_key = np.r_[True, k[1:] != k[:-1]] if len(k) else np.empty(0, bool)
+    run = np.cumsum(first_of_key) - 1
+    first = q[first_of_key][run]
+    seen = q > first  # the key was in an earlier paragraph of this batch
+    table = rows.with_columns(
+        pid=pl.int_range(done, done + len(rows), dtype=pl.UInt32),
+        total=pl.Series(np.bincount(pid, minlength=len(rows)), dtype=pl.UInt32),
+        seen=pl.Series(np.bincount(q[seen], minlength=len(rows)), dtype=pl.UInt32),
+    )
+    gpos = (np.uint64(number) << np.uint64(32)) | (q[first_of_key] + done).astype(np.uint64)
+    n = np.bincount(run[~seen], minlength=int(first_of_key.sum()))
+    return table, pl.DataFrame({"key": k[first_of_key], "gpos": gpos, "n": n}, schema=FIRSTS)
 
 
 @dataclass
@@ -151,33 +172,49 @@ class ParagraphAttributeStep(ParagraphProductStep):
         return [task.payload.url, paragraphs, io.join(work, "first", "*.parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Per batch of the file's documents, its paragraphs' rows (read by line range, as the ``ngrams`` step
+        wrote them a batch at a time) joined with the n-grams earlier files or batches used first; a paragraph
+        is a duplicate when enough of its n-grams were seen. The task holds a batch and the file's ``earlier``
+        counts (12 bytes per paragraph with any)."""
         p, url, number = self.params, task.payload.url, task.payload.number
-        lo, hi = number << 32, (number + 1) << 32
-        between = [("gpos", ">=", lo), ("gpos", "<", hi)]
-        files = io.list_files(io.join(p.work, "first", "*.parquet"))
-        earlier = (
-            pl.concat(
-                [io.read_frame(f, between) for f in files]
-                + [pl.DataFrame(schema={"gpos": pl.UInt64, "seen": pl.UInt32})],
-                how="vertical_relaxed",
-            )
-            .group_by("gpos")
-            .agg(pl.col("seen").cast(pl.Int64).sum())
-        )  # a paragraph's n-grams span partitions
-        table = io.read_frame(io.join(p.work, "paragraphs", task.key + ".parquet"))
-        table = (
-            table.with_columns(gpos=pl.col("pid").cast(pl.UInt64) | lo)
-            .join(earlier.rename({"seen": "earlier"}), on="gpos", how="left")
-            .with_columns(seen=pl.col("seen").cast(pl.Int64) + pl.col("earlier").fill_null(0).cast(pl.Int64))
+        base = np.uint64(number) << np.uint64(32)
+        earlier_gpos, earlier_seen = _earlier(p, number)
+        rows = io.FrameRanges(io.join(p.work, "paragraphs", task.key + ".parquet"), "line")
+        try:
+            with AlignedAttributes(io.attributes_url(url, p.name)) as out:
+                for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
+                    table = rows.between(batch.lines[0], batch.lines[-1]) if batch.lines else rows.between(1, 0)
+                    gpos = table["pid"].to_numpy().astype(np.uint64) | base
+                    at = np.minimum(np.searchsorted(earlier_gpos, gpos), max(len(earlier_gpos) - 1, 0))
+                    found = np.where(earlier_gpos[at] == gpos, earlier_seen[at], 0) if len(earlier_gpos) else 0
+                    seen = table["seen"].to_numpy().astype(np.int64) + found
+                    duplicate = seen >= p.overlap_threshold * table["total"].to_numpy().astype(np.float64)
+                    ledger.metrics["duplicate_paragraphs"] += int(duplicate.sum())
+                    spans: dict[int, list[list]] = {}
+                    chosen = table.filter(pl.Series(duplicate, dtype=pl.Boolean)).sort("line", "start")
+                    for line, start, end in chosen.select("line", "start", "end").iter_rows():
+                        spans.setdefault(line, []).append([start, end, 1.0])
+                    out.write(batch, [p.attribute_line(d, spans.get(n, [])) for d, n in zip(batch.docs, batch.lines)])
+        finally:
+            rows.close()
+
+
+def _earlier(p: ParagraphParams, number: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the file ``number``: per paragraph (``gpos``, sorted) with n-grams another file or an earlier batch
+    used first, how many, summed over the key partitions (a paragraph's n-grams span them)."""
+    lo, hi = number << 32, (number + 1) << 32
+    between = [("gpos", ">=", lo), ("gpos", "<", hi)]
+    files = io.list_files(io.join(p.work, "first", "*.parquet"))
+    earlier = (
+        pl.concat(
+            [io.read_frame(f, between) for f in files] + [pl.DataFrame(schema={"gpos": pl.UInt64, "seen": pl.UInt32})],
+            how="vertical_relaxed",
         )
-        duplicates = table.filter(pl.col("seen") >= p.overlap_threshold * pl.col("total").cast(pl.Float64))
-        ledger.metrics["duplicate_paragraphs"] += len(duplicates)
-        spans: dict[int, list[list]] = {}
-        for line, start, end in duplicates.sort("line", "start").select("line", "start", "end").iter_rows():
-            spans.setdefault(line, []).append([start, end, 1.0])
-        with AlignedAttributes(io.attributes_url(url, p.name)) as out:
-            for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
-                out.write(batch, [p.attribute_line(d, spans.get(n, [])) for d, n in zip(batch.docs, batch.lines)])
+        .group_by("gpos")
+        .agg(pl.col("seen").cast(pl.Int64).sum())
+        .sort("gpos")
+    )
+    return earlier["gpos"].to_numpy(), earlier["seen"].to_numpy()
 
 
 @dataclass

@@ -51,6 +51,8 @@ from dolma.io.urls import (
 from dolma.io.writers import (
     AtomicWriter,
     DocumentWriter,
+    FrameRanges,
+    FrameStream,
     read_arrow,
     read_frame,
     read_json,
@@ -66,11 +68,11 @@ from dolma.io.writers import (
 
 __all__ = [
     "AtomicWriter", "AttributeColumns", "AttributeJoin", "DOC_SUFFIXES", "DocBatch", "DocumentWriter",
-    "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url", "configure",
-    "document_files", "error_text", "exists", "gc_paused", "identity", "is_remote", "join", "joined_columns", "line_id",
-    "list_files", "open_url", "out_of_step", "parse_line", "read_aligned", "read_arrow", "read_attribute_columns",
-    "read_attributes", "read_documents", "read_frame", "read_json", "read_lines", "read_parquet", "read_selected",
-    "recording", "rejected_line", "relative_to_root", "refuse_output_in_input", "remove", "remove_dead_temporaries",
-    "require_attributes", "starts_with_id", "strip_suffix",
-    "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
+    "FrameRanges", "FrameStream", "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url",
+    "configure", "document_files", "error_text", "exists", "gc_paused", "identity", "is_remote", "join",
+    "joined_columns", "line_id", "list_files", "open_url", "out_of_step", "parse_line", "read_aligned",
+    "read_arrow", "read_attribute_columns", "read_attributes", "read_documents", "read_frame", "read_json",
+    "read_lines", "read_parquet", "read_selected", "recording", "rejected_line", "relative_to_root",
+    "refuse_output_in_input", "remove", "remove_dead_temporaries", "require_attributes", "starts_with_id",
+    "strip_suffix", "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
 ]  # fmt: skip

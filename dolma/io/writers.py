@@ -238,6 +238,66 @@ class DocumentWriter:
         self._writer.__exit__(exc_type, exc, tb)
 
 
+class FrameStream:
+    """Polars frames appended to one Parquet file, a row group each, published atomically on a clean close: for
+    a table a task builds a batch at a time, so the task holds a batch, not the table. A stream given no rows is
+    published empty, with ``schema`` (a polars schema), so readers always find the file."""
+
+    def __init__(self, url: str, schema: dict):
+        self._writer = AtomicWriter(url)
+        self._schema = schema
+        self._pq: pq.ParquetWriter | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self._writer._file, table.schema, compression="zstd")
+        self._pq.write_table(table)
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            if self._pq is None:
+                import polars as pl
+
+                self.write(pl.DataFrame(schema=self._schema))
+            self._pq.close()
+        self._writer.__exit__(exc_type, exc, tb)
+
+
+class FrameRanges:
+    """A Parquet file written by :class:`FrameStream` read back by ranges of one sorted column: only the row
+    groups whose statistics overlap the range are read, so a reader going through the file range by range
+    holds about a row group at a time, as its writer did."""
+
+    def __init__(self, url: str, column: str):
+        self._source = open_url(url, "rb", compression="disable") if is_remote(url) else url
+        self._file = pq.ParquetFile(self._source)
+        meta, self._column = self._file.metadata, column
+        at = self._file.schema_arrow.get_field_index(column)
+        self._bounds = [
+            (stats.min, stats.max) if (stats := meta.row_group(i).column(at).statistics) and stats.has_min_max else None
+            for i in range(meta.num_row_groups)
+        ]
+
+    def between(self, low, high) -> pl.DataFrame:
+        """The rows whose ``column`` is in ``[low, high]``."""
+        import polars as pl
+
+        groups = [i for i, b in enumerate(self._bounds) if b is None or (b[0] <= high and b[1] >= low)]
+        frame = pl.from_arrow(self._file.read_row_groups(groups)) if groups else None
+        if frame is None or not isinstance(frame, pl.DataFrame):
+            frame = pl.from_arrow(self._file.schema_arrow.empty_table())
+        return frame.filter(pl.col(self._column).is_between(low, high))
+
+    def close(self) -> None:
+        self._file.close()
+        if not isinstance(self._source, str):
+            self._source.close()
+
+
 def write_lines(url: str, records: list) -> None:
     """Write msgspec-encodable records as one JSONL file, atomically (small files: markers, quarantine)."""
     with AtomicWriter(url) as w:
