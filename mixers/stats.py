@@ -5,6 +5,7 @@ See :mod:`mixers.mix` for the five steps together.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -72,12 +73,17 @@ class MixStatsStage(Step):
         return [url] + [io.attributes_url(url, n) for n in self.params.stream(task.payload.stream).attributes]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
+        """A row per line of the file, written a batch at a time (the task holds a batch): to the stats table,
+        and the kept rows into the ids step's partition of their hash (every partition gets a file)."""
         stream = self.params.stream(task.payload.stream)
         url = task.payload.url
-        frames = []
         reader = partial(_stats_reader, self.params, stream)
         rules = stream.rules()  # compiled once per file, not per batch
-        with io.gc_paused():
+        parts = range(task.payload.partitions)
+        part_urls = [io.join(self.params.work, "plan_rows", f"part={k:05d}", task.key + ".parquet") for k in parts]
+        with io.gc_paused(), contextlib.ExitStack() as streams:
+            table = streams.enter_context(io.FrameStream(self._stats_url(task.key), STATS_SCHEMA))
+            plan_rows = [streams.enter_context(io.FrameStream(u, PLAN_ROWS)) for u in part_urls]
             for batch in read_shard(url, ledger, self.params.batch_size, reader=reader):
                 batch, bad = _checked_values(stream, batch)
                 ledger.quarantined(url, bad)
@@ -94,39 +100,39 @@ class MixStatsStage(Step):
                     ledger.metrics[KEY_LINES + key] += sum(v is not None for v in batch.columns.get(key, ()))
                 if stream.topic:
                     ledger.metrics[KEY_LINES + stream.topic + "*"] += int((frame["topic"] != "").sum())
-                frames.append(frame)
-                if batch.rejected:
-                    frames.append(
-                        pl.DataFrame(
-                            {
-                                "line": [r.line for r in batch.rejected],
-                                "id": [r.id for r in batch.rejected],
-                                "drop_reason": [QUARANTINED_BY_STATS + r.reason for r in batch.rejected],
-                            },
-                            schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
-                        )
-                    )
-        table = pl.concat(frames, how="diagonal_relaxed").sort("line") if frames else pl.DataFrame()
-        table = table.select(
-            pl.col(k).cast(t) if k in table.columns else pl.lit(None, t).alias(k) for k, t in STATS_SCHEMA.items()
-        )
-        io.write_frame(self._stats_url(task.key), table)
-        self._write_plan_rows(task, table)
+                rows = _typed(pl.concat([frame, _rejected_rows(batch)], how="diagonal_relaxed").sort("line"))
+                table.write(rows)
+                self._write_plan_rows(task, rows, plan_rows)
 
-    def _write_plan_rows(self, task: Task, table: pl.DataFrame) -> None:
-        """The kept rows, each into the ids step's partition of its hash (every partition gets a file)."""
-        kept = table.filter(pl.col("drop_reason").is_null()).select(
+    def _write_plan_rows(self, task: Task, rows: pl.DataFrame, plan_rows: list[io.FrameStream]) -> None:
+        """The batch's kept rows, each into the ids step's partition of its hash."""
+        kept = rows.filter(pl.col("drop_reason").is_null()).select(
             *(c for c in PLAN_ROWS if c != "file"), file=pl.lit(task.payload.order, pl.Int64)
         )
         parts = kept.with_columns(part=partition_of(pl.col("hash"), task.payload.partitions)).partition_by(
             "part", as_dict=True, include_key=False
         )  # one pass over the rows, not one filter per partition
-        empty = kept.clear().select(PLAN_ROWS.keys())
-        for k in range(task.payload.partitions):
-            io.write_frame(
-                io.join(self.params.work, "plan_rows", f"part={k:05d}", task.key + ".parquet"),
-                parts[(k,)].select(PLAN_ROWS.keys()) if (k,) in parts else empty,
-            )
+        for (k,), frame in parts.items():
+            plan_rows[k].write(frame.select(PLAN_ROWS.keys()))
+
+
+def _rejected_rows(batch: io.AttributeColumns) -> pl.DataFrame:
+    """The batch's rejected lines as stats rows: their drop reason says who rejected them."""
+    return pl.DataFrame(
+        {
+            "line": [r.line for r in batch.rejected],
+            "id": [r.id for r in batch.rejected],
+            "drop_reason": [QUARANTINED_BY_STATS + r.reason for r in batch.rejected],
+        },
+        schema={k: STATS_SCHEMA[k] for k in ("line", "id", "drop_reason")},
+    )
+
+
+def _typed(rows: pl.DataFrame) -> pl.DataFrame:
+    """The stats schema's columns in order, each of its type (a column no rule produced is null)."""
+    return rows.select(
+        pl.col(k).cast(t) if k in rows.columns else pl.lit(None, t).alias(k) for k, t in STATS_SCHEMA.items()
+    )
 
 
 QUARANTINED_BY_STATS = "quarantined by the stats step: "
