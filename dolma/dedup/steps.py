@@ -9,8 +9,9 @@
    With ``pair_partitions`` P, a task reads only the keys with ``key mod P == k``, so its memory is 1/P of a
    band over the corpus.
 3. ``verify`` (one task per shard): optional verification of every edge by the true Jaccard similarity of
-   the two documents' n-gram sets; a task holds the sets of its shard's documents in edges and of one partner
-   shard's at a time, so memory follows the shard size (``<work>/verified/<shard>.parquet``).
+   the two documents' n-gram sets. The sets of its shard's documents in edges, and of one partner shard's at a
+   time, are spilled to a local temporary file as a batch is hashed and read back two at a time, so a task
+   holds its edges, a batch and where each set is, not the sets (``<work>/verified/<shard>.parquet``).
 4. ``graph``, ``components-NNN``, ``labels`` and ``route`` (tasks per shard or per edge partition, see
    :mod:`dolma.dedup.component_steps`): connected components of the verified edges by rounds of large-star and
    small-star, each round a task per partition, then every clustered document and edge sent to the partition
@@ -25,6 +26,8 @@ A document is referred to by ``shard number << 32 | line``, so every step is ind
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,46 +200,62 @@ class VerifyStage(Step):
         # the sets are read to verify edges, and for the "contained" keeper rule (then every edge is kept)
         if p.method == "minhash" and (p.jaccard_threshold is not None or "contained" in p.keeper) and len(edges):
             threshold = p.jaccard_threshold if p.jaccard_threshold is not None else 0.0
-            urls = p.shards()
-            shard = task.payload
-            edges = edges.with_columns(sb=pl.col("b") // 2**32)
-            inside = edges.filter(pl.col("sb") == shard)["b"].to_numpy()
-            own = self._sets(urls, shard, np.concatenate([edges["a"].to_numpy(), inside]))
-            kept = []
-            for (sb,), group in edges.group_by("sb", maintain_order=True):
-                other = own if sb == shard else self._sets(urls, sb, group["b"].to_numpy())
-                similarity, in_a, in_b = self._jaccard(group, own, other)
-                group = group.with_columns(ca=pl.Series(in_a, dtype=pl.Float32), cb=pl.Series(in_b, dtype=pl.Float32))
-                kept.append(group.filter(pl.Series(similarity >= threshold)))
-            edges = pl.concat(kept).drop("sb")
+            edges = self._verified(edges, task.payload, threshold)
         ledger.metrics["verified_edges"] += len(edges)
         io.write_frame(io.join(self.output, task.key + ".parquet"), edges.sort("a", "b"))
 
-    def _sets(self, urls: dict[int, str], shard: int, docs: np.ndarray) -> dict[int, np.ndarray]:
-        """The n-gram sets of the given documents of one shard (only their lines are parsed)."""
+    def _verified(self, edges: pl.DataFrame, shard: int, threshold: float) -> pl.DataFrame:
+        """The edges whose documents' n-gram sets are at least ``threshold`` alike, with each side's containment;
+        the partner shards' sets are made one shard at a time."""
+        urls = self.params.shards()
+        edges = edges.with_columns(sb=pl.col("b") // 2**32)
+        inside = edges.filter(pl.col("sb") == shard)["b"].to_numpy()
+        own = self._sets(urls, shard, np.concatenate([edges["a"].to_numpy(), inside]))
+        kept = []
+        try:
+            for (sb,), group in edges.group_by("sb", maintain_order=True):
+                other = own if sb == shard else self._sets(urls, sb, group["b"].to_numpy())
+                try:
+                    similarity, in_a, in_b = self._jaccard(group, own, other)
+                finally:
+                    if other is not own:
+                        other.close()
+                group = group.with_columns(ca=pl.Series(in_a, dtype=pl.Float32), cb=pl.Series(in_b, dtype=pl.Float32))
+                kept.append(group.filter(pl.Series(similarity >= threshold)))
+        finally:
+            own.close()
+        return pl.concat(kept).drop("sb")
+
+    def _sets(self, urls: dict[int, str], shard: int, docs: np.ndarray) -> SpilledSets:
+        """The n-gram sets of the given documents of one shard (only their lines are parsed), spilled."""
         p = self.params
         lines = set(np.unique(docs & np.uint64(0xFFFFFFFF)).tolist())
-        sets: dict[int, np.ndarray] = {}
+        sets = SpilledSets()
         chunk: list[tuple[int, str]] = []
 
         def add(chunk: list[tuple[int, str]]) -> None:  # texts are held one batch at a time, only sets stay
             doc, shingles = shingle_hashes(pl.Series([t for _, t in chunk], dtype=pl.String), p.ngram)
             bounds = np.searchsorted(doc, np.arange(len(chunk) + 1))
             for i, (line, _) in enumerate(chunk):
-                sets[(shard << 32) | line] = np.unique(shingles[bounds[i] : bounds[i + 1]])
+                sets.add((shard << 32) | line, np.unique(shingles[bounds[i] : bounds[i + 1]]))
 
-        for line, d in io.read_selected(urls[shard], lines):
-            chunk.append((line, d.text))
-            if len(chunk) == p.batch_size:
+        try:
+            for line, d in io.read_selected(urls[shard], lines):
+                chunk.append((line, d.text))
+                if len(chunk) == p.batch_size:
+                    add(chunk)
+                    chunk = []
+            if chunk:
                 add(chunk)
-                chunk = []
-        if chunk:
-            add(chunk)
+        except BaseException:
+            sets.close()
+            raise
+        sets.ready()
         return sets
 
     @staticmethod
     def _jaccard(
-        edges: pl.DataFrame, left: dict[int, np.ndarray], right: dict[int, np.ndarray]
+        edges: pl.DataFrame, left: SpilledSets, right: SpilledSets
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per edge: the true Jaccard similarity of its two n-gram sets, and the share of each side's n-grams
         the other holds (its containment: a copy padded with boilerplate holds all of the clean original's
@@ -249,6 +268,35 @@ class VerifyStage(Step):
                 out[i] = inter / (len(x) + len(y) - inter)
                 in_a[i], in_b[i] = inter / max(len(x), 1), inter / max(len(y), 1)
         return out, in_a, in_b
+
+
+class SpilledSets:
+    """Documents' n-gram sets (sorted uint64 arrays) written to a local temporary file as they are made, and read
+    back one at a time by document: memory is where each set is (a few dozen bytes a document), not the sets."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="dolma-sets-")
+        self._where: dict[int, tuple[int, int]] = {}
+        self._end = 0
+
+    def add(self, doc: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, np.uint64).tobytes()
+        self._file.write(data)
+        self._where[doc] = (self._end, len(data))
+        self._end += len(data)
+
+    def ready(self) -> None:
+        """Done adding: what was written can be read."""
+        self._file.flush()
+
+    def get(self, doc: int) -> np.ndarray | None:
+        where = self._where.get(doc)
+        if where is None:
+            return None
+        return np.frombuffer(os.pread(self._file.fileno(), where[1], where[0]), np.uint64)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _quality_reader(p: DedupParams, url: str):
