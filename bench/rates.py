@@ -35,9 +35,12 @@ MIX_SHARE = 6 / 300  # the mission's target / pool
 SCRATCH = ("dedup", "mix-work", "attributes/paragraph_dedup/_work")  # work folders: a stage's scratch, not output
 
 
-def stages(src: Path, out: Path, target_tokens: int) -> list[dict]:
+QUICKSTART_TAGGERS = ["gopher_quality_v1", "gopher_repetition_v1", "c4_v1", "fineweb_v1", "ft_lang_id_v1", "pii_v1"]
+
+
+def stages(src: Path, out: Path, target_tokens: int, taggers: list[str] = QUICKSTART_TAGGERS) -> list[dict]:
+    """The six stages, as recipe entries (the mix needs ``fineweb_v1`` among ``taggers``; ``stats_v1`` is added)."""
     docs = f"{out}/documents/*.jsonl.zst"
-    taggers = ["gopher_quality_v1", "gopher_repetition_v1", "c4_v1", "fineweb_v1", "ft_lang_id_v1", "pii_v1"]
     return [
         {"stage": "import", "input": f"{src}/*.jsonl.gz", "output": f"{out}/documents", "compression": "zst"},
         {"stage": "tag", "input": docs, "experiment": "quality", "taggers": [*taggers, "stats_v1"]},

@@ -5,6 +5,7 @@
     python -m bench.run --quick               small inputs, 2 rounds, under 5 minutes; writes only bench/results/
     python -m bench.run --only mix,tokenize   some tasks (results in bench/results/, BENCHMARKS.md untouched)
     python -m bench.run --only scale          how cost grows with the corpus (bench.scale)
+    python -m bench.run --only shards         peak memory per stage on one 250 MB and one 1 GB shard (bench.shards)
 
 Each contender is a whole command in a fresh process: ours through the ``dolma`` CLI as a user runs it (ledger
 and completion markers included), each peer through its own command line in its own venv (``bench.peers``),
@@ -58,6 +59,21 @@ def versions() -> str:
     return f"ours with {ours}; peers: {', '.join(peers)}"
 
 
+def _scale() -> None:
+    from bench.scale import main
+
+    main()
+
+
+def _shards() -> None:
+    from bench.shards import main
+
+    main()
+
+
+SEPARATE = {"scale": _scale, "shards": _shards}  # their own commands and result files, not the side-by-side table
+
+
 def run_task(name: str, corpora: Path, work: Path, rounds: int, quick: bool) -> Outcome:
     print(f"== {name}", flush=True)
     started = time.time()
@@ -77,18 +93,16 @@ def main() -> None:
     parser.add_argument("--corpora", default=str(CORPORA))
     parser.add_argument("--rounds", type=int, help="rounds of every contender (default 3; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help="small inputs and 2 rounds: a developer's check")
-    parser.add_argument("--only", help="comma-separated tasks: " + ",".join([*TASKS, "scale"]))
+    parser.add_argument("--only", help="comma-separated tasks: " + ",".join([*TASKS, *SEPARATE]))
     args = parser.parse_args()
     chosen = args.only.split(",") if args.only else list(TASKS)
-    unknown = [t for t in chosen if t not in TASKS and t != "scale"]
+    unknown = [t for t in chosen if t not in TASKS and t not in SEPARATE]
     if unknown:
-        parser.error(f"unknown task {unknown[0]!r}; tasks: {', '.join([*TASKS, 'scale'])}")
-    if "scale" in chosen:
-        from bench.scale import main as scale_main
-
+        parser.error(f"unknown task {unknown[0]!r}; tasks: {', '.join([*TASKS, *SEPARATE])}")
+    for name in [t for t in chosen if t in SEPARATE]:
         sys.argv = [sys.argv[0], "--corpora", args.corpora]
-        scale_main()
-        chosen.remove("scale")
+        SEPARATE[name]()
+        chosen.remove(name)
     rounds = args.rounds or (2 if args.quick else 3)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%MZ")
     outcomes: list[Outcome] = []
