@@ -67,8 +67,16 @@ def _partitions(p: ParagraphParams) -> int:
     if p.partitions:
         return p.partitions
     files = io.document_files(p.input)
-    local = sum(os.path.getsize(f) for f in files if not io.is_remote(f))
+    local = sum(_size(f) for f in files if not io.is_remote(f))
     return min(max(len(files), -(-local // PARTITION_BYTES), 1), MAX_PARTITIONS)
+
+
+def _size(path: str) -> int:
+    """A local file's size; 0 for one that cannot be read (its task records it as unreadable)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 @dataclass
