@@ -183,19 +183,15 @@ class ParagraphAttributeStep(ParagraphProductStep):
         """Per batch of the file's documents, its paragraphs' rows (read by line range, as the ``ngrams`` step
         wrote them a batch at a time) joined with the n-grams earlier files or batches used first; a paragraph
         is a duplicate when enough of its n-grams were seen. The task holds a batch and the file's ``earlier``
-        counts (12 bytes per paragraph with any)."""
+        counts (4 bytes a paragraph)."""
         p, url, number = self.params, task.payload.url, task.payload.number
-        base = np.uint64(number) << np.uint64(32)
-        earlier_gpos, earlier_seen = _earlier(p, number)
         rows = io.FrameRanges(io.join(p.work, "paragraphs", task.key + ".parquet"), "line")
+        earlier = _earlier(p, number, rows.rows)
         try:
             with AlignedAttributes(io.attributes_url(url, p.name)) as out:
                 for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
                     table = rows.between(batch.lines[0], batch.lines[-1]) if batch.lines else rows.between(1, 0)
-                    gpos = table["pid"].to_numpy().astype(np.uint64) | base
-                    at = np.minimum(np.searchsorted(earlier_gpos, gpos), max(len(earlier_gpos) - 1, 0))
-                    found = np.where(earlier_gpos[at] == gpos, earlier_seen[at], 0) if len(earlier_gpos) else 0
-                    seen = table["seen"].to_numpy().astype(np.int64) + found
+                    seen = table["seen"].to_numpy().astype(np.int64) + earlier[table["pid"].to_numpy()]
                     duplicate = seen >= p.overlap_threshold * table["total"].to_numpy().astype(np.float64)
                     ledger.metrics["duplicate_paragraphs"] += int(duplicate.sum())
                     spans: dict[int, list[list]] = {}
@@ -207,22 +203,17 @@ class ParagraphAttributeStep(ParagraphProductStep):
             rows.close()
 
 
-def _earlier(p: ParagraphParams, number: int) -> tuple[np.ndarray, np.ndarray]:
-    """For the file ``number``: per paragraph (``gpos``, sorted) with n-grams another file or an earlier batch
-    used first, how many, summed over the key partitions (a paragraph's n-grams span them)."""
+def _earlier(p: ParagraphParams, number: int, paragraphs: int) -> np.ndarray:
+    """For the file ``number``: per paragraph (by ``pid``), how many of its n-grams another file or an earlier
+    batch used first, summed over the key partitions (a paragraph's n-grams span them), read one partition's
+    file at a time into one array (4 bytes a paragraph)."""
     lo, hi = number << 32, (number + 1) << 32
-    between = [("gpos", ">=", lo), ("gpos", "<", hi)]
-    files = io.list_files(io.join(p.work, "first", "*.parquet"))
-    earlier = (
-        pl.concat(
-            [io.read_frame(f, between) for f in files] + [pl.DataFrame(schema={"gpos": pl.UInt64, "seen": pl.UInt32})],
-            how="vertical_relaxed",
-        )
-        .group_by("gpos")
-        .agg(pl.col("seen").cast(pl.Int64).sum())
-        .sort("gpos")
-    )
-    return earlier["gpos"].to_numpy(), earlier["seen"].to_numpy()
+    earlier = np.zeros(paragraphs, np.uint32)
+    for f in io.list_files(io.join(p.work, "first", "*.parquet")):
+        part = io.read_frame(f, [("gpos", ">=", lo), ("gpos", "<", hi)])
+        pid = part["gpos"].to_numpy().astype(np.int64) - lo  # distinct within a partition: grouped by gpos
+        earlier[pid] += part["seen"].to_numpy().astype(np.uint32)
+    return earlier
 
 
 @dataclass

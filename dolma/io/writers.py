@@ -282,6 +282,10 @@ class FrameRanges:
             for i in range(meta.num_row_groups)
         ]
 
+    @property
+    def rows(self) -> int:
+        return self._file.metadata.num_rows
+
     def between(self, low, high) -> pl.DataFrame:
         """The rows whose ``column`` is in ``[low, high]``."""
         import polars as pl
