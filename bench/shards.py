@@ -49,20 +49,22 @@ def write_shard(base: Path, mb: int, path: Path) -> int:
     return total
 
 
-def one_shard(base: Path, mb: int, work: Path) -> dict:
+def one_shard(base: Path, mb: int, work: Path, only: set[str] | None = None) -> dict:
     src, out = work / "src", work / "out"
     input_bytes = write_shard(base, mb, src / "shard.jsonl.gz")
     result = {}
     for stage in stages(src, out, int(input_bytes / 4 * MIX_SHARE), TAGGERS):
+        if only and stage["stage"] not in only | {"import"}:  # every stage reads what import wrote
+            continue
         seconds, peak = run_measured(stage, work, workers=1)
         result[stage["stage"]] = {"seconds": round(seconds, 1), "peak_rss_mb": peak}
         print(f"  {mb:5d} MB shard  {stage['stage']:16s} {peak:6d} MB  {seconds:7.1f} s", flush=True)
     return {"input_bytes": input_bytes, "stages": result}
 
 
-def measure(corpora: Path, work: Path, sizes: tuple[int, ...] = SHARD_MB) -> dict:
+def measure(corpora: Path, work: Path, sizes: tuple[int, ...] = SHARD_MB, only: set[str] | None = None) -> dict:
     base = corpora / "docs" / "shard-00000.jsonl.gz"
-    runs = {mb: one_shard(base, mb, work / f"mb{mb}") for mb in sizes}
+    runs = {mb: one_shard(base, mb, work / f"mb{mb}", only) for mb in sizes}
     small, large = runs[min(sizes)]["stages"], runs[max(sizes)]["stages"]
     checks = {
         kind: {
@@ -88,9 +90,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
     parser.add_argument("--mb", default=",".join(map(str, SHARD_MB)), help="shard sizes in MB of JSON")
+    parser.add_argument("--stages", help="only these stages (and import), comma-separated: e.g. paragraph_dedup")
     args = parser.parse_args()
+    only = set(args.stages.split(",")) if args.stages else None
+    known = {stage["stage"] for stage in stages(Path("."), Path("."), 1, TAGGERS)}
+    if only and only - known:
+        parser.error(f"unknown stage {sorted(only - known)[0]!r}; stages: {', '.join(sorted(known))}")
     with tempfile.TemporaryDirectory() as tmp:
-        measure(Path(args.corpora), Path(tmp), tuple(map(int, args.mb.split(","))))
+        measure(Path(args.corpora), Path(tmp), tuple(map(int, args.mb.split(","))), only)
 
 
 if __name__ == "__main__":
