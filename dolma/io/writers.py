@@ -206,15 +206,14 @@ class DocumentWriter:
         self.url = url
         self.count = 0
         self._parquet = url.endswith(".parquet")
-        self._writer = AtomicWriter(url)
-        self._pq: pq.ParquetWriter | None = None
+        self._sink: AtomicWriter | FrameStream = FrameStream(url) if self._parquet else AtomicWriter(url)
 
     def write(self, docs: list[Document]) -> None:
         if not docs:
             return
         self.count += len(docs)
-        if not self._parquet:
-            self._writer.write(ENCODER.encode_lines(docs))
+        if not isinstance(self._sink, FrameStream):
+            self._sink.write(ENCODER.encode_lines(docs))
             return
         columns = {
             "id": [d.id for d in docs],
@@ -225,31 +224,30 @@ class DocumentWriter:
             "metadata": [bytes(d.metadata).decode() for d in docs],
         }  # each typed as the schema says: a file whose `added` is all null still has string columns
         table = pa.table({k: array(v, PARQUET_SCHEMA.field(k).type) for k, v in columns.items()}, schema=PARQUET_SCHEMA)
-        if self._pq is None:
-            self._pq = pq.ParquetWriter(self._writer._file, table.schema, compression="zstd")
-        self._pq.write_table(table)
+        self._sink.write_table(table)
 
     def __enter__(self) -> DocumentWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._pq is not None and exc_type is None:
-            self._pq.close()
-        self._writer.__exit__(exc_type, exc, tb)
+        self._sink.__exit__(exc_type, exc, tb)
 
 
 class FrameStream:
-    """Polars frames appended to one Parquet file, a row group each, published atomically on a clean close: for
-    a table a task builds a batch at a time, so the task holds a batch, not the table. A stream given no rows is
-    published empty, with ``schema`` (a polars schema), so readers always find the file."""
+    """Tables (polars frames or Arrow tables) appended to one Parquet file, a row group each, published atomically
+    on a clean close: for a table a task builds a batch at a time, so the task holds a batch, not the table. A
+    stream given no rows is published empty with ``schema`` (a polars schema) if one is given, so readers always
+    find the file."""
 
-    def __init__(self, url: str, schema: dict):
+    def __init__(self, url: str, schema: dict | None = None):
         self._writer = AtomicWriter(url)
         self._schema = schema
         self._pq: pq.ParquetWriter | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
-        table = frame.to_arrow()
+        self.write_table(frame.to_arrow())
+
+    def write_table(self, table: pa.Table) -> None:
         if self._pq is None:
             self._pq = pq.ParquetWriter(self._writer._file, table.schema, compression="zstd")
         self._pq.write_table(table)
@@ -259,11 +257,12 @@ class FrameStream:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            if self._pq is None:
+            if self._pq is None and self._schema is not None:
                 import polars as pl
 
                 self.write(pl.DataFrame(schema=self._schema))
-            self._pq.close()
+            if self._pq is not None:
+                self._pq.close()
         self._writer.__exit__(exc_type, exc, tb)
 
 
@@ -291,10 +290,8 @@ class FrameRanges:
         import polars as pl
 
         groups = [i for i, b in enumerate(self._bounds) if b is None or (b[0] <= high and b[1] >= low)]
-        frame = pl.from_arrow(self._file.read_row_groups(groups)) if groups else None
-        if frame is None or not isinstance(frame, pl.DataFrame):
-            frame = pl.from_arrow(self._file.schema_arrow.empty_table())
-        return frame.filter(pl.col(self._column).is_between(low, high))
+        table = self._file.read_row_groups(groups) if groups else self._file.schema_arrow.empty_table()
+        return pl.from_arrow(table).filter(pl.col(self._column).is_between(low, high))
 
     def close(self) -> None:
         self._file.close()
