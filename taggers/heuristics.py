@@ -233,46 +233,16 @@ class _NGrams:
         valid[: max(n - (k - 1), 0)] = self.doc[k - 1 :] == self.doc[: max(n - (k - 1), 0)]
         return valid
 
-    def top_chars(self, k: int, n_docs: int) -> np.ndarray:
-        """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go
-        to the k-gram seen first (Gopher's most_common). The group-by reads the key array in place, filtered as
-        it streams, so no copy of the batch's keys is made."""
+    def repeats(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows (in text order) whose k-gram occurs more than once, each with the first row of its k-gram and
+        the k-gram's count, found by one streaming query over the key array in place. A k-gram can only repeat
+        where its (k-1)-gram prefix repeats, so once those rows are known only they are looked at: going up in
+        k, each step reads fewer rows."""
         valid = self.valid(k)
-        out = np.zeros(n_docs)
-        query = (
-            pl.LazyFrame({"key": self._key, "valid": valid})
-            .with_row_index("i")
-            .filter("valid")
-            .group_by("key")
-            .agg(first=pl.col("i").min(), c=pl.len())
-        )
-        grams = _grouped(query)
-        if not grams.height:
-            return out
-        first, count = grams["first"].to_numpy(), grams["c"].to_numpy()
-        # per document the highest count wins, then the earliest first occurrence
-        score = count.astype(np.int64) * 2**32 - first.astype(np.int64)
-        best = (
-            pl.DataFrame({"doc": self.doc[first], "score": score, "row": np.arange(len(first))})
-            .group_by("doc")
-            .agg(pl.col("row").get(pl.col("score").arg_max()))
-        )
-        doc, pick = best["doc"].to_numpy(), best["row"].to_numpy()
-        out[doc] = count[pick] * (self._char[first[pick]] + k - 1)
-        return out
-
-    def greedy_duplicate_chars(self, k: int, n_docs: int) -> np.ndarray:
-        """Characters in repeated k-grams, counted as Gopher's reference code does: scan left to right, and
-        when the k-gram at the cursor was already seen at a visited position, count its characters and jump
-        past it; otherwise remember it and step one word. Only repeated positions need the scan, so the
-        Python loop runs over repeats, not words."""
-        valid = self.valid(k)
-        out = np.zeros(n_docs)
-        # a k-gram can only repeat where its (k-1)-gram prefix repeats: look only at those rows
         if k - 1 in self._repeating:
-            valid &= self._repeating.pop(k - 1)
-        # the rows of repeating k-grams and the first row of each one's key (which also names the key), found
-        # by one streaming query over the key array in place
+            valid &= self._repeating[k - 1]
+        for shorter in [j for j in self._repeating if j < k - 1]:  # masks no later k needs
+            del self._repeating[shorter]
         found = (
             pl.LazyFrame({"key": self._key, "valid": valid})
             .with_row_index("i")
@@ -281,14 +251,45 @@ class _NGrams:
             .filter(pl.col("n") > 1)
             .collect(engine="streaming")
         )
-        rows, first_row = found["i"].to_numpy(), found["first"].to_numpy()
+        rows, first, count = (found[c].to_numpy() for c in ("i", "first", "n"))
         del found
-        if (np.diff(rows.astype(np.int64)) < 0).any():  # the scan needs text order (row-wise steps keep it)
+        if (np.diff(rows.astype(np.int64)) < 0).any():  # the callers need text order (row-wise steps keep it)
             order = np.argsort(rows, kind="stable")
-            rows, first_row = rows[order], first_row[order]
+            rows, first, count = rows[order], first[order], count[order]
         valid[:] = False
         valid[rows] = True
         self._repeating[k] = valid
+        return rows, first, count
+
+    def top_chars(self, k: int, n_docs: int) -> np.ndarray:
+        """Characters of the most frequent k-gram (words joined by spaces) times its count, per document; ties go
+        to the k-gram seen first (Gopher's most_common). A document none of whose k-grams repeats scores its
+        first k-gram once; the others score their best repeated one."""
+        rows, first, count = self.repeats(k)
+        out = np.zeros(n_docs)
+        words = np.bincount(self.doc, minlength=n_docs)
+        whole = np.flatnonzero(words >= k)  # the documents that have a k-gram
+        out[whole] = self._char[(np.cumsum(words) - words)[whole]] + k - 1
+        if not len(rows):
+            return out
+        # rows are in text order, so each document's repeats are one segment; per segment the highest count
+        # wins, then the earliest first occurrence (first < 2**32, so the score orders by count, then -first)
+        score = count.astype(np.int64) * 2**32 - first.astype(np.int64)
+        doc = self.doc[rows]
+        segments = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
+        best = np.maximum.reduceat(score, segments)
+        best_count = -((-best) >> 32)
+        best_first = best_count * 2**32 - best
+        out[doc[segments]] = best_count * (self._char[best_first] + k - 1)
+        return out
+
+    def greedy_duplicate_chars(self, k: int, n_docs: int) -> np.ndarray:
+        """Characters in repeated k-grams, counted as Gopher's reference code does: scan left to right, and
+        when the k-gram at the cursor was already seen at a visited position, count its characters and jump
+        past it; otherwise remember it and step one word. Only repeated positions need the scan, so the
+        Python loop runs over repeats, not words."""
+        rows, first_row, _ = self.repeats(k)
+        out = np.zeros(n_docs)
         if not len(rows):
             return out
         repeated = np.flatnonzero(first_row < rows)

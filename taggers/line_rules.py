@@ -23,21 +23,37 @@ def _within_doc_cumsum(doc: np.ndarray, values: np.ndarray) -> np.ndarray:
     return before - before[np.searchsorted(doc, doc, side="left")]
 
 
-def _sentences(texts: pl.Series) -> pl.Series:
-    """Sentences per text as spaCy's sentencizer counts them: a new sentence starts at a word that follows a
-    sentence-final mark (. ! ? and other Sentence_Terminal characters), skipping punctuation in between."""
-    words = split_words_bounded(texts).with_columns(
-        term=pl.col("w").str.contains(r"^[\p{Sentence_Terminal}]$"), punct=pl.col("w").str.contains(r"^\p{P}+$")
-    )
-    line = words["doc"].to_numpy()
-    terms_before = _within_doc_cumsum(line, words["term"].to_numpy().astype(np.int64))
-    regular = (~words["term"].to_numpy()) & (~words["punct"].to_numpy())
+def _sentences(line: np.ndarray, words: pl.Series, n: int) -> np.ndarray:
+    """Sentences per line as spaCy's sentencizer counts them, from the words of ``n`` lines (``line``: each
+    word's line, sorted): a new sentence starts at a word that follows a sentence-final mark (. ! ? and other
+    Sentence_Terminal characters), skipping punctuation in between."""
+    term = words.str.contains(r"^[\p{Sentence_Terminal}]$").to_numpy()
+    punct = words.str.contains(r"^\p{P}+$").to_numpy()
+    terms_before = _within_doc_cumsum(line, term.astype(np.int64))
+    regular = ~term & ~punct
     # a regular word starts a sentence when a terminal mark came after the previous regular word of its line
     r_line, r_terms = line[regular], terms_before[regular]
     prev_terms = np.where(np.r_[False, r_line[1:] == r_line[:-1]], np.r_[0, r_terms[:-1]], 0)
-    starts = np.bincount(r_line[r_terms > prev_terms], minlength=len(texts))
-    has_words = np.bincount(line, minlength=len(texts)) > 0
-    return pl.Series(starts + has_words, dtype=pl.UInt32)
+    starts = np.bincount(r_line[r_terms > prev_terms], minlength=n)
+    has_words = np.bincount(line, minlength=n) > 0
+    return (starts + has_words).astype(np.uint32)
+
+
+def _counted_words(batch: TextBatch, lines: pl.DataFrame, counted: np.ndarray) -> tuple[np.ndarray, pl.Series]:
+    """The words of the counted lines (with their citation marks removed), as (line, word) sorted by line. A
+    line's words are those of its whitespace chunks, so they are taken from the batch's words (split once for
+    every tagger) by chunk; only lines that lost a citation mark are split again."""
+    chunks_before = np.cumsum(lines["words"].fill_null(0).to_numpy().astype(np.int64))
+    words = batch.words
+    word_line = np.searchsorted(chunks_before, words["chunk"].to_numpy(), side="right")
+    cited = (lines["cited"] != lines["s"]).fill_null(False).to_numpy()
+    reused = (counted & ~cited)[word_line]
+    resplit = np.flatnonzero(counted & cited)
+    again = split_words_bounded(lines["cited"].gather(resplit))
+    line = np.concatenate([word_line[reused], resplit[again["doc"].to_numpy()]])
+    order = np.argsort(line, kind="stable")  # each line's words stay in order
+    w = pl.concat([words["w"].filter(pl.Series(reused)), again["w"]]).gather(order)
+    return line[order], w
 
 
 def _merged_spans(lines: pl.DataFrame, n: int) -> list[list]:
@@ -99,9 +115,8 @@ class C4(Tagger):
             kept=pl.col("counted") & ~pl.col("has_lorem") & ~pl.col("has_curly"),
             end=pl.col("start") + pl.col("p").str.len_chars(),
         )
-        counted_rows = lines["counted"].fill_null(False).to_numpy()
-        sentences = np.zeros(len(lines), np.uint32)
-        sentences[counted_rows] = _sentences(lines.filter(counted_rows)["cited"]).to_numpy()
+        counted = lines["counted"].fill_null(False).to_numpy()
+        sentences = _sentences(*_counted_words(batch, lines, counted), len(lines))
         lines = lines.with_columns(sentences=pl.Series(sentences))
         per_doc = _per_doc(
             n,

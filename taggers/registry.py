@@ -46,7 +46,8 @@ class TextBatch:
 
     @functools.cached_property
     def words(self) -> pl.DataFrame:
-        """``(doc, pos, w)``: spaCy-compatible English words of every text, in order."""
+        """``(doc, chunk, pos, w)``: spaCy-compatible English words of every text, in order, with the batch-wide
+        index of the whitespace-separated chunk each came from (:func:`taggers.words.split_words_long`)."""
         from taggers.words import split_words_bounded
 
         words = split_words_bounded(self.texts)

@@ -64,15 +64,16 @@ def split_words_bounded(texts: pl.Series) -> pl.DataFrame:
     if lengths.sum() <= GROUP:
         return split_words_long(texts)
     owners, starts, sizes = _segments(texts, lengths)
-    frames, first, size = [], 0, 0
+    frames, first, size, chunks = [], 0, 0, 0
     for k in range(len(owners)):
         size += sizes[k]
         if size >= GROUP or k == len(owners) - 1:
             rows = slice(first, k + 1)
             pieces = texts.gather(owners[rows]).str.slice(pl.Series(starts[rows]), pl.Series(sizes[rows]))
-            words = split_words_long(pieces)
+            words, n_chunks = _split(pieces)
             docs = pl.Series(owners[rows], dtype=pl.UInt32)
-            frames.append(words.with_columns(doc=docs.gather(words["doc"].cast(pl.UInt32))))
+            frames.append(words.with_columns(doc=docs.gather(words["doc"]), chunk=pl.col("chunk") + chunks))
+            chunks += n_chunks
             first, size = k + 1, 0
     return pl.concat(frames, rechunk=False)
 
@@ -112,9 +113,16 @@ def _cuts(one: pl.Series, n: int) -> list[int]:
 
 
 def split_words_long(texts: pl.Series) -> pl.DataFrame:
-    """Words of every text as a long frame ``(doc, w)``, in order. Plain words (letters only, or digits only)
-    take no further work; only chunks with punctuation, digits next to letters or a contraction shape go through
-    the affix and infix rules, each step materialising its columns once."""
+    """Words of every text as a long frame ``(doc, chunk, w)``, in order; ``chunk`` numbers the
+    whitespace-separated chunks of the batch in order, so the words of any whitespace-bounded span (a line) can
+    be found without splitting it again."""
+    return _split(texts)[0]
+
+
+def _split(texts: pl.Series) -> tuple[pl.DataFrame, int]:
+    """The words of :func:`split_words_long` and the number of chunks they came from. Plain words (letters
+    only, or digits only) take no further work; only chunks with punctuation, digits next to letters or a
+    contraction shape go through the affix and infix rules, each step materialising its columns once."""
     c, prefix, suffix = pl.col("c"), pl.col("prefix"), pl.col("suffix")
     chunks = (
         pl.DataFrame({"t": texts})
@@ -142,7 +150,8 @@ def split_words_long(texts: pl.Series) -> pl.DataFrame:
     # a chunk holds no whitespace, so the pieces are the non-empty fields between the spaces put in above
     complex_ = df.select("chunk", "doc", w=spaced.str.split(" ")).explode("w").filter(pl.col("w") != "")
     # a stable sort by chunk restores text order (the words of one chunk are already in order)
-    return pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "w")
+    words = pl.concat([simple, complex_]).sort("chunk", maintain_order=True).select("doc", "chunk", "w")
+    return words, chunks.height
 
 
 def _peel_affixes(chunks: pl.DataFrame) -> pl.DataFrame:

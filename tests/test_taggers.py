@@ -156,6 +156,80 @@ def test_words_of_giant_texts_split_in_pieces_are_the_words_of_the_whole(monkeyp
     assert pieces.equals(whole)
 
 
+def _gopher_reference(words: list[str], top: tuple, dup: tuple) -> dict[str, float]:
+    """Gopher's repetition measures as its reference code computes them, on one document's words."""
+    from collections import Counter
+
+    out = {}
+    for n in top:
+        grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+        gram, count = Counter(grams).most_common(1)[0] if grams else ("", 0)
+        out[f"top_{n}"] = len(gram) * count
+    for n in dup:
+        seen, chars, i = set(), 0, 0
+        while i < len(words) - n + 1:
+            gram = "".join(words[i : i + n])
+            if gram in seen:
+                chars, i = chars + len(gram), i + n
+            else:
+                seen.add(gram)
+                i += 1
+        out[f"dup_{n}"] = chars
+    return out
+
+
+def test_repeated_ngram_measures_equal_gophers_reference_code_for_every_k():
+    """The k-gram measures look only at rows whose shorter k-gram repeats, and pick each document's top k-gram
+    from its repeats: both must give exactly the reference counts, for k asked for by both measures too."""
+    texts = [d["text"][:6000] for d in sample_docs("postgresql-docs", 40) + sample_docs("go-src", 20)]
+    texts += ["", "one", "a b", "a b a b a b c", "x y z x y z x y z w x y z", ("to be or not " * 40).strip()]
+    texts += [texts[0] + "\n\n" + texts[0][:2000] * 3]
+    top, dup = (2, 3, 4, 5), (3, 5, 6, 7, 8, 9, 10)
+    spec = {
+        "name": "gopher_repetition_v1",
+        "top_ngram_char_frac": dict.fromkeys(top, 0.2),
+        "dup_ngram_char_frac": dict.fromkeys(dup, 0.2),
+    }
+    batch = TextBatch(pl.Series(texts, dtype=pl.String))
+    result = build_tagger(spec).tag(batch)
+    words = batch.words.group_by("doc", maintain_order=True).agg("w")
+    by_doc = dict(zip(words["doc"].to_list(), words["w"].to_list()))
+    for i, text in enumerate(texts):
+        expected = _gopher_reference(by_doc.get(i, []), top, dup)
+        got = {k: result[f"{k}_gram_char_frac"][i] * len(text) for k in expected}
+        assert got == pytest.approx(expected), (i, got, expected)
+
+
+def test_c4_sentences_take_each_lines_words_from_the_batch_split(monkeypatch):
+    """C4 counts sentences over the lines its line filters keep; their words come from the batch's split (by
+    whitespace chunk) and only lines that lost a citation mark are split again. The result must equal
+    splitting every counted line on its own, giant texts split in pieces included."""
+    import taggers.line_rules as line_rules
+    import taggers.words as words
+
+    texts = [d["text"] for d in sample_docs("python-docs", 30)]
+    texts[3] = texts[3].replace(". ", ".[12] ", 5).replace("\n", " [edit]\n", 3)
+    giant = "\n".join(texts) + "\nA closing line. It has two sentences [citation needed]."
+    texts += ["", "   \n\n", giant]
+    monkeypatch.setattr(words, "PIECE", 10_000)
+    monkeypatch.setattr(words, "GROUP", 25_000)
+    seen = {}
+    real = line_rules._counted_words
+
+    def spy(batch, lines, counted):
+        seen["lines"], seen["counted"] = lines, counted
+        return real(batch, lines, counted)
+
+    monkeypatch.setattr(line_rules, "_counted_words", spy)
+    tag("c4_v1", texts)
+    line, got = real(TextBatch(pl.Series(texts, dtype=pl.String)), seen["lines"], seen["counted"])
+    rows = np.flatnonzero(seen["counted"])
+    assert len(rows) > 200 and (seen["lines"]["cited"] != seen["lines"]["s"]).sum() >= 5
+    alone = words.split_words_long(seen["lines"]["cited"].gather(rows))
+    assert line.tolist() == rows[alone["doc"].to_numpy()].tolist()
+    assert got.to_list() == alone["w"].to_list()
+
+
 def test_stats_count_characters_lines_and_tokens():
     docs = sample_docs("sympy-docs", 10)
     result = tag("stats_v1", [d["text"] for d in docs])
