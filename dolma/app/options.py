@@ -13,8 +13,6 @@ import types
 import typing
 from typing import Any, Literal
 
-import yaml
-
 NONE = "none"  # how an optional choice is switched off on the command line
 
 
@@ -58,6 +56,8 @@ def _choice(choices: list[Any], kind: type | None, optional: bool):
 
 def _mapping_or_name(text: str) -> Any:
     """A list item given as a name or a YAML mapping (``'{name: decontam_v1, eval_files: [x]}'``)."""
+    import yaml  # here: most command lines give no mapping, and YAML's import costs ~15 ms of every start
+
     return yaml.safe_load(text) if text.lstrip().startswith("{") else text
 
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import Any, Literal
-
-import pydantic
+from typing import TYPE_CHECKING, Any
 
 from dolma.core.config import build_dataclass, explain, unknown_key
 from dolma.core.errors import UserError
 from dolma.runtime.stage import Stage, StageGroup, expand
+
+if TYPE_CHECKING:  # the recipe's pydantic models are built on first use: a stage run from the command line
+    from dolma.app.recipe_schema import Recipe  # reads no recipe and skips their ~25 ms of schema building
 
 # stage kind -> "module:Class"; each class is a dataclass whose fields are the stage's parameters
 STAGE_KINDS: dict[str, str] = {
@@ -39,34 +40,6 @@ STAGE_KINDS: dict[str, str] = {
     "hf_import": "dolma.hub.source:HubImportStage",
     "hf_export": "dolma.hub.export:HubExportStage",
 }
-
-
-class ExecutorConfig(pydantic.BaseModel):
-    """``kind: local`` (worker processes on this machine) or ``kind: ray`` (tasks on a Ray cluster)."""
-
-    model_config = pydantic.ConfigDict(extra="forbid")
-    kind: Literal["local", "ray"] = "local"
-    workers: int | None = pydantic.Field(default=None, ge=1, description="worker processes; default all cores")
-    address: str | None = pydantic.Field(
-        default=None, description="ray only: 'auto' or 'host:port' of a running cluster; unset starts a local one"
-    )
-    max_retries: int = pydantic.Field(default=3, ge=0, description="ray only: retries of a task whose worker died")
-
-    def build(self, workers: int | None = None):
-        from dolma.runtime.cluster import RayExecutor
-        from dolma.runtime.executors import LocalExecutor
-
-        if self.kind == "ray":
-            return RayExecutor(self.address, workers or self.workers, self.max_retries)
-        if self.address is not None:
-            raise UserError("executor.address is for kind: ray")
-        return LocalExecutor(workers or self.workers)
-
-
-class Recipe(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-    executor: ExecutorConfig = ExecutorConfig()
-    stages: list[dict[str, Any]] = pydantic.Field(min_length=1)
 
 
 def stage_class(kind: str) -> type:
@@ -143,6 +116,10 @@ def load_yaml(path: str, what: str = "recipe") -> dict:
 
 def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
     """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
+    import pydantic
+
+    from dolma.app.recipe_schema import Recipe
+
     raw = load_yaml(path)
     unknown = sorted(set(raw) - set(Recipe.model_fields))
     if unknown:
