@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from dolma import io
+from dolma.core.document import ENCODER
 from dolma.core.errors import UserError
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import read_shard
@@ -93,29 +94,31 @@ class AllenaiStream(Stage):
         include, exclude = self.rules()
         src = task.payload.url
         urls = {a: io.attributes_url(src, a) for a in self.attributes}
-        select = None
+        wanted = {k for r in include + exclude for k in r.keys} | {e.attribute for e in self.edits}
+        reader = partial(_aligned, urls, not self.edits)  # no edit: the text is copied, never decoded
         if "attributes" in self.discard_fields:  # the output carries none: decode only what filters and edits read
-            wanted = {k for r in include + exclude for k in r.keys} | {e.attribute for e in self.edits}
-            select = io.KeySelection(frozenset(wanted))
-        reader = partial(_aligned, urls, select, not self.edits)  # no edit: the text is copied, never decoded
+            reader = partial(_columns, urls, io.KeySelection(frozenset(wanted)), not self.edits)
         out = _Output(io.join(self.output, f"{self.stream}-{task.key.replace('/', '_')}"), self.max_size_in_bytes)
         try:
             for batch in read_shard(src, ledger, self.batch_size, reader=reader):
-                merged = [{k: v for spans in found.values() for k, v in spans.items()} for found in batch.attributes]
-                reasons = _decide(merged, include, exclude)
+                docs, columns, merged = _joined(batch, wanted)
+                reasons = _decide(columns, len(docs), include, exclude)
                 keep = [i for i, r in enumerate(reasons) if r is None]
                 drop = [i for i, r in enumerate(reasons) if r is not None]
-                ledger.dropped(src, [batch.lines[i] for i in drop], [batch.docs[i].id for i in drop],
+                ledger.dropped(src, [batch.lines[i] for i in drop], [docs[i].id for i in drop],
                                [reasons[i] for i in drop])  # fmt: skip
-                ledger.kept(src, [batch.lines[i] for i in keep], [batch.docs[i].id for i in keep])
-                out.write([self._record(batch.docs[i], merged[i]) for i in keep])
+                ledger.kept(src, [batch.lines[i] for i in keep], [docs[i].id for i in keep])
+                out.write([self._record(docs[i], merged[i] if merged else None, columns, i) for i in keep])
         except BaseException as e:
             out.close(e)  # the unfinished file is discarded, never published
             raise
         out.close()
 
-    def _record(self, doc, attributes: dict[str, list]) -> bytes:
-        spans = [[attributes.get(e.attribute)] for e in self.edits]
+    def _record(self, doc, attributes: dict[str, list] | None, columns: dict[str, list], i: int) -> bytes:
+        """The output line of document ``i`` of a batch: edited, with its joined attributes unless discarded."""
+        if attributes is None and not self.edits and self.discard_fields == ["attributes"]:
+            return ENCODER.encode(doc) + b"\n"  # the document as read: the same line as the record below
+        spans = [[columns[e.attribute][i]] for e in self.edits]
         cuts = span_cuts(spans, self.edits)[0] if self.edits else None
         record = {
             "id": doc.id,
@@ -124,29 +127,44 @@ class AllenaiStream(Stage):
             "added": doc.added,
             "created": doc.created,
             "metadata": doc.metadata,  # raw JSON, as read
-            "attributes": attributes,
+            "attributes": attributes or {},
         }
         for name in self.discard_fields:
             record.pop(name, None)
         return msgspec.json.encode(record) + b"\n"
 
 
-def _aligned(urls: dict[str, str], select: io.KeySelection | None, lazy: bool, url: str, batch_size: int):
-    return io.read_aligned(url, urls, batch_size, select, lazy)
+def _joined(batch, keys: set[str]) -> tuple[list, dict[str, list], list[dict] | None]:
+    """(the documents, the spans of ``keys`` per document, each document's attributes merged across sets: None
+    when the reader gave columns, for an output that carries no attributes)."""
+    if isinstance(batch, io.AttributeColumns):
+        return batch.docs, batch.columns, None
+    merged = [{k: v for spans in found.values() for k, v in spans.items()} for found in batch.attributes]
+    return batch.docs, {k: [m.get(k) for m in merged] for k in keys}, merged
 
 
-def _decide(attributes: list[dict[str, list]], include: list[Rule], exclude: list[Rule]) -> list[str | None]:
-    """Per document, None (kept) or the reason: no include filter passed, or the exclude filter that matched."""
+def _aligned(urls: dict[str, str], lazy: bool, url: str, batch_size: int):
+    return io.read_aligned(url, urls, batch_size, None, lazy)
+
+
+def _columns(urls: dict[str, str], select: io.KeySelection, lazy: bool, url: str, batch_size: int):
+    return io.read_aligned_columns(url, urls, select, batch_size, lazy)
+
+
+def _decide(columns: dict[str, list], n: int, include: list[Rule], exclude: list[Rule]) -> list[str | None]:
+    """Per document, None (kept) or the reason: no include filter passed, or the exclude filter that matched.
+    ``columns``: the spans of each key the rules read, per document (None where absent)."""
     keys = sorted({k for r in include + exclude for k in r.keys})
+    absent = [None] * n
     frame = pl.DataFrame(
         {
-            **{k: pl.Series(first_scores([a.get(k) for a in attributes]), dtype=pl.Float64) for k in keys},
+            **{k: pl.Series(first_scores(columns.get(k, absent)), dtype=pl.Float64) for k in keys},
             **{
-                spans_column(k): pl.Series([a.get(k) for a in attributes], dtype=SPANS_TYPE, strict=False)
+                spans_column(k): pl.Series(columns.get(k, absent), dtype=SPANS_TYPE, strict=False)
                 for k in jq_keys(include + exclude)
             },
         },
-        height=len(attributes),
+        height=n,
     )
     reason = pl.lit(None, pl.String)
     if include:

@@ -160,9 +160,7 @@ def _stats_reader(p: MixParams, stream: Stream, url: str, batch_size: int) -> It
     if not stream.reads_text():
         yield from io.read_attribute_columns(sources, select, batch_size)
         return
-    for b in io.read_aligned(url, sources, batch_size, select):
-        ids = [d.id for d in b.docs]
-        yield io.AttributeColumns(b.lines, ids, io.joined_columns(b), b.rejected, b.nbytes, docs=b.docs)
+    yield from io.read_aligned_columns(url, sources, select, batch_size)
 
 
 def _stats_frame(

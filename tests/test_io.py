@@ -101,6 +101,7 @@ def test_aligned_attributes_join_and_detect_misalignment(tmp_path, batch_size):
     for name, body in (("len", ENCODER.encode_lines(lines[:15])), ("ok", ENCODER.encode_lines(lines[:3]))):
         if name == "ok":  # a second set: in step, but line 2 is not JSON and it ends after line 12
             ok = [AttributeLine(d["id"], {"o__x__y": [[0, 1, 1.0]]}) for d in docs[:12]]
+            ok[4].attributes["t__len__chars"] = [[0, 1, 99.0]]  # a key in both sets: the later set's spans win
             body = ENCODER.encode_lines(ok).split(b"\n")
             body[1] = b'{"id": "broken'
             body = b"\n".join(body)
@@ -121,6 +122,20 @@ def test_aligned_attributes_join_and_detect_misalignment(tmp_path, batch_size):
     first = next(b for b in batches if b.docs)
     assert first.attributes[0]["len"]["t__len__chars"][0][2] == len(docs[0]["text"])
     assert first.attributes[0]["ok"] == {"o__x__y": [[0, 1, 1.0]]}
+    # as columns: the same documents, the same rejections in the same order, each key's spans per document
+    select = io.KeySelection(frozenset({"t__len__chars", "o__x__y"}))
+    per_doc = list(io.read_aligned(str(src), sets, batch_size, select))
+    columnar = list(io.read_aligned_columns(str(src), sets, select, batch_size))
+    assert [d.id for b in columnar for d in b.docs] == [i for b in columnar for i in b.ids] == joined
+    assert [b.lines for b in columnar] == [b.lines for b in per_doc]
+    assert [(r.line, r.reason, r.error, r.id) for b in columnar for r in b.rejected] == [
+        (r.line, r.reason, r.error, r.id) for b in per_doc for r in b.rejected
+    ]
+    merged = [{k: v for s in a.values() for k, v in s.items()} for b in per_doc for a in b.attributes]
+    for key in ("t__len__chars", "o__x__y"):
+        assert [v for b in columnar for v in b.columns[key]] == [m.get(key) for m in merged]
+    overridden = joined.index(docs[4]["id"])
+    assert [v for b in columnar for v in b.columns["t__len__chars"]][overridden] == [(0, 1, 99.0)]
 
 
 def test_attribute_sets_join_column_by_column_and_reject_lines_out_of_step(tmp_path):

@@ -147,7 +147,7 @@ class AttributeJoin:
     document line *n* and must carry its id. Each file is read once, a batch's lines at a time."""
 
     def __init__(self, attribute_urls: dict[str, str], select: KeySelection | None):
-        self.urls = attribute_urls
+        self.urls, self.select = attribute_urls, select
         self.decode = ATTRIBUTE_DECODER.decode if select is None else _decoder_for(select)
         self.streams = {name: _read_lines(url) for name, url in attribute_urls.items()}
         self.pending: dict[str, tuple[int, bytes | Damage] | None] = {name: None for name in self.streams}
@@ -199,6 +199,47 @@ class AttributeJoin:
                 joined.attributes.append(found[i])
         return joined
 
+    def columns(self, batch: DocBatch) -> AttributeColumns:
+        """The batch's documents with the selected attributes as columns (a key in several sets: the later
+        set's spans), rejected for the reasons and in the order :meth:`join` gives; no dict per document."""
+        n, ids = len(batch.docs), [d.id for d in batch.docs]
+        problems: dict[int, tuple[str, str]] = {}  # document index -> its first problem, by set order
+        columns: dict[str, list] = {}
+        for name, url in self.urls.items():
+            raw = self._through(name, batch.lines[-1]) if batch.lines else {}
+            lines = [raw.get(number) for number in batch.lines]
+            usable = [i for i, line in enumerate(lines) if isinstance(line, bytes)]
+            for i in sorted(set(range(n)) - set(usable)) if len(usable) < n else ():
+                problem = (
+                    f"{url} ends before line {batch.lines[i]}"
+                    if lines[i] is None
+                    else f"{url} line {batch.lines[i]}: corrupt_stream: {lines[i].error}"
+                )
+                problems.setdefault(i, ("attributes_out_of_step", problem))
+            theirs, got, errors = _decode_columns([lines[i] for i in usable], self.select)
+            for j, error in errors.items():
+                problem = f"{url} line {batch.lines[usable[j]]}: invalid_attribute: {error}"
+                problems.setdefault(usable[j], ("invalid_attribute", problem))
+            expected = [ids[i] for i in usable]
+            if theirs != expected:
+                for j in [j for j, (t, e) in enumerate(zip(theirs, expected)) if t is not None and t != e]:
+                    problem = out_of_step(url, batch.lines[usable[j]], theirs[j], expected[j])
+                    problems.setdefault(usable[j], ("attributes_out_of_step", problem))
+            for key, values in got.items():
+                if len(usable) < n:  # one entry per document again
+                    values, placed = [None] * n, values
+                    for i, v in zip(usable, placed):
+                        values[i] = v
+                mine = columns.get(key)
+                columns[key] = values if mine is None else [v if v is not None else m for m, v in zip(mine, values)]
+        rejected = batch.rejected + [Rejected(batch.lines[i], *problems[i], id=ids[i]) for i in sorted(problems)]
+        if not problems:
+            return AttributeColumns(batch.lines, ids, columns, rejected, batch.nbytes, docs=batch.docs)
+        at = [i for i in range(n) if i not in problems]
+        columns = {k: [v[i] for i in at] for k, v in columns.items()}
+        docs, lines = [batch.docs[i] for i in at], [batch.lines[i] for i in at]
+        return AttributeColumns(lines, [ids[i] for i in at], columns, rejected, batch.nbytes, docs=docs)
+
 
 def read_aligned(
     doc_url: str,
@@ -217,6 +258,16 @@ def read_aligned(
     aligner = AttributeJoin(attribute_urls, select)
     for batch in read_documents(doc_url, batch_size, lazy):
         yield aligner.join(batch)
+
+
+def read_aligned_columns(
+    doc_url: str, attribute_urls: dict[str, str], select: KeySelection, batch_size: int = 4096, lazy: bool = False
+) -> Iterator[AttributeColumns]:
+    """:func:`read_aligned` with the selected attributes as columns beside the documents (``docs``): what a
+    reader that evaluates rules over a batch needs, without a dict per document and key."""
+    aligner = AttributeJoin(attribute_urls, select)
+    for batch in read_documents(doc_url, batch_size, lazy):
+        yield aligner.columns(batch)
 
 
 @dataclass
@@ -286,10 +337,3 @@ def read_attribute_columns(
         else:
             lines = lead.numbers
         yield AttributeColumns(lines, ids, columns, rejected, lead.nbytes)
-
-
-def joined_columns(batch: DocBatch) -> dict[str, list]:
-    """The attributes of a :func:`read_aligned` batch as columns, the way :func:`read_attribute_columns` gives
-    them (a key in several sets: the later set's spans)."""
-    merged = [{k: v for per_set in per_doc.values() for k, v in per_set.items()} for per_doc in batch.attributes]
-    return {k: [m.get(k) for m in merged] for k in sorted(set().union(*merged))}
