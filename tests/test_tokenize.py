@@ -68,8 +68,11 @@ def test_documents_are_shuffled_by_seed_and_output_does_not_depend_on_workers(tm
 
 def test_files_gathered_from_the_spill_in_small_slices_are_the_same_bytes(tmp_path, monkeypatch):
     """Tokens are gathered from the spill file a slice at a time: slices far smaller than a document (and than
-    a file) must give exactly the files one slice gives, every document decoding to its text."""
+    a file) must give exactly the files one slice gives, every document decoding to its text; the offsets
+    (written as CSV in chunks, here far smaller than a file's) too."""
     import dolma.tokenize.stage as stage_module
+
+    monkeypatch.setattr(stage_module, "CSV_CHUNK", 1000)
 
     def tokenize(out):
         stage = TokenizeStage(input=str(SAMPLE / "sympy-docs.jsonl.gz"), output=str(out), max_tokens_per_file=40000)

@@ -34,6 +34,7 @@ from dolma.runtime.stage import Stage, Task, shard_tasks
 from dolma.tokenize.reader import FileEntry, Manifest, PartManifest
 
 SLICE_TOKENS = 1 << 20  # tokens gathered at a time: ~4 MB of uint32, ~40 MB of int64 index temporaries
+CSV_CHUNK = 1 << 20  # bytes of CSV per write: gzip's output depends on how its input is cut, so always alike
 
 
 @dataclass
@@ -59,61 +60,72 @@ class TokenizeStage(Stage):
         tok = load_tokenizer(self.tokenizer)
         src = task.payload.url
         dtype = np.dtype(info.dtype)
-        lengths: list[np.ndarray] = []
-        ids: list[str] = []
-        sources: list[str] = []
-        locs: list[int] = []
+        frames: list[pl.DataFrame] = []
         with tempfile.TemporaryDirectory(prefix="dolma-tokenize-") as tmp:
             spill = os.path.join(tmp, "tokens.bin")
             with open(spill, "wb") as out:
                 for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
                     flat, n = _batch_tokens(tok, info, dtype, batch, src)
                     out.write(flat.tobytes())
-                    lengths.append(n)
-                    ids += [d.id for d in batch.docs]
-                    sources += [d.source for d in batch.docs]
-                    locs += batch.lines
-            n = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
-            table = pl.DataFrame({"id": ids, "src": src, "loc": locs, "source": sources, "n": n})
+                    frames.append(_documents(batch, n))
+            table = pl.concat(frames) if frames else _documents(io.DocBatch(), np.empty(0, np.int64))
+            del frames
             part = self._write_files(task, spill, dtype, table)
         ledger.metrics["tokens"] += sum(f.tokens for f in part.files)
         io.write_json(io.join(self.output, "_parts", task.key + ".json"), part)
 
     def _write_files(self, task: Task, spill: str, dtype: np.dtype, table: pl.DataFrame) -> PartManifest:
-        """Shuffle the shard's documents and cut them into files, gathering tokens from the spill file a slice
-        at a time (the pages read are released after each slice, so memory stays that of a slice)."""
-        n = table["n"].to_numpy()
+        """Shuffle the shard's documents and cut them into files, gathering tokens from the spill file and rows
+        of the table a slice at a time (the pages read are released after each slice, so memory stays that of a
+        slice, plus the table's few bytes per document)."""
+        n = table["n"].to_numpy().astype(np.int64)
         starts = np.cumsum(n) - n
         rng = np.random.default_rng([self.seed, xxhash.xxh64_intdigest(task.key.encode())])
         order = rng.permutation(len(n))
         file_of = _pack(n[order], self.max_tokens_per_file)
-        table = table[order].with_columns(file=pl.Series(file_of))
         files = []
         with open(spill, "rb") as f, _mapped(f) as mm:
             tokens = np.frombuffer(mm, dtype) if mm is not None else np.empty(0, dtype)
-            for number, docs in enumerate(table.partition_by("file", maintain_order=True)):
+            for number in range(int(file_of[-1]) + 1 if len(file_of) else 0):
                 stem = f"{task.key}-{number:05d}"
-                files.append(self._write_file(stem, tokens, mm, order[file_of == number], n, starts, docs))
+                picked = order[file_of == number]
+                files.append(self._write_file(stem, tokens, mm, picked, n, starts, table, task.payload.url))
             del tokens  # the map closes only once no array views it
-        per_source = table.group_by("source").agg(tokens=pl.col("n").sum(), documents=pl.len()).sort("source")
+        per_source = (
+            table.group_by(pl.col("source").cast(pl.String))
+            .agg(tokens=pl.col("n").sum().cast(pl.Int64), documents=pl.len())
+            .sort("source")
+        )
         return PartManifest(
             files,
             dict(zip(per_source["source"], per_source["tokens"])),
             dict(zip(per_source["source"], per_source["documents"])),
         )
 
-    def _write_file(self, stem, tokens, mm, picked, n, starts, docs: pl.DataFrame) -> FileEntry:
-        """One ``.npy`` of the documents ``picked`` (in order) and its ``.csv.gz`` of offsets."""
+    def _write_file(self, stem, tokens, mm, picked, n, starts, table: pl.DataFrame, src: str) -> FileEntry:
+        """One ``.npy`` of the documents ``picked`` (in order) and its ``.csv.gz`` of offsets, both written a
+        slice of documents at a time."""
         ends = np.cumsum(n[picked])
-        with io.AtomicWriter(io.join(self.output, stem + ".npy")) as w:
+        with (
+            io.AtomicWriter(io.join(self.output, stem + ".npy")) as w,
+            io.AtomicWriter(io.join(self.output, stem + ".csv.gz")) as c,
+        ):
+            done, csv = 0, bytearray()
             for part in _slices(picked, n, SLICE_TOKENS):
                 sizes = n[part]
                 within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
                 w.write(tokens[np.repeat(starts[part], sizes) + within].tobytes())
                 mm.madvise(mmap.MADV_DONTNEED)
-        rows = docs.select(start=pl.Series(ends - n[picked]), end=pl.Series(ends), id="id", src="src", loc="loc")
-        with io.AtomicWriter(io.join(self.output, stem + ".csv.gz")) as w:
-            w.write(rows.write_csv(include_header=False).encode())
+                end = ends[done : done + len(part)]
+                rows = table[part].select(
+                    start=pl.Series(end - sizes), end=pl.Series(end), id="id", src=pl.lit(src), loc="loc"
+                )
+                csv += rows.write_csv(include_header=False).encode()
+                done += len(part)
+                while len(csv) >= CSV_CHUNK:  # the compressor sees the same writes whatever the slices were
+                    c.write(bytes(csv[:CSV_CHUNK]))
+                    del csv[:CSV_CHUNK]
+            c.write(bytes(csv))
         return FileEntry(stem + ".npy", stem + ".csv.gz", int(ends[-1]), len(picked))
 
     def finish(self, tasks: list[Task]) -> None:
@@ -162,6 +174,19 @@ def _slices(picked: np.ndarray, n: np.ndarray, limit: int) -> list[np.ndarray]:
     starts = np.cumsum(n[picked]) - n[picked]
     cuts = np.flatnonzero(np.diff(starts // limit)) + 1
     return np.split(picked, cuts)
+
+
+def _documents(batch: io.DocBatch, n: np.ndarray) -> pl.DataFrame:
+    """A batch's documents as compact rows (id, source as a category, line, tokens): the only thing kept per
+    document until the shard's files are written (a Python object per document would take ~200 bytes)."""
+    return pl.DataFrame(
+        {
+            "id": pl.Series([d.id for d in batch.docs], dtype=pl.String),
+            "source": pl.Series([d.source for d in batch.docs], dtype=pl.Categorical),
+            "loc": pl.Series(batch.lines, dtype=pl.UInt64),
+            "n": pl.Series(n, dtype=pl.UInt32),
+        }
+    )
 
 
 def _batch_tokens(tok, info, dtype: np.dtype, batch: io.DocBatch, src: str) -> tuple[np.ndarray, np.ndarray]:
