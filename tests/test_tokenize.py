@@ -42,7 +42,9 @@ def test_every_document_decodes_back_to_its_text_with_the_dolma2_tokenizer(tmp_p
     for f in m.files:
         raw = np.fromfile(out / f.npy, dtype=np.uint32)  # no header: the file is exactly the ids
         assert raw.size == f.tokens and (f.tokens <= 250000 or f.documents == 1)
-        assert reader.eos_boundaries(f).tolist() == [end for _, end, *_ in reader.rows(f)]
+        ends = [end for _, end, *_ in reader.rows(f)]
+        assert reader.eos_boundaries(f).tolist() == reader.eos_boundaries(f, chunk=1000).tolist() == ends
+        assert reader.ends(f).tolist() == ends
         rows = gzip.open(out / f.csv, "rt").read().splitlines()
         start, end, doc_id, src, loc = rows[0].split(",")
         assert start == "0" and src.endswith(".jsonl.gz") and int(loc) >= 1
@@ -129,3 +131,18 @@ def test_unknown_tokenizer_file_is_a_one_line_error(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_stats_finds_a_csv_whose_boundaries_are_not_the_eos_positions(tmp_path):
+    """``dolma stats`` checks each file's CSV against its EOS tokens (read a chunk at a time): one document
+    end moved in the CSV is an error naming the file, not a pass."""
+    out = tmp_path / "tokens"
+    run_stage(TokenizeStage(input=str(SAMPLE / "sympy-docs.jsonl.gz"), output=str(out)), LocalExecutor(1))
+    assert run_cli("stats", str(out)).returncode == 0
+    csv_path = next(out.glob("*.csv.gz"))
+    rows = gzip.open(csv_path, "rt").read().splitlines()
+    start, end, *rest = rows[1].split(",")
+    rows[1] = ",".join([start, str(int(end) - 1), *rest])
+    csv_path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    proc = run_cli("stats", str(out), check=False)
+    assert proc.returncode == 2 and "do not match its EOS tokens" in proc.stderr, proc.stderr

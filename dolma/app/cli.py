@@ -70,6 +70,8 @@ def cmd_stage(command: StageCommand, args: argparse.Namespace) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from dolma.tokenize.reader import TokenReader
 
     if not io.exists(io.join(args.folder, "manifest.json")):
@@ -82,10 +84,9 @@ def cmd_stats(args: argparse.Namespace) -> None:
     for source, tokens in m.tokens_per_source.items():
         table.add_row(source, f"{m.documents_per_source[source]:,}", f"{tokens:,}", f"{tokens / max(m.tokens, 1):.1%}")
     Console().print(table)
-    for entry in m.files:
-        rows = reader.rows(entry)
-        ends_csv = [end for _, end, *_ in rows]
-        if ends_csv != reader.eos_boundaries(entry).tolist() or (rows and rows[-1][1] != entry.tokens):
+    for entry in m.files:  # one file at a time, and its tokens a chunk at a time: memory is not the file's size
+        ends = reader.ends(entry)
+        if not np.array_equal(ends, reader.eos_boundaries(entry)) or (len(ends) and ends[-1] != entry.tokens):
             raise UserError(f"{entry.npy}: document boundaries in {entry.csv} do not match its EOS tokens")
     print(
         f"tokenizer {m.tokenizer.name} (sha256 {m.tokenizer.sha256[:12]}…, vocab {m.tokenizer.vocab_size:,}, "

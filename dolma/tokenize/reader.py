@@ -76,6 +76,19 @@ class TokenReader:
             for start, end, doc_id, src, loc in self.rows(entry):
                 yield TokenDocument(doc_id, src, loc, tokens[start:end])
 
-    def eos_boundaries(self, entry: FileEntry) -> np.ndarray:
-        """Document ends found from EOS positions alone (what a trainer without the CSV sees)."""
-        return np.flatnonzero(self.memmap(entry) == self.manifest.tokenizer.eos_token_id) + 1
+    def ends(self, entry: FileEntry) -> np.ndarray:
+        """The document ends the file's CSV gives, in order (only the numbers are kept, not the rows)."""
+        csv.field_size_limit(2**31 - 1)
+        with io.open_url(io.join(self.folder, entry.csv), "rt", newline="") as f:
+            return np.fromiter((int(row[1]) for row in csv.reader(f)), np.int64)
+
+    def eos_boundaries(self, entry: FileEntry, chunk: int = 1 << 24) -> np.ndarray:
+        """Document ends found from EOS positions alone (what a trainer without the CSV sees), read ``chunk``
+        tokens at a time: a check of a multi-GB file holds one chunk, not the file's pages."""
+        eos, found, at = self.manifest.tokenizer.eos_token_id, [], 0
+        with io.open_url(io.join(self.folder, entry.npy), "rb", compression="disable") as f:
+            while data := f.read(chunk * self.dtype.itemsize):
+                tokens = np.frombuffer(data, self.dtype)
+                found.append(np.flatnonzero(tokens == eos) + at + 1)
+                at += len(tokens)
+        return np.concatenate(found) if found else np.empty(0, np.int64)
