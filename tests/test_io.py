@@ -223,16 +223,17 @@ def test_arrow_arrays_from_python_values_keep_every_value_null_and_type():
 
 def test_a_small_stage_writes_its_ledger_without_pyarrow_compute_or_polars(tmp_path):
     """The ledger's columns get their exact Arrow types from their buffers, without a cast or polars (whose
-    imports would be a fixed cost of every small stage): strings with nulls, reasons dictionary-encoded."""
+    imports would be a fixed cost of every small stage): strings with nulls, reasons dictionary-encoded. The
+    stage's parameters are checked without pydantic and no YAML is read, for the same reason."""
     write_jsonl_gz(tmp_path / "in" / "a.jsonl.gz", [*sample_docs("python-docs", 5), {"id": "e", "text": ""}])
     code = (
         "import sys; sys.argv = ['dolma', 'import', '--input', sys.argv[1], '--output', sys.argv[2]];"
         "from dolma.app.cli import main; main();"
-        "print('LOADED', 'pyarrow.compute' in sys.modules, 'polars' in sys.modules)"
+        "print('LOADED', *(m in sys.modules for m in ('pyarrow.compute', 'polars', 'pydantic', 'yaml')))"
     )
     args = [sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "out")]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
-    assert "LOADED False False" in out.stdout
+    assert "LOADED False False False False" in out.stdout
     import pyarrow as pa
     import pyarrow.parquet as pq
 
