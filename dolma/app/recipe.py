@@ -17,14 +17,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from dolma.core.config import build_dataclass, explain, unknown_key
+from dolma.core.config import build_dataclass, param
 from dolma.core.errors import UserError
 from dolma.runtime.stage import Stage, StageGroup, expand
-
-if TYPE_CHECKING:  # the recipe's pydantic models are built on first use: a stage run from the command line
-    from dolma.app.recipe_schema import Recipe  # reads no recipe and skips their ~25 ms of schema building
 
 # stage kind -> "module:Class"; each class is a dataclass whose fields are the stage's parameters
 STAGE_KINDS: dict[str, str] = {
@@ -40,6 +38,38 @@ STAGE_KINDS: dict[str, str] = {
     "hf_import": "dolma.hub.source:HubImportStage",
     "hf_export": "dolma.hub.export:HubExportStage",
 }
+
+
+@dataclass
+class ExecutorConfig:
+    """``kind: local`` (worker processes on this machine) or ``kind: ray`` (tasks on a Ray cluster)."""
+
+    kind: Literal["local", "ray"] = param("local", "local: worker processes here; ray: tasks on a Ray cluster")
+    workers: int | None = param(None, "worker processes; default all cores", ge=1)
+    address: str | None = param(None, "ray only: 'auto' or 'host:port' of a running cluster; unset starts one here")
+    max_retries: int = param(3, "ray only: retries of a task whose worker died", ge=0)
+
+    def build(self, workers: int | None = None):
+        from dolma.runtime.cluster import RayExecutor
+        from dolma.runtime.executors import LocalExecutor
+
+        if self.kind == "ray":
+            return RayExecutor(self.address, workers or self.workers, self.max_retries)
+        if self.address is not None:
+            raise UserError("executor.address is for kind: ray")
+        return LocalExecutor(workers or self.workers)
+
+
+@dataclass
+class Recipe:
+    """A recipe's own keys, checked like every stage's parameters (:func:`dolma.core.config.build_dataclass`)."""
+
+    stages: list[dict[str, Any]] = param(help="the stages in order, each a mapping with its kind under 'stage'")
+    executor: ExecutorConfig = param(factory=ExecutorConfig, help="where the tasks run")
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise UserError("recipe.stages: a recipe needs at least one stage")
 
 
 def stage_class(kind: str) -> type:
@@ -116,18 +146,7 @@ def load_yaml(path: str, what: str = "recipe") -> dict:
 
 def load_recipe(path: str) -> tuple[Recipe, list[Stage]]:
     """Parse and validate a recipe; returns it with the constructed stages, or raises UserError."""
-    import pydantic
-
-    from dolma.app.recipe_schema import Recipe
-
-    raw = load_yaml(path)
-    unknown = sorted(set(raw) - set(Recipe.model_fields))
-    if unknown:
-        raise unknown_key("recipe", unknown[0], list(Recipe.model_fields))
-    try:
-        recipe = Recipe.model_validate(_expand(raw))
-    except pydantic.ValidationError as e:
-        raise UserError(explain(e, "recipe")) from None
+    recipe = build_dataclass(Recipe, _expand(load_yaml(path)), "recipe")
     stages = []
     for i, entry in enumerate(recipe.stages):
         params = dict(entry)

@@ -14,14 +14,11 @@ import difflib
 import re
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
 from dolma.core.errors import UserError
-
-if TYPE_CHECKING:
-    import pydantic
 
 BOUNDS = {"gt": "greater than", "ge": "greater than or equal to", "lt": "less than", "le": "less than or equal to"}
 TYPE_NAMES = {  # msgspec's names of JSON-like types, as an error message says them
@@ -150,16 +147,6 @@ def _lookup(params: Any, cls: Any, steps: list[tuple[str, str]]) -> tuple[Any, A
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
             annotation = args[0] if len(args) == 1 else annotation
     return value, annotation
-
-
-def explain(error: pydantic.ValidationError, where: str) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
-        parts.append(
-            f"{where}.{key}: {item['msg']}" + (f" (got {item['input']!r})" if item["type"] != "missing" else "")
-        )
-    return "; ".join(parts)
 
 
 def param(
