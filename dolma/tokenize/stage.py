@@ -74,9 +74,9 @@ class TokenizeStage(Stage):
         io.write_json(io.join(self.output, "_parts", task.key + ".json"), part)
 
     def _write_files(self, task: Task, spill: str, dtype: np.dtype, table: pl.DataFrame) -> PartManifest:
-        """Shuffle the shard's documents and cut them into files, gathering tokens from the spill file and rows
-        of the table a slice at a time (the pages read are released after each slice, so memory stays that of a
-        slice, plus the table's few bytes per document)."""
+        """Shuffle the shard's documents and cut them into files, reading tokens from the spill file and taking
+        rows of the table a slice at a time, so memory stays that of a slice, plus the table's few bytes per
+        document."""
         n = table["n"].to_numpy().astype(np.int64)
         starts = np.cumsum(n) - n
         rng = np.random.default_rng([self.seed, xxhash.xxh64_intdigest(task.key.encode())])
