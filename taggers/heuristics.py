@@ -58,12 +58,6 @@ def _duplicates(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     )
 
 
-def _grouped(query: pl.LazyFrame) -> pl.DataFrame:
-    """A group-by over every k-gram of a batch, run by the streaming engine: it aggregates into a hash table,
-    where the eager one first gathers each group's row indices (about twice the memory on a giant document)."""
-    return query.collect(engine="streaming")
-
-
 def _as_result(values: pl.DataFrame, passed: pl.Expr) -> TagResult:
     out = values.with_columns(**{"pass": passed.cast(pl.Float64)})
     return {c: out[c].to_numpy() for c in out.columns}

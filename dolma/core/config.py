@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import operator
 import re
 import types
 import typing
@@ -20,7 +21,12 @@ import msgspec
 
 from dolma.core.errors import UserError
 
-BOUNDS = {"gt": "greater than", "ge": "greater than or equal to", "lt": "less than", "le": "less than or equal to"}
+BOUNDS = {  # field metadata key: (how an error says it, the test a value must pass)
+    "gt": ("greater than", operator.gt),
+    "ge": ("greater than or equal to", operator.ge),
+    "lt": ("less than", operator.lt),
+    "le": ("less than or equal to", operator.le),
+}
 TYPE_NAMES = {  # msgspec's names of JSON-like types, as an error message says them
     "int": "a valid integer",
     "float": "a valid number",
@@ -94,12 +100,9 @@ def _check_bounds(metadata: Any, value: Any, where: str) -> None:
         number = float(value)
     except (TypeError, ValueError):
         return
-    for name, text in BOUNDS.items():
+    for name, (text, holds) in BOUNDS.items():
         bound = metadata.get(name)
-        if bound is None:
-            continue
-        tests = {"gt": number > bound, "ge": number >= bound, "lt": number < bound, "le": number <= bound}
-        if not tests[name]:
+        if bound is not None and not holds(number, bound):
             raise UserError(f"{where}: Input should be {text} {bound} (got {value!r})")
 
 

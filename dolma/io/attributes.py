@@ -209,7 +209,7 @@ class AttributeJoin:
             raw = self._through(name, batch.lines[-1]) if batch.lines else {}
             lines = [raw.get(number) for number in batch.lines]
             usable = [i for i, line in enumerate(lines) if isinstance(line, bytes)]
-            for i in sorted(set(range(n)) - set(usable)) if len(usable) < n else ():
+            for i in [i for i, line in enumerate(lines) if not isinstance(line, bytes)]:  # missing or damaged
                 problem = (
                     f"{url} ends before line {batch.lines[i]}"
                     if lines[i] is None
