@@ -150,8 +150,11 @@ def kill_when(pattern: Path, cmd: list[str], delay: float = 0.0) -> bool:
     return hit
 
 
-def test_kill_during_each_stage_then_rerun_gives_the_same_bytes(tmp_path):
+def test_kill_during_each_stage_then_rerun_gives_the_same_bytes(tmp_path, monkeypatch):
     out = tmp_path / "out"  # every run writes here, so paths inside the files are the same
+    scratch = tmp_path / "scratch"  # the runs' temporary folder: a killed worker must leave nothing in it
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     recipe = write_recipe(tmp_path, out)
     run_cli("run", str(recipe))
     reference = tmp_path / "reference"
@@ -168,6 +171,7 @@ def test_kill_during_each_stage_then_rerun_gives_the_same_bytes(tmp_path):
         bad, _ = compare(reference, out)
         assert not [b for b in bad if "report.html" not in b], f"rerun after SIGKILL during {stage}: {bad[:5]}"
         assert not list(out.rglob("*.tmp")), "a killed run's temporary files were left behind"
+        assert not list(scratch.iterdir()), f"a killed run left {list(scratch.iterdir())} in its temporary folder"
         subprocess.run(["rm", "-rf", str(out)], check=True)
 
 

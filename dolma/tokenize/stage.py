@@ -7,9 +7,9 @@ shard are shuffled with a seed derived from (seed, shard) and cut into files of 
 tokens, so the output does not depend on the number of workers.
 
 Memory is that of a batch, not of the shard: each batch's tokens go to a spill file in the local temporary
-folder as they are encoded, and each output file is gathered from it by reads (not a memory map, whose pages
-would count), ``SLICE_TOKENS`` at a time, its CSV written alongside. What stays per document is a compact row:
-its length, id, source and line.
+folder as they are encoded (an unnamed file, so a killed worker leaves none behind), and each output file is
+gathered from it by reads (not a memory map, whose pages would count), ``SLICE_TOKENS`` at a time, its CSV
+written alongside. What stays per document is a compact row: its length, id, source and line.
 """
 
 from __future__ import annotations
@@ -60,20 +60,20 @@ class TokenizeStage(Stage):
         src = task.payload.url
         dtype = np.dtype(info.dtype)
         frames: list[pl.DataFrame] = []
-        with tempfile.TemporaryDirectory(prefix="dolma-tokenize-") as tmp:
-            spill = os.path.join(tmp, "tokens.bin")
-            with open(spill, "wb") as out:
-                for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
-                    flat, n = _batch_tokens(tok, info, dtype, batch, src)
-                    out.write(flat.tobytes())
-                    frames.append(_documents(batch, n))
+        # unnamed (deleted as soon as it is created), so a killed worker leaves no spill behind
+        with tempfile.TemporaryFile(prefix="dolma-tokenize-") as spill:
+            for batch in read_shard(src, ledger, self.batch_size, keep_all=True):
+                flat, n = _batch_tokens(tok, info, dtype, batch, src)
+                spill.write(flat.tobytes())
+                frames.append(_documents(batch, n))
+            spill.flush()
             table = pl.concat(frames) if frames else _documents(io.DocBatch(), np.empty(0, np.int64))
             del frames
-            part = self._write_files(task, spill, dtype, table)
+            part = self._write_files(task, spill.fileno(), dtype, table)
         ledger.metrics["tokens"] += sum(f.tokens for f in part.files)
         io.write_json(io.join(self.output, "_parts", task.key + ".json"), part)
 
-    def _write_files(self, task: Task, spill: str, dtype: np.dtype, table: pl.DataFrame) -> PartManifest:
+    def _write_files(self, task: Task, spill: int, dtype: np.dtype, table: pl.DataFrame) -> PartManifest:
         """Shuffle the shard's documents and cut them into files, reading tokens from the spill file and taking
         rows of the table a slice at a time, so memory stays that of a slice, plus the table's few bytes per
         document."""
@@ -83,11 +83,10 @@ class TokenizeStage(Stage):
         order = rng.permutation(len(n))
         file_of = _pack(n[order], self.max_tokens_per_file)
         files = []
-        with open(spill, "rb") as f:
-            for number in range(int(file_of[-1]) + 1 if len(file_of) else 0):
-                stem = f"{task.key}-{number:05d}"
-                picked = order[file_of == number]
-                files.append(self._write_file(stem, f.fileno(), dtype, picked, n, starts, table, task.payload.url))
+        for number in range(int(file_of[-1]) + 1 if len(file_of) else 0):
+            stem = f"{task.key}-{number:05d}"
+            picked = order[file_of == number]
+            files.append(self._write_file(stem, spill, dtype, picked, n, starts, table, task.payload.url))
         per_source = (
             table.group_by(pl.col("source").cast(pl.String))
             .agg(tokens=pl.col("n").sum().cast(pl.Int64), documents=pl.len())
