@@ -1,9 +1,10 @@
 """How cost grows with the corpus: the pipeline on 1×, 4× and 16× a base corpus (``python -m bench.scale``).
 
 The base is ``../shared/corpora/docs/shard-00000`` (real web documents). Every size is made of letter-rotated
-copies of it (copy k turns a→b k times over, ids made distinct): a rotation keeps each text's lengths, lines,
-punctuation and repeats but shares no shingle with another copy, so the copies are distinct documents with the
-base's own duplicate rate, and every size has the same kind of text (1× is one rotated copy, not the original).
+copies of it (copy k turns a→b k times over, ids made distinct; past 25 copies, see :func:`rotated`): a rotation
+keeps each text's lengths, lines, punctuation and repeats but shares no shingle with another copy, so the copies
+are distinct documents with the base's own duplicate rate, and every size has the same kind of text (1× is one
+rotated copy, not the original).
 
 Each stage of import → tag → dedup → paragraph dedup → mix → tokenize runs as its own ``dolma run`` with
 ``--workers`` workers, started by the harness's launcher (:func:`bench.harness.run_once`), whose ``wait4`` gives
@@ -34,10 +35,17 @@ SIZES = (1, 4, 16)
 FILES_PER_COPY = 4  # 1x is four shards, so two workers have work from the smallest size on
 
 
+UNITS = (1, 3, 5, 7, 9, 11, 15, 17, 19, 21, 23, 25)  # the multipliers that permute 26 letters
+
+
 def rotated(k: int) -> dict[int, int]:
+    """Copy k's letter map: rotation by k for k < 26; past that, the affine map x → a·x + k (mod 26) with the
+    next multiplier a, because rotation k + 26 would repeat copy k (a 1 GB shard of the docs base needs 29
+    copies: repeated copies made a tenth of it exact duplicates, measuring the duplicate rate, not the size)."""
+    a, b = UNITS[k // 26], k % 26
     lower, upper = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    k %= 26
-    return str.maketrans(lower + upper, lower[k:] + lower[:k] + upper[k:] + upper[:k])
+    image = [(a * x + b) % 26 for x in range(26)]
+    return str.maketrans(lower + upper, "".join(lower[i] for i in image) + "".join(upper[i] for i in image))
 
 
 def write_copies(base: Path, copies: int, src: Path, limit: int | None = None) -> int:

@@ -174,54 +174,60 @@ class DedupAttributeStage(Step):
         return [task.payload.url, clusters, io.join(work, "docs", task.key + ".parquet")]
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
+        """A batch of lines at a time: their rows of ``docs/`` (read by row group) joined with this shard's
+        clustered documents, so the task holds a batch and the shard's clusters, not a row per document."""
         p = self.params
         url, number = task.payload.url, task.payload.number
         between = [("doc", ">=", number << 32), ("doc", "<", (number + 1) << 32)]
         parts = [io.read_frame(f, between) for f in io.list_files(io.join(p.work, "clusters", "*.parquet"))]
         clusters = pl.concat(parts + [pl.DataFrame(schema=CLUSTERS)], how="vertical_relaxed")
-        docs = io.read_frame(io.join(p.work, "docs", task.key + ".parquet")).join(clusters, on="doc", how="left")
+        rows = io.FrameRanges(io.join(p.work, "docs", task.key + ".parquet"), "doc")
+        try:
+            with AlignedAttributes(io.attributes_url(url, p.name)) as out:
+                # only line numbers: ids and lengths come from docs/
+                for batch in read_shard(url, ledger, p.batch_size, reader=io.read_lines):
+                    if batch.numbers:
+                        lo, hi = (number << 32) | batch.numbers[0], (number << 32) | batch.numbers[-1]
+                        docs = rows.between(lo, hi).select("doc", "id", "length").join(clusters, on="doc", how="left")
+                        out.write_lines(self._lines(url, batch, docs.sort("doc"), ledger))
+        finally:
+            rows.close()
+
+    def _lines(self, url: str, batch: io.LineBatch, docs: pl.DataFrame, ledger: ShardLedger) -> list:
+        """The batch's attribute lines (a placeholder where a line is unusable), its outcomes in the ledger."""
+        p = self.params
+        known = (docs["doc"].to_numpy() & np.uint64(0xFFFFFFFF)).astype(np.int64)
         docs = docs.with_columns(
-            line=(pl.col("doc") & 0xFFFFFFFF).cast(pl.Int64),
             duplicate=pl.col("duplicate").fill_null(False),
             size=pl.col("size").fill_null(1).cast(pl.Float64),
             keeper=pl.col("keeper").fill_null(pl.col("doc")).cast(pl.Float64),
-        ).sort("line")
-        known = docs["line"].to_numpy()
+        )
         ids, length, dup, size, keeper, keeper_id = (
             docs[c].to_list() for c in ("id", "length", "duplicate", "size", "keeper", "keeper_id")
         )
         prefix = f"{p.name}__{p.method}__"
-        with AlignedAttributes(io.attributes_url(url, p.name)) as out:
-            # only line numbers: ids and lengths come from docs/
-            for batch in read_shard(url, ledger, p.batch_size, reader=io.read_lines):
-                rows = np.searchsorted(known, batch.numbers)
-                lines, kept, dropped = [], [], []
-                for number, line, row in zip(batch.numbers, batch.lines, rows.tolist()):
-                    if row >= len(known) or known[row] != number:  # the signatures step rejected this line
-                        try:
-                            io.parse_line(number, line)
-                        except io.RejectedLine as e:
-                            ledger.quarantined(url, [e.rejected])
-                            lines.append(placeholder(e.rejected))
-                            continue
-                        raise UserError(f"{url} line {number} changed since the signatures step: rerun dedup")
-                    n = length[row]
-                    attrs = {
-                        prefix + "duplicate": [[0, n, 1.0 if dup[row] else 0.0]],
-                        prefix + "cluster_size": [[0, n, size[row]]],
-                        prefix + "cluster": [[0, n, keeper[row]]],
-                    }
-                    lines.append(AttributeLine(ids[row], attrs))
-                    (dropped if dup[row] else kept).append((number, row))
-                ledger.kept(url, [k for k, _ in kept], [ids[r] for _, r in kept])
-                ledger.dropped(
-                    url,
-                    [k for k, _ in dropped],
-                    [ids[r] for _, r in dropped],
-                    "duplicate",
-                    [f"duplicate of {keeper_id[r]}" for _, r in dropped],
-                )
-                out.write_lines(lines)
+        lines, kept, dropped = [], [], []
+        for number, line, row in zip(batch.numbers, batch.lines, np.searchsorted(known, batch.numbers).tolist()):
+            if row >= len(known) or known[row] != number:  # the signatures step rejected this line
+                try:
+                    io.parse_line(number, line)
+                except io.RejectedLine as e:
+                    ledger.quarantined(url, [e.rejected])
+                    lines.append(placeholder(e.rejected))
+                    continue
+                raise UserError(f"{url} line {number} changed since the signatures step: rerun dedup")
+            n = length[row]
+            attrs = {
+                prefix + "duplicate": [[0, n, 1.0 if dup[row] else 0.0]],
+                prefix + "cluster_size": [[0, n, size[row]]],
+                prefix + "cluster": [[0, n, keeper[row]]],
+            }
+            lines.append(AttributeLine(ids[row], attrs))
+            (dropped if dup[row] else kept).append((number, row))
+        ledger.kept(url, [k for k, _ in kept], [ids[r] for _, r in kept])
+        reasons = [f"duplicate of {keeper_id[r]}" for _, r in dropped]
+        ledger.dropped(url, [k for k, _ in dropped], [ids[r] for _, r in dropped], "duplicate", reasons)
+        return lines
 
 
 @dataclass

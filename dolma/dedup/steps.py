@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,9 @@ from dolma.dedup.params import DedupParams
 from dolma.runtime.ledger import ShardLedger
 from dolma.runtime.shards import read_shard
 from dolma.runtime.stage import Step, Task, shard_tasks
+
+DOCS = {"doc": pl.UInt64, "id": pl.String, "length": pl.Int64, "created": pl.String, "quality": pl.Float64}
+BANDS = {"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64}
 
 
 @dataclass
@@ -58,41 +62,30 @@ class SignatureStage(Step):
         return [task.payload.url] + ([io.attributes_url(task.payload.url, name)] if name else [])
 
     def run(self, task: Task, ledger: ShardLedger) -> None:
+        """Each batch's documents and band keys go out as a row group of each file: the task holds a batch."""
         p = self.params
         url, number = task.payload.url, task.payload.number
         quality = _quality_reader(p, url)
-        refs, ids, lengths, created, scores, band_keys = [], [], [], [], [], []
-        for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
-            texts = pl.Series([d.text for d in batch.docs], dtype=pl.String)
-            refs.append((np.uint64(number) << np.uint64(32)) | np.asarray(batch.lines, np.uint64))
-            ids += [d.id for d in batch.docs]
-            lengths += texts.str.len_chars().to_list()
-            created += [d.created or "" for d in batch.docs]
-            scores += [quality(line) for line in batch.lines] if quality else [0.0] * len(batch.docs)
-            band_keys.append(self._band_keys(texts, refs[-1]))
-        ref = np.concatenate(refs) if refs else np.empty(0, np.uint64)
-        width = 2 if p.method == "exact" else p.n_bands
-        keys = np.concatenate(band_keys) if band_keys else np.empty((0, width), np.uint64)
-        io.write_frame(
-            io.join(p.work, "docs", task.key + ".parquet"),
-            pl.DataFrame(
-                {"doc": ref, "id": ids, "length": lengths, "created": created, "quality": scores},
-                schema_overrides={"doc": pl.UInt64, "length": pl.Int64, "quality": pl.Float64},
-            ),
-        )
-        for band in range(p.n_bands):
-            key = keys[:, 2 * band : 2 * band + 2] if p.method == "exact" else keys[:, band : band + 1]
-            io.write_frame(
-                io.join(p.work, "bands", f"band={band:03d}", task.key + ".parquet"),
-                pl.DataFrame(
-                    {
-                        "key": key[:, 0],
-                        "key2": key[:, 1] if key.shape[1] > 1 else np.zeros(len(ref), np.uint64),
-                        "doc": ref,
-                    },
-                    schema={"key": pl.UInt64, "key2": pl.UInt64, "doc": pl.UInt64},
-                ),
-            )
+        with ExitStack() as streams:
+            docs = streams.enter_context(io.FrameStream(io.join(p.work, "docs", task.key + ".parquet"), DOCS))
+            bands = [
+                streams.enter_context(
+                    io.FrameStream(io.join(p.work, "bands", f"band={band:03d}", task.key + ".parquet"), BANDS)
+                )
+                for band in range(p.n_bands)
+            ]
+            for batch in read_shard(url, ledger, p.batch_size, keep_all=True):
+                texts = pl.Series([d.text for d in batch.docs], dtype=pl.String)
+                ref = (np.uint64(number) << np.uint64(32)) | np.asarray(batch.lines, np.uint64)
+                scores = [quality(line) for line in batch.lines] if quality else [0.0] * len(batch.docs)
+                frame = {"doc": ref, "id": [d.id for d in batch.docs], "length": texts.str.len_chars()}
+                frame |= {"created": [d.created or "" for d in batch.docs], "quality": scores}
+                docs.write(pl.DataFrame(frame, schema=DOCS))
+                keys = self._band_keys(texts, ref)
+                for band, stream in enumerate(bands):
+                    key = keys[:, 2 * band : 2 * band + 2] if p.method == "exact" else keys[:, band : band + 1]
+                    key2 = key[:, 1] if key.shape[1] > 1 else np.zeros(len(ref), np.uint64)
+                    stream.write(pl.DataFrame({"key": key[:, 0], "key2": key2, "doc": ref}, schema=BANDS))
 
     def _band_keys(self, texts: pl.Series, refs: np.ndarray) -> np.ndarray:
         p = self.params
@@ -174,20 +167,18 @@ class VerifyStage(Step):
     intermediate = True
     step, folder = "verify", "verified"
 
-    def _edges(self, shard: int | None = None) -> pl.DataFrame:
-        """The candidate edges of every band (only those whose first document is in ``shard``, if given)."""
-        keep = pl.lit(True) if shard is None else (pl.col("a") // 2**32) == shard
-        files = io.list_files(io.join(self.params.work, "edges", "*.parquet"))
-        if not files:
-            return pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
-        return pl.concat([io.read_frame(f).filter(keep) for f in files]).unique()
+    def _edges(self, shard: int) -> pl.DataFrame:
+        """The candidate edges of every band whose first document is in ``shard``: only those rows of each band's
+        file are kept (the files are sorted by that document), so a task holds its shard's edges, not all."""
+        between = [("a", ">=", shard << 32), ("a", "<", (shard + 1) << 32)]
+        frames = [io.read_frame(f, between) for f in io.list_files(io.join(self.params.work, "edges", "*.parquet"))]
+        return pl.concat(frames).unique() if frames else pl.DataFrame(schema={"a": pl.UInt64, "b": pl.UInt64})
 
     def tasks(self) -> list[Task]:
-        shards = self._edges().select(pl.col("a") // 2**32).unique().sort("a")["a"].to_list()
-        return [Task(f"{a:05d}", a) for a in shards] or [Task("none")]
+        return [Task(f"{t.payload.number:05d}", t.payload.number) for t in shard_tasks(self.params.input)]
 
     def task_basis(self, tasks: list[Task]) -> str:
-        return "one per shard that leads some candidate pair"
+        return "one per input file (the candidate pairs its documents lead)"
 
     def inputs(self, task: Task) -> list[str]:
         return [io.join(self.params.work, "edges", "*.parquet"), self.params.input]
@@ -195,7 +186,7 @@ class VerifyStage(Step):
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Edges whose first document is in this task's shard; the other shards are visited one at a time."""
         p = self.params
-        edges = self._edges(task.payload) if task.payload is not None else self._edges().clear()
+        edges = self._edges(task.payload)
         ledger.metrics["candidate_edges"] += len(edges)
         # the sets are read to verify edges, and for the "contained" keeper rule (then every edge is kept)
         if p.method == "minhash" and (p.jaccard_threshold is not None or "contained" in p.keeper) and len(edges):
