@@ -9,6 +9,7 @@ import os
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import read_jsonl, run_cli
 from test_web import HTML, http
@@ -323,7 +324,7 @@ def test_a_file_that_fails_inside_a_task_over_many_files_costs_that_file_only(tm
     assert not (out / "b.jsonl").exists()
 
 
-def test_a_file_that_fails_half_read_leaves_one_record_and_nothing_else_of_it():
+def test_a_file_that_fails_half_read_leaves_one_record_and_nothing_else_of_it(tmp_path):
     from dolma.runtime.ledger import ShardLedger
     from dolma.runtime.shards import file_boundary
 
@@ -339,4 +340,45 @@ def test_a_file_that_fails_half_read_leaves_one_record_and_nothing_else_of_it():
     summary = ledger.summary()
     assert summary.read == 3 and summary.kept == 2 and not summary.dropped
     assert summary.quarantined == {"unreadable_file": 1} and summary.balanced()
-    assert [(q.file, q.reason) for q in ledger.quarantine] == [("b", "unreadable_file")]
+    ledger.write(str(tmp_path / "ledger.parquet"), str(tmp_path / "quarantine.jsonl"))
+    assert [(q["file"], q["reason"]) for q in read_jsonl(tmp_path / "quarantine.jsonl")] == [("b", "unreadable_file")]
+    rows = pq.read_table(tmp_path / "ledger.parquet").to_pylist()
+    outcomes = [(r["file"], r["line"], r["outcome"]) for r in rows]
+    assert outcomes == [("a", 1, "kept"), ("a", 2, "kept"), ("b", 0, "quarantined")]
+
+
+def test_a_ledger_past_its_spill_size_writes_what_one_held_in_memory_writes(tmp_path, monkeypatch):
+    """Rows and quarantined lines spilled to temporary files come back in order, less those of a file that
+    failed half read (spilled before it failed, or still held), and the counts are the same."""
+    from dolma.runtime import ledger as module
+    from dolma.runtime.shards import file_boundary
+
+    def record(ledger):
+        ledger.read = 405 + 295  # a's lines and c's; b's are counted as it is read
+        ledger.kept("a", list(range(200)), [f"a{i}" for i in range(200)])
+        ledger.dropped("a", list(range(200, 400)), [f"a{i}" for i in range(200, 400)], "too_short", "3 words")
+        ledger.quarantined("a", [io.Rejected(400 + i, "invalid_json", "bad", b"x" * 50) for i in range(5)])
+        with file_boundary(ledger, "b"):  # fails after some of its rows and lines were spilled
+            ledger.read += 300
+            ledger.kept("b", list(range(150)), [f"b{i}" for i in range(150)])
+            ledger.quarantined("b", [io.Rejected(151 + i, "invalid_utf8", "bad", b"y" * 50) for i in range(9)])
+            raise OSError(5, "Input/output error")
+        ledger.dropped("c", list(range(295)), [f"c{i}" for i in range(295)], ["short", "long"] * 147 + ["short"])
+        return ledger
+
+    outputs = []
+    for rows, raw in ((1 << 16, 16 << 20), (64, 300)):
+        monkeypatch.setattr(module, "SPILL_ROWS", rows)
+        monkeypatch.setattr(module, "SPILL_QUARANTINE_BYTES", raw)
+        ledger = record(module.ShardLedger())
+        folder = tmp_path / str(rows)
+        folder.mkdir()
+        ledger.write(str(folder / "ledger.parquet"), str(folder / "quarantine.jsonl"))
+        outputs.append((ledger.summary(), pq.read_table(folder / "ledger.parquet").to_pylist(),
+                        (folder / "quarantine.jsonl").read_bytes()))  # fmt: skip
+    (held, held_rows, held_lines), (spilled, spilled_rows, spilled_lines) = outputs
+    assert held == spilled and held.balanced() and held.quarantined == {"invalid_json": 5, "unreadable_file": 1}
+    assert spilled_rows == held_rows and len(held_rows) == 200 + 200 + 5 + 1 + 295
+    assert not [r for r in held_rows if r["file"] == "b" and r["outcome"] != "quarantined"]
+    assert spilled_lines == held_lines and held_lines.count(b"\n") == 6
+    assert pq.ParquetFile(tmp_path / "64" / "ledger.parquet").num_row_groups > 1
