@@ -73,16 +73,28 @@ class MixShuffleStage(Step):
     def run(self, task: Task, ledger: ShardLedger) -> None:
         """Each document line is matched with its stats row by line number; only the lines the plan copies are
         parsed (their id checked against the row's) and re-encoded, their text left raw JSON unless a span edit
-        applies. A line the plan drops is accounted for with the stats step's reason, unparsed."""
+        applies. A line the plan drops is accounted for with the stats step's reason, unparsed. The stats rows
+        are read a batch's lines at a time (by row group), so the task holds a batch's rows and the copies."""
         p = self.params
         plan = msgspec.convert(io.read_json(io.join(p.work, "plan.json")), Plan)
         stream = p.stream(task.payload.stream)
-        stats = _mark_repeated(io.read_frame(io.join(p.work, "stats", task.key + ".parquet")), p, stream.name)
-        shard = _ShardCopies(task.payload.url, stream, stats, planned_copies(stats, plan, stream.name), ledger)
-        with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
-            for batch in read_shard(shard.url, ledger, p.batch_size, reader=io.read_lines):
-                shard.add(batch)
-        shard.account_missing()
+        repeated = _repeated(p, stream.name)
+        stats = io.FrameRanges(io.join(p.work, "stats", task.key + ".parquet"), "line")
+
+        def rows(first: int, last: int) -> tuple[pl.DataFrame, np.ndarray]:
+            frame = _mark_repeated(stats.between(first, last), repeated)
+            return frame, planned_copies(frame, plan, stream.name)
+
+        shard = _ShardCopies(task.payload.url, stream, ledger)
+        try:
+            with io.gc_paused():  # a batch's parsed documents are acyclic, freed by reference counting
+                for batch in read_shard(shard.url, ledger, p.batch_size, reader=io.read_lines):
+                    last = max(batch.numbers[-1:] + [r.line for r in batch.rejected], default=shard.next_line - 1)
+                    shard.add(batch, *rows(shard.next_line, last))
+                    shard.next_line = max(shard.next_line, last + 1)
+            shard.account_missing(*rows(shard.next_line, 2**62))
+        finally:
+            stats.close()
         table, part = shard.table(plan.partitions)
         bounds = np.searchsorted(part, np.arange(plan.partitions + 1, dtype=np.uint64))
         for k in range(plan.partitions):
@@ -92,17 +104,21 @@ class MixShuffleStage(Step):
             )
 
 
-def _mark_repeated(stats: pl.DataFrame, p: MixParams, stream: str) -> pl.DataFrame:
-    """The stats rows of documents whose id an earlier stream (in recipe order) already holds get the drop
-    reason ``duplicate_id_across_streams``, naming that stream: a mix writes every id once."""
+def _repeated(p: MixParams, stream: str) -> dict[int, str]:
+    """Hash → the earlier stream (in recipe order) that holds the id, for the ids of ``stream`` repeated there."""
     parts = [
         io.read_frame(url).filter(pl.col("source") == stream).select("hash", "winner")
         for url in partition_files(p, "repeated")
     ]  # the ids step's partitions: few rows, the ids an earlier stream holds
     repeated = pl.concat(parts).unique("hash") if parts else pl.DataFrame()
-    if not len(repeated):
+    return dict(zip(repeated["hash"].to_list(), repeated["winner"].to_list())) if len(repeated) else {}
+
+
+def _mark_repeated(stats: pl.DataFrame, lookup: dict[int, str]) -> pl.DataFrame:
+    """The stats rows of documents whose id an earlier stream (in recipe order) already holds get the drop
+    reason ``duplicate_id_across_streams``, naming that stream: a mix writes every id once."""
+    if not lookup or not len(stats):
         return stats
-    lookup = dict(zip(repeated["hash"].to_list(), repeated["winner"].to_list()))
     winner = stats["hash"].replace_strict(lookup, default=None, return_dtype=pl.String)
     reason = pl.lit(REPEATED_ID + ": kept in stream ") + winner
     return stats.with_columns(
@@ -118,30 +134,41 @@ def realised_tokens(summary_metrics: dict[str, float]) -> dict[str, float]:
 
 
 class _ShardCopies:
-    """One shuffle task's state: the shard's stats rows, which of them were seen in the document file, and the
-    encoded copies of the documents the plan copies."""
+    """One shuffle task's state: the current batch's stats rows and which of them were seen in the document
+    file, the rows no line matched so far, and the encoded copies of the documents the plan copies (with their
+    hash, tokens, id and copy count)."""
 
-    def __init__(self, url: str, stream: Stream, stats: pl.DataFrame, n: np.ndarray, ledger: ShardLedger):
-        self.url, self.stream, self.n, self.ledger = url, stream, n, ledger
+    def __init__(self, url: str, stream: Stream, ledger: ShardLedger):
+        self.url, self.stream, self.ledger = url, stream, ledger
+        self.lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
+        self.next_line = 0  # the stats rows before this line were matched with a batch
+        self.missing: list[tuple[int, str]] = []  # (line, id) of stats rows whose line the file lacks
+        self.copied: tuple[list[int], list[int], list[str], list[int]] = ([], [], [], [])  # hash, tokens, id, n
+        self.payload: list[bytes] = []
+
+    def _rows(self, stats: pl.DataFrame, n: np.ndarray) -> None:
+        """Take a range of lines' stats rows (and their planned copies) as the rows lines are matched with."""
+        self.n = n
         self.lines, self.ids, self.h, self.tokens = (stats[c].to_numpy() for c in ("line", "id", "hash", "tokens"))
         self.reasons = stats["drop_reason"]
         self.has_reason = self.reasons.is_not_null().to_numpy()
-        # a column, not Python lists: lists of every row's cuts took ~0.8 GB on a 1 GB shard; rows copied are few
-        self.cuts = stats["cuts"] if stream.spans else None
+        self.cuts = stats["cuts"] if self.stream.spans else None  # a column: the rows copied are few
         self.by_stats = self.reasons.str.starts_with(QUARANTINED_BY_STATS).fill_null(False).to_numpy()
-        self.lead = io.attributes_url(url, stream.attributes[0]) if stream.attributes else url
         self.seen = np.zeros(len(stats), bool)
-        self.rows_out: list[int] = []
-        self.payload: list[bytes] = []
+
+    def _note_missing(self) -> None:
+        unseen = np.flatnonzero(~self.seen & ~self.by_stats)
+        self.missing += zip(self.lines[unseen].tolist(), self.ids[unseen].tolist())
 
     def _off_step(self, number: int, found: str | None, expected: str) -> Rejected:
         problem = io.out_of_step(self.lead, number, expected, found)
         self.stream.out_of_step(problem)
         return Rejected(number, "attributes_out_of_step", problem, id=found)
 
-    def add(self, batch: io.LineBatch) -> None:
+    def add(self, batch: io.LineBatch, stats: pl.DataFrame, n: np.ndarray) -> None:
         """Account for every line of the batch (read and rejected lines are counted by the reader) and encode
-        the copies of the lines the plan copies."""
+        the copies of the lines the plan copies; ``stats`` holds the rows of its range of lines."""
+        self._rows(stats, n)
         url, ledger = self.url, self.ledger
         found, rows = _rows_of(self.lines, [r.line for r in batch.rejected])
         self.seen[rows[found]] = True
@@ -160,6 +187,7 @@ class _ShardCopies:
         ledger.dropped(url, numbers[at[dropped]].tolist(), self.ids[r[dropped]].tolist(), why)
         ledger.dropped(url, numbers[at[zero]].tolist(), self.ids[r[zero]].tolist(), ZERO_COPIES)
         self._copy(batch, at[self.n[r] > 0], rows)
+        self._note_missing()
 
     def _check_unparsed(self, batch: io.LineBatch, at: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The lines not copied are only checked to carry their row's id (bytes first, a parse where that
@@ -197,37 +225,45 @@ class _ShardCopies:
             cuts = self.cuts[row] if self.cuts is not None else None
             cuts = cuts.to_list() if cuts is not None else None
             self.payload += _encoded_copies(doc, int(self.n[row]), self.stream, cuts)
-            self.rows_out.append(row)
+            hashes, tokens, ids, n = self.copied
+            hashes.append(int(self.h[row]))
+            tokens.append(int(self.tokens[row]))
+            ids.append(doc.id)
+            n.append(int(self.n[row]))
         self.ledger.kept(self.url, kept_numbers, kept_ids)
 
-    def account_missing(self) -> None:
-        """Stats rows whose lines the document file lacks (it ended early) are quarantined."""
-        missing = np.flatnonzero(~self.seen & ~self.by_stats)
-        if len(missing):
-            problem = f"{self.url} ends before line {self.lines[missing[0]]}, which {self.lead} describes"
+    def account_missing(self, stats: pl.DataFrame, n: np.ndarray) -> None:
+        """Stats rows whose lines the document file lacks (it ended early; ``stats`` holds the rows past its
+        last line) are quarantined."""
+        self._rows(stats, n)
+        self._note_missing()
+        if self.missing:
+            problem = f"{self.url} ends before line {self.missing[0][0]}, which {self.lead} describes"
             self.stream.out_of_step(problem)
-            self.ledger.read += len(missing)  # the stats step's rows stand in for the lines the file lacks
+            self.ledger.read += len(self.missing)  # the stats step's rows stand in for the lines the file lacks
             self.ledger.quarantined(
-                self.url, [Rejected(int(self.lines[i]), "documents_missing", problem, id=self.ids[i]) for i in missing]
+                self.url, [Rejected(line, "documents_missing", problem, id=id) for line, id in self.missing]
             )
 
     def table(self, partitions: int) -> tuple[pa.Table, np.ndarray]:
         """Every copy with its shuffle key, ordered by partition, and the partition of each row."""
-        n, rows_out = self.n, self.rows_out
-        row = np.repeat(np.asarray(rows_out, np.int64), n[rows_out])
-        copy = np.arange(len(row)) - np.repeat(np.cumsum(n[rows_out]) - n[rows_out], n[rows_out])
+        hashes, tokens, ids, n = self.copied
+        n = np.array(n, np.int64)
+        row = np.repeat(np.arange(len(n)), n)
+        copy = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)
+        h, tokens = np.array(hashes, np.uint64)[row], np.array(tokens, np.int64)[row]
         self.ledger.metrics["copies"] += len(row)
-        self.ledger.metrics[f"tokens:{self.stream.name}"] += int(self.tokens[row].sum())
-        key = shuffle_keys(self.h[row], copy)
+        self.ledger.metrics[f"tokens:{self.stream.name}"] += int(tokens.sum())
+        key = shuffle_keys(h, copy)
         part = key % np.uint64(partitions)
         order = np.argsort(part, kind="stable")  # the columns are built in this order: no copy to reorder them
         row, copy, key = row[order], copy[order], key[order]
         table = pa.table(
             {
                 "key": array(key, pa.uint64()),
-                "origin": array(self.h[row], pa.uint64()),  # the same for every copy of a document
-                "tokens": array(self.tokens[row], pa.int64()),
-                "id": array(_copy_ids(self.ids[row], copy), pa.string()),
+                "origin": array(h[order], pa.uint64()),  # the same for every copy of a document
+                "tokens": array(tokens[order], pa.int64()),
+                "id": array(_copy_ids(np.asarray(ids, object)[row], copy), pa.string()),
                 "doc": array([self.payload[i] for i in order.tolist()], pa.large_binary()),  # newline-ended
             }
         )
