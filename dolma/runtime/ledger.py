@@ -15,7 +15,6 @@ from typing import IO
 import msgspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dolma.core.arrow import array, dictionary
@@ -246,6 +245,8 @@ class _RowSpill:
                     group = spilled.read_row_group(k)
                     gone = sorted(f for f, (groups, _) in forgotten.items() if k < groups)
                     if gone:
+                        import pyarrow.compute as pc  # only here: its import is a fixed cost of every stage
+
                         group = group.filter(pc.invert(pc.is_in(group["file"].cast(pa.string()), pa.array(gone))))
                     out.write_table(group)
         self._file.close()
