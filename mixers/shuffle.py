@@ -300,6 +300,9 @@ def _copy_ids(ids: np.ndarray, copy: np.ndarray) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------- step 4
+WRITE_DOCS = 4096  # documents copied into their final order at a time: the partition is held once, not twice
+
+
 @dataclass
 class MixWriteStage(Step):
     params: MixParams
@@ -326,23 +329,47 @@ class MixWriteStage(Step):
         files = io.list_files(io.join(p.work, "shuffle", f"part={part}", "**", "*.arrow"))
         if not files:
             return
-        table = pa.concat_tables([io.read_arrow(f) for f in files]).combine_chunks()
+        table = pa.concat_tables([io.read_arrow(f) for f in files])  # the documents stay in their files' chunks
         order = np.argsort(table["key"].to_numpy(), kind="stable")
         order = order[spread(table["origin"].to_numpy()[order])]
         ledger.read += len(order)
         if not len(order):
             return
         ledger.kept(f"part={part}", np.arange(1, len(order) + 1), table["id"].take(order).to_pylist())
-        docs = table["doc"].chunk(0).take(order)  # one buffer of newline-ended lines, in their final order
-        ends = np.frombuffer(docs.buffers()[1], np.int64)[: len(docs) + 1]
-        lines = memoryview(docs.buffers()[2])
         bound = np.r_[0, np.cumsum(table["tokens"].to_numpy()[order])]
+        docs = _Chunks(table["doc"])
         start, n_file = 0, 0
-        while start < len(docs):  # greedy: a file takes documents while it stays within max_tokens_per_file
+        while start < len(order):  # greedy: a file takes documents while it stays within max_tokens_per_file
             end = max(int(np.searchsorted(bound, bound[start] + p.max_tokens_per_file, side="right")) - 1, start + 1)
             with io.AtomicWriter(io.join(p.output, f"{task.key}-{n_file:04d}.jsonl.zst")) as w:
-                w.write(lines[ends[start] : ends[end]])
+                for at in range(start, end, WRITE_DOCS):  # a slice of the documents copied at a time, in order
+                    w.write(docs.take(order[at : min(at + WRITE_DOCS, end)]))
             start, n_file = end, n_file + 1
+
+
+class _Chunks:
+    """The partition's documents as its shuffle files' chunks, read by row: Arrow's ``take`` on a chunked array
+    of binaries first concatenates every chunk (a copy of the partition per call), so each chunk is taken from
+    alone and the pieces put back in order."""
+
+    def __init__(self, column: pa.ChunkedArray):
+        self.chunks = column.chunks
+        self.starts = np.cumsum([0] + [len(c) for c in self.chunks])
+
+    def take(self, rows: np.ndarray) -> memoryview:
+        """The newline-ended lines of ``rows`` (indices into the whole column), in that order, as one buffer."""
+        chunk = np.searchsorted(self.starts, rows, side="right") - 1
+        by_chunk = np.argsort(chunk, kind="stable")
+        firsts = np.flatnonzero(np.r_[True, chunk[by_chunk][1:] != chunk[by_chunk][:-1]])
+        pieces = [
+            self.chunks[chunk[by_chunk[a]]].take(rows[by_chunk[a:b]] - self.starts[chunk[by_chunk[a]]])
+            for a, b in zip(firsts, np.r_[firsts[1:], len(rows)])
+        ]
+        place = np.empty(len(rows), np.int64)
+        place[by_chunk] = np.arange(len(rows))  # where each row of the chunk-ordered pieces goes
+        docs = pa.concat_arrays(pieces).take(place)
+        ends = np.frombuffer(docs.buffers()[1], np.int64)[docs.offset : docs.offset + len(docs) + 1]
+        return memoryview(docs.buffers()[2])[ends[0] : ends[-1]]
 
 
 def spread(origin: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import polars as pl
 from dolma import io
 from dolma.core.document import AttributeLine
 from dolma.core.errors import UserError
+from dolma.runtime.ledger import KEPT
 from dolma.runtime.stage import Stage
 from dolma.runtime.state import ledger_dir
 
@@ -26,10 +27,16 @@ LEDGER_COLUMNS = {"file": pl.String, "line": pl.Int64, "id": pl.String, "outcome
 
 
 def ledger_rows(
-    stages: list[Stage], id: str | None = None, stage: str | None = None, max_files: int | None = None
+    stages: list[Stage],
+    id: str | None = None,
+    stage: str | None = None,
+    max_files: int | None = None,
+    removed: bool = False,
 ) -> pl.DataFrame:
-    """Ledger rows of the stages (in run order), only those of ``id`` and of the stage named ``stage`` if given;
-    ``max_files``: read at most that many of each stage's ledger files (a bounded sample of a large run)."""
+    """Ledger rows of the stages (in run order), only those of ``id``, of the stage named ``stage`` and of the
+    documents dropped or quarantined (``removed``) if given; ``max_files``: read at most that many of each
+    stage's ledger files (a bounded sample of a large run). The filters are applied as each file is read, not
+    to the rows of every file together."""
     frames = []
     for order, s in enumerate(stages):
         if stage is not None and s.name != stage:
@@ -41,6 +48,8 @@ def ledger_rows(
             frame = io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
             if id is not None:
                 frame = frame.filter(pl.col("id") == id)
+            if removed:
+                frame = frame.filter(pl.col("outcome").cast(pl.String) != KEPT)
             df = frame.collect().cast({**LEDGER_COLUMNS, "detail": pl.String})
             if df.height:
                 frames.append(df.with_columns(stage=pl.lit(s.name), order=pl.lit(order)))
@@ -104,11 +113,11 @@ def sample_removed(stages: list[Stage], stage: str, reason: str, n: int, seed: i
     names = [s.name for s in stages]
     if stage not in names:
         raise UserError(f"no stage named {stage!r}; stages: {', '.join(names)}")
-    rows = ledger_rows(stages, stage=stage).filter(pl.col("outcome") != "kept")
+    rows = ledger_rows(stages, stage=stage, removed=True)
     if reason:
         rows = rows.filter(pl.col("reason").str.contains(reason, literal=True))
     if not rows.height:
-        reasons = ledger_rows(stages, stage=stage).filter(pl.col("outcome") != "kept")["reason"].unique().sort()
+        reasons = ledger_rows(stages, stage=stage, removed=True)["reason"].unique().sort()
         raise UserError(f"{stage}: no document removed for {reason!r}; its reasons: {', '.join(reasons) or 'none'}")
     picked = sorted(random.Random(seed).sample(range(rows.height), min(n, rows.height)))
     return rows[picked]

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from dolma import io
-from dolma.runtime.ledger import ShardSummary
+from dolma.runtime.ledger import KEPT, ShardSummary
 from dolma.runtime.report import COLORS, Section, figure, png
 from dolma.runtime.run import read_summary
 from dolma.runtime.stage import Stage
@@ -60,7 +60,7 @@ def removal_samples(stages: list[Stage], seed: int = 0) -> Section:
 
     picks = []
     for stage in stages:
-        rows = inspect.ledger_rows([stage], max_files=LEDGER_FILES_SAMPLED).filter(pl.col("outcome") != "kept")
+        rows = inspect.ledger_rows([stage], max_files=LEDGER_FILES_SAMPLED, removed=True)
         for (reason,), group in sorted(rows.group_by("reason"), key=lambda g: -g[1].height)[:8]:
             chosen = random.Random(seed).sample(range(group.height), min(SAMPLES_PER_REASON, group.height))
             picks.append((stage.name, reason, group.height, group[sorted(chosen)]))
@@ -86,8 +86,8 @@ def kept_samples(stages: list[Stage], seed: int = 0) -> Section | None:
             ledgers = [f for k in keys[:LEDGER_FILES_SAMPLED] if io.exists(f := task_files(stage, k)[2])]
             if not ledgers:
                 continue
-            rows = pl.concat([io.read_frame(f) for f in ledgers], how="vertical_relaxed")
-            rows = rows.filter(pl.col("outcome") == "kept").with_columns(detail=pl.lit(""))
+            kept = [_kept_rows(f) for f in ledgers]  # only the kept rows' file, line and id are read
+            rows = pl.concat(kept, how="vertical_relaxed").with_columns(outcome=pl.lit(KEPT), detail=pl.lit(""))
             chosen = random.Random(seed).sample(range(rows.height), min(SAMPLES_PER_REASON, rows.height))
             picks.append((stage.name, group, rows.height, rows[sorted(chosen)]))
     if not picks:
@@ -98,6 +98,15 @@ def kept_samples(stages: list[Stage], seed: int = 0) -> Section | None:
         table.append([html.escape(name), html.escape(group), f"{count:,}", _sample_cells(rows, texts)])
     note = "Seeded samples of the documents each mix stream wrote (each copy of a repeated document counts once)."
     return Section("What each stream kept", note, [], table)
+
+
+def _kept_rows(url: str) -> pl.DataFrame:
+    frame = io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
+    return (
+        frame.filter(pl.col("outcome").cast(pl.String) == KEPT)
+        .select(pl.col("file").cast(pl.String), "line", "id")
+        .collect()
+    )
 
 
 def _sample_cells(rows: pl.DataFrame, texts: dict[tuple[str, int], str]) -> str:
