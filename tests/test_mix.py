@@ -440,3 +440,22 @@ def test_the_plan_is_the_same_from_any_number_of_id_partitions_and_within_a_bin_
     written = [d for f in (tmp_path / "h/mix").glob("*.jsonl.zst") for d in read_jsonl(f)]
     tokens = dict(zip(kept["id"].to_list(), kept["tokens"].to_list()))
     assert abs(sum(tokens[d["id"].split("#")[0]] for d in written) - 900_000) / 900_000 < 0.02
+
+
+def test_the_write_step_gathers_documents_from_their_shuffle_files_in_the_shuffled_order():
+    """The write step takes each document from its own shuffle file's chunk (no concatenated copy of the
+    partition): the lines come out exactly as a take over the whole column gives them, for chunks of any size,
+    empty ones and ones that are views into a larger buffer included."""
+    import pyarrow as pa
+
+    from mixers.shuffle import _Chunks
+
+    docs = [(json.dumps(d) + "\n").encode() for d in sample_docs("postgresql-docs", 120)]
+    rng = np.random.default_rng(3)
+    cuts = np.sort(rng.choice(np.arange(1, len(docs)), 9, replace=False))
+    chunks = [pa.array(part, pa.large_binary()) for part in np.split(np.array(docs, object), cuts)]
+    chunks += [pa.array([], pa.large_binary()), pa.array(docs, pa.large_binary()).slice(17, 40)]
+    column = pa.chunked_array(chunks, pa.large_binary())
+    gathered = _Chunks(column)
+    for rows in (rng.permutation(len(column)), rng.permutation(len(column))[:50], np.array([len(column) - 1, 0])):
+        assert bytes(gathered.take(rows)) == b"".join(column.take(rows).to_pylist())
