@@ -105,6 +105,9 @@ class SignatureStage(Step):
         return keys
 
 
+EDGE_GROUP_ROWS = 1 << 16  # candidate edges per row group of a band's file
+
+
 @dataclass(frozen=True)
 class KeyRange:
     """A pairs task: one band, and the keys with ``key mod pair_partitions == part``."""
@@ -152,7 +155,8 @@ class PairsStage(Step):
             .sort("a", "b")
         )
         ledger.metrics["edges"] += len(edges)
-        io.write_frame(io.join(self.params.work, "edges", task.key + ".parquet"), edges)
+        # sorted by the first document, in row groups: a verify task reads only the groups of its shard's range
+        io.write_frame(io.join(self.params.work, "edges", task.key + ".parquet"), edges, EDGE_GROUP_ROWS)
 
 
 @dataclass

@@ -315,13 +315,16 @@ def write_json(url: str, obj) -> None:
         w.write(msgspec.json.format(ENCODER.encode(obj), indent=2) + b"\n")
 
 
-def write_parquet(url: str, table: pa.Table) -> None:
+def write_parquet(url: str, table: pa.Table, row_group_rows: int | None = None) -> None:
     """Write a table as one Parquet file, atomically: zstd, with dictionary pages for the columns the table
     holds dictionary-encoded (the caller marks its repetitive columns that way; dictionaries of unique values
-    only cost time and space)."""
+    only cost time and space). ``row_group_rows``: rows per row group (pyarrow's default otherwise), for a
+    sorted table whose readers filter by ranges of its sort key and skip the other groups."""
     dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
     with AtomicWriter(url) as w:
-        pq.write_table(table, w._file, compression="zstd", use_dictionary=dictionary or False)
+        pq.write_table(
+            table, w._file, compression="zstd", use_dictionary=dictionary or False, row_group_size=row_group_rows
+        )
 
 
 def write_arrow(url: str, table: pa.Table) -> None:
@@ -351,9 +354,9 @@ def read_parquet(url: str, filters: list[tuple] | None = None) -> pa.Table:
     return pq.read_table(url, filters=filters)
 
 
-def write_frame(url: str, df: pl.DataFrame) -> None:
+def write_frame(url: str, df: pl.DataFrame, row_group_rows: int | None = None) -> None:
     """A polars frame as one Parquet file, atomically (see :func:`write_parquet`)."""
-    write_parquet(url, df.to_arrow())
+    write_parquet(url, df.to_arrow(), row_group_rows)
 
 
 def read_frame(url: str, filters: list[tuple] | None = None) -> pl.DataFrame:
