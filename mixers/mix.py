@@ -28,10 +28,10 @@ Five restartable steps (the recipe entry ``stage: mix`` expands into them):
 The curve family is Dolma 3's: monotone for p, λ ≥ 0, flat (uniform repetition) at p = λ = 0.
 
 The parameters live in :mod:`mixers.config`, the repetition math in :mod:`mixers.plan`, the steps in
-:mod:`mixers.stats` (1), :mod:`mixers.planning` (2, 3) and :mod:`mixers.shuffle` (4, 5); this module holds the
-group. The plan step's
-report (:mod:`mixers.report`) shows per stream the tokens available after filters, the target, the plan and
-what was realised, realised against target shares, and the repetition factor per quality bucket.
+:mod:`mixers.stats` (1), :mod:`mixers.planning` (2, 3), :mod:`mixers.shuffle` (4) and :mod:`mixers.write` (5); this
+module holds the group. The plan step's report (:mod:`mixers.report`) shows per stream the tokens available
+after filters, the target, the plan and what was realised, realised against target shares, and the repetition
+factor per quality bucket.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from dolma.runtime.stage import Stage, StageGroup
 from mixers.config import MixParams
 from mixers.planning import MixIdsStage, MixPlanStage
-from mixers.shuffle import MixShuffleStage, MixWriteStage
+from mixers.shuffle import MixShuffleStage
 from mixers.stats import MixStatsStage
+from mixers.write import MixWriteStage
 
 
 @dataclass

@@ -220,7 +220,7 @@ def test_document_lines_broken_or_missing_after_tagging_are_quarantined_not_copi
 
 
 def test_copies_of_one_document_are_spread_apart():
-    from mixers.shuffle import spread
+    from mixers.write import spread
 
     rng = np.random.default_rng(0)
     origin = np.sort(rng.integers(0, 40, 400))  # sorted: every copy next to its siblings
@@ -448,7 +448,7 @@ def test_the_write_step_gathers_documents_from_their_shuffle_files_in_the_shuffl
     empty ones and ones that are views into a larger buffer included."""
     import pyarrow as pa
 
-    from mixers.shuffle import _Chunks
+    from mixers.write import _Chunks
 
     docs = [(json.dumps(d) + "\n").encode() for d in sample_docs("postgresql-docs", 120)]
     rng = np.random.default_rng(3)
