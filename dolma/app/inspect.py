@@ -26,6 +26,11 @@ from dolma.runtime.state import ledger_dir
 LEDGER_COLUMNS = {"file": pl.String, "line": pl.Int64, "id": pl.String, "outcome": pl.String, "reason": pl.String}
 
 
+def scan_ledger(url: str) -> pl.LazyFrame:
+    """One ledger file, lazily: a local one is scanned, so filters are pushed into the Parquet reader."""
+    return io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
+
+
 def ledger_rows(
     stages: list[Stage],
     id: str | None = None,
@@ -44,8 +49,7 @@ def ledger_rows(
         pattern = io.join(ledger_dir(s), "documents")
         files = io.list_files(pattern) if io.is_remote(pattern) or io.exists(pattern) else []
         for url in [f for f in files if f.endswith(".parquet")][:max_files]:
-            # a local ledger is scanned with the id filter pushed into the Parquet reader; one file at a time
-            frame = io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
+            frame = scan_ledger(url)  # one file at a time
             if id is not None:
                 frame = frame.filter(pl.col("id") == id)
             if removed:

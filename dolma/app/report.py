@@ -86,7 +86,7 @@ def kept_samples(stages: list[Stage], seed: int = 0) -> Section | None:
             ledgers = [f for k in keys[:LEDGER_FILES_SAMPLED] if io.exists(f := task_files(stage, k)[2])]
             if not ledgers:
                 continue
-            kept = [_kept_rows(f) for f in ledgers]  # only the kept rows' file, line and id are read
+            kept = [_kept_rows(inspect.scan_ledger(f)) for f in ledgers]  # only the kept rows' file, line and id
             rows = pl.concat(kept, how="vertical_relaxed").with_columns(outcome=pl.lit(KEPT), detail=pl.lit(""))
             chosen = random.Random(seed).sample(range(rows.height), min(SAMPLES_PER_REASON, rows.height))
             picks.append((stage.name, group, rows.height, rows[sorted(chosen)]))
@@ -100,8 +100,7 @@ def kept_samples(stages: list[Stage], seed: int = 0) -> Section | None:
     return Section("What each stream kept", note, [], table)
 
 
-def _kept_rows(url: str) -> pl.DataFrame:
-    frame = io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
+def _kept_rows(frame: pl.LazyFrame) -> pl.DataFrame:
     return (
         frame.filter(pl.col("outcome").cast(pl.String) == KEPT)
         .select(pl.col("file").cast(pl.String), "line", "id")

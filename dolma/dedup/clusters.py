@@ -194,7 +194,8 @@ class DedupAttributeStage(Step):
             rows.close()
 
     def _lines(self, url: str, batch: io.LineBatch, docs: pl.DataFrame, ledger: ShardLedger) -> list:
-        """The batch's attribute lines (a placeholder where a line is unusable), its outcomes in the ledger."""
+        """The batch's attribute lines (an empty line with the id, if any, where a line is unusable), its outcomes in
+        the ledger."""
         p = self.params
         known = (docs["doc"].to_numpy() & np.uint64(0xFFFFFFFF)).astype(np.int64)
         docs = docs.with_columns(
