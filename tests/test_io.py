@@ -280,3 +280,55 @@ def test_a_frame_stream_is_read_back_range_by_range_and_an_empty_one_keeps_its_s
         pass
     empty = io.FrameRanges(str(tmp_path / "empty.parquet"), "line").between(0, 5)
     assert empty.height == 0 and empty.schema == pl.Schema(schema)
+
+
+TRICKY_LINES = [
+    b'{"id": "plain", "text": "An ordinary document.", "metadata": {"url": "https://example.com"}}\n',
+    b'{"id": "null-meta", "text": "Metadata null becomes an empty object.", "metadata": null}\n',
+    b'{"id": "no-meta", "text": "No metadata at all."}\n',
+    b'{"id": "list-meta", "text": "Metadata that is not an object.", "metadata": [1]}\n',
+    b'{"id": "", "text": "An empty id."}\n',
+    b'{"id": "spaces", "text": "   \\n\\t  "}\n',
+    b'{"id": "empty", "text": ""}\n',
+    b'{"id": "lead-space", "text": "  Leading spaces, then words."}\n',
+    b'{"id": "lead-escape", "text": "\\nA newline escape first."}\n',
+    b'{"id": "lead-quote", "text": "\\"Quoted\\" at the start."}\n',
+    b'{"id": "unicode-blank", "text": "\\u00a0\\u2003"}\n',
+    b'{"id": "number", "text": 12}\n',
+    '{"id": "accents", "text": "Caf\u00e9 na\u00efve \u4e2d\u6587 \U0001f600."}\n'.encode(),
+    b'{"id": "bad-utf8", "text": "broken \xff\xfe bytes"}\n',
+    b'{"id": "surrogate", "text": "lone \\ud800 escape"}\n',
+    b"\n",
+    b"not json at all\n",
+    b'{"id": "padded", "text": "Whitespace around the object."}   \n',
+    b'{"id": "last", "text": "No newline at the end."}',
+]
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_batch_decoded_together_gives_what_decoding_line_by_line_gives(lazy):
+    """The batch path accepts a document only where the line-by-line check would, and rejects every other line
+    with the same reason, wherever the odd line sits in the batch (alone among plain lines, or many at once)."""
+    from dolma.io.lines import LineBatch, RejectedLine, parse_line
+
+    def one_by_one(lines):
+        out = []
+        for number, line in enumerate(lines, 1):
+            try:
+                out.append(("doc", number, ENCODER.encode(parse_line(number, line, lazy))))
+            except RejectedLine as e:
+                out.append(("rejected", number, e.rejected.reason))
+        return out
+
+    def batched(lines):
+        batch = io.parse_lines(LineBatch(list(range(1, len(lines) + 1)), list(lines)), lazy)
+        got = [("doc", n, ENCODER.encode(d)) for n, d in zip(batch.lines, batch.docs)]
+        return sorted(got + [("rejected", r.line, r.reason) for r in batch.rejected], key=lambda x: x[1])
+
+    plain = [b'{"id": "p%d", "text": "Plain text %d."}\n' % (i, i) for i in range(5)]
+    for odd in TRICKY_LINES:
+        lines = plain[:2] + [odd] + plain[2:]
+        assert batched(lines) == one_by_one(lines), odd
+    assert batched(TRICKY_LINES) == one_by_one(TRICKY_LINES)
+    kinds = [k for k, _, _ in one_by_one(TRICKY_LINES)]
+    assert kinds.count("doc") == 9 and kinds.count("rejected") == 10

@@ -25,6 +25,7 @@ from dolma.io.lines import (
     gc_paused,
     line_id,
     parse_line,
+    parse_lines,
     read_documents,
     read_lines,
     read_selected,
@@ -69,10 +70,10 @@ from dolma.io.writers import (
 __all__ = [
     "AtomicWriter", "AttributeColumns", "AttributeJoin", "DOC_SUFFIXES", "DocBatch", "DocumentWriter",
     "FrameRanges", "FrameStream", "KeySelection", "LineBatch", "Rejected", "RejectedLine", "attributes_url",
-    "configure", "document_files", "error_text", "exists", "gc_paused", "identity", "is_remote", "join",
-    "line_id", "list_files", "open_url", "out_of_step", "parse_line", "read_aligned", "read_aligned_columns",
+    "configure", "document_files", "error_text", "exists", "gc_paused", "identity", "is_remote", "join", "line_id",
+    "list_files", "open_url", "out_of_step", "parse_line", "parse_lines", "read_aligned", "read_aligned_columns",
     "read_arrow", "read_attribute_columns", "read_attributes", "read_documents", "read_frame", "read_json",
     "read_lines", "read_parquet", "read_selected", "recording", "rejected_line", "relative_to_root",
     "refuse_output_in_input", "remove", "remove_dead_temporaries", "require_attributes", "starts_with_id",
-    "strip_suffix", "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet",
+    "strip_suffix", "write_arrow", "write_frame", "write_json", "write_lines", "write_parquet"
 ]  # fmt: skip

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dolma.core.document import ENCODER, Document, LazyDocument, decode_document
+from dolma.core.document import ENCODER, Document, LazyDocument, check_document, decode_document, decode_plain
 from dolma.io.streams import Damage, chunks
 from dolma.io.urls import is_remote, open_url
 
@@ -180,14 +180,38 @@ def read_documents(url: str, batch_size: int = 4096, lazy: bool = False) -> Iter
     """Stream validated documents from a JSONL(.gz/.zst) or Parquet file in batches of at most ``batch_size``
     documents and about ``BATCH_BYTES`` (``lazy``: as :class:`LazyDocument`, the text left undecoded)."""
     for raw in read_lines(url, batch_size, BATCH_BYTES):
-        batch = DocBatch(rejected=raw.rejected, nbytes=raw.nbytes)
+        yield parse_lines(raw, lazy)
+
+
+def parse_lines(raw: LineBatch, lazy: bool = False) -> DocBatch:
+    """A batch of lines as documents, decoded together (:func:`decode_plain`); each unusable line is rejected
+    with its reason exactly as :func:`parse_line` gives it."""
+    batch = DocBatch(rejected=raw.rejected, nbytes=raw.nbytes)
+    plain = decode_plain(raw.lines, lazy) if raw.lines and max(map(len, raw.lines)) <= MAX_DOCUMENT_BYTES else None
+    if plain is None:  # some line does not decode: each is parsed alone, which names the reason
         for number, line in zip(raw.numbers, raw.lines):
             try:
                 batch.docs.append(parse_line(number, line, lazy))
                 batch.lines.append(number)
             except RejectedLine as e:
                 batch.rejected.append(e.rejected)
-        yield batch
+        return batch
+    docs, suspects = plain
+    bad: set[int] = set()
+    for i in suspects:
+        try:
+            docs[i] = check_document(docs[i], lazy)
+        except ValueError as e:
+            bad.add(i)
+            reason, _, error = str(e).partition(": ")
+            batch.rejected.append(rejected_line(raw.numbers[i], reason, error, raw.lines[i]))
+    if bad:
+        docs = [d for i, d in enumerate(docs) if i not in bad]
+        batch.lines = [n for i, n in enumerate(raw.numbers) if i not in bad]
+    else:
+        batch.lines = list(raw.numbers)
+    batch.docs = docs
+    return batch
 
 
 class RejectedLine(Exception):
