@@ -6,9 +6,13 @@ An allenai mixer config is a list of streams, each: documents (globs), attribute
 stream as a stage with one task per document file, with our rules (vectorised where they can be, the jq or JSONPath
 library per document otherwise) and allenai's decisions: a document is kept when it passes **any** include filter
 (or there are none) and **no** exclude filter; a span of ``span``'s attribute scoring at least ``min_score`` is
-replaced by ``replacement``. Output documents carry the joined attributes, as allenai's do; every document read is
-kept or dropped with the filter that decided, in the ledger. An integer literal never equals a float score in
-allenai's JSONPath (``== 1`` is false for a score of 1.0, ``!= 1`` true); here numbers compare by value.
+replaced by ``replacement``; a kept document whose edited text, trimmed, is under ``output.min_text_length`` bytes
+is dropped. ``compression.output`` picks the output files' format as allenai does (``gz`` by default, ``zst``, or
+``""`` for none); ``compression.input``, which in allenai overrides how inputs are read, must agree with the
+files' suffixes, by which ours are read. Output documents carry the joined attributes, as allenai's do; every
+document read is kept or dropped with the filter that decided, in the ledger. An integer literal never equals a
+float score in allenai's JSONPath (``== 1`` is false for a score of 1.0, ``!= 1`` true); here numbers compare by
+value.
 """
 
 from __future__ import annotations
@@ -31,9 +35,14 @@ from mixers.rules import SPANS_TYPE, Rule, jq_keys, parse, spans_column
 from mixers.stats import edited_text, first_scores, span_cuts
 
 TOP_KEYS = {"streams", "processes", "work_dir"}  # work_dir: accepted, not needed (ledgers live beside the output)
-STREAM_KEYS = {"name", "documents", "attributes", "output", "filter", "span_replacement"}
-OUTPUT_KEYS = {"path", "max_size_in_bytes", "discard_fields"}
-UNSUPPORTED = {"debug", "compression", "min_text_length"}  # allenai keys we do not run: an error, never ignored
+STREAM_KEYS = {"name", "documents", "attributes", "output", "filter", "span_replacement", "compression"}
+OUTPUT_KEYS = {"path", "max_size_in_bytes", "discard_fields", "min_text_length"}
+COMPRESSION_KEYS = {"input", "output"}
+SUFFIXES = {"gz": ".json.gz", "zst": ".json.zst", "": ".json"}  # compression.output -> output file suffix
+UNSUPPORTED = {"debug"}  # allenai keys we do not run: an error, never ignored
+# what allenai's length check trims (Unicode White_Space; str.strip() would also take U+001C-U+001F)
+WHITE_SPACE = "".join(map(chr, [*range(9, 14), 32, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F]))
+WHITE_SPACE += "\u205f\u3000"
 FILTER_KEYS = {"include", "exclude", "syntax"}
 SPAN_KEYS = {"span", "min_score", "replacement", "syntax"}
 
@@ -63,6 +72,9 @@ class AllenaiStream(Stage):
     edits: list[SpanEdit] = field(default_factory=list)
     max_size_in_bytes: int = 2**30
     discard_fields: list[str] = field(default_factory=list)
+    min_text_length: int = 0
+    compression: str = "gz"  # of the output files: gz, zst or "" (none)
+    input_compression: str | None = None  # None: each file's suffix says
     batch_size: int = 4096
 
     @property
@@ -81,7 +93,19 @@ class AllenaiStream(Stage):
             raise UserError(f"stream {self.stream!r}: no document files match {self.documents}")
         for t in tasks:  # a missing attribute set is an error naming it, not a shard of quarantined lines
             io.require_attributes(t.payload.url, self.attributes, f"stream {self.stream!r}")
+            self._check_input(t.payload.url)
         return tasks
+
+    def _check_input(self, url: str) -> None:
+        """``compression.input`` must say what the file's suffix says: ours are read by their suffix."""
+        if self.input_compression is None:
+            return
+        by_suffix = "gz" if url.endswith((".gz", ".gzip")) else "zst" if url.endswith((".zst", ".zstd")) else ""
+        if url.endswith(".parquet") or by_suffix != self.input_compression:
+            raise UserError(
+                f"stream {self.stream!r}: compression.input is {self.input_compression!r}, but {url} is read by its "
+                f"suffix as {by_suffix or 'uncompressed'}; rename the file or remove compression.input"
+            )
 
     def task_basis(self, tasks: list[Task]) -> str:
         include, exclude = self.rules()
@@ -95,34 +119,50 @@ class AllenaiStream(Stage):
         src = task.payload.url
         urls = {a: io.attributes_url(src, a) for a in self.attributes}
         wanted = {k for r in include + exclude for k in r.keys} | {e.attribute for e in self.edits}
-        reader = partial(_aligned, urls, not self.edits)  # no edit: the text is copied, never decoded
+        lazy = not self.edits and not self.min_text_length  # the text is copied, never decoded
+        reader = partial(_aligned, urls, lazy)
         if "attributes" in self.discard_fields:  # the output carries none: decode only what filters and edits read
-            reader = partial(_columns, urls, io.KeySelection(frozenset(wanted)), not self.edits)
-        out = _Output(io.join(self.output, f"{self.stream}-{task.key.replace('/', '_')}"), self.max_size_in_bytes)
+            reader = partial(_columns, urls, io.KeySelection(frozenset(wanted)), lazy)
+        prefix = io.join(self.output, f"{self.stream}-{task.key.replace('/', '_')}")
+        out = _Output(prefix, self.max_size_in_bytes, SUFFIXES[self.compression])
         try:
             for batch in read_shard(src, ledger, self.batch_size, reader=reader):
                 docs, columns, merged = _joined(batch, wanted)
                 reasons = _decide(columns, len(docs), include, exclude)
+                texts = [None if r else self._text(d, columns, i) for i, (d, r) in enumerate(zip(docs, reasons))]
+                if self.min_text_length:
+                    reasons = [r if r is not None else self._too_short(t) for r, t in zip(reasons, texts)]
                 keep = [i for i, r in enumerate(reasons) if r is None]
                 drop = [i for i, r in enumerate(reasons) if r is not None]
                 ledger.dropped(src, [batch.lines[i] for i in drop], [docs[i].id for i in drop],
                                [reasons[i] for i in drop])  # fmt: skip
                 ledger.kept(src, [batch.lines[i] for i in keep], [docs[i].id for i in keep])
-                out.write([self._record(docs[i], merged[i] if merged else None, columns, i) for i in keep])
+                out.write([self._record(docs[i], texts[i], merged[i] if merged else None) for i in keep])
         except BaseException as e:
             out.close(e)  # the unfinished file is discarded, never published
             raise
         out.close()
 
-    def _record(self, doc, attributes: dict[str, list] | None, columns: dict[str, list], i: int) -> bytes:
-        """The output line of document ``i`` of a batch: edited, with its joined attributes unless discarded."""
+    def _text(self, doc, columns: dict[str, list], i: int):
+        """Document ``i``'s text with its spans edited (without edits: as read, raw JSON when read lazily)."""
+        if not self.edits:
+            return doc.text
+        spans = [[columns[e.attribute][i]] for e in self.edits]
+        return edited_text(doc.text, span_cuts(spans, self.edits)[0], self.edits)
+
+    def _too_short(self, text: str) -> str | None:
+        """The drop reason of a kept text under ``min_text_length`` UTF-8 bytes once trimmed, as allenai counts."""
+        if len(text.strip(WHITE_SPACE).encode()) >= self.min_text_length:
+            return None
+        return f"min_text_length: under {self.min_text_length} bytes"
+
+    def _record(self, doc, text, attributes: dict[str, list] | None) -> bytes:
+        """A kept document's output line: its (edited) text, with its joined attributes unless discarded."""
         if attributes is None and not self.edits and self.discard_fields == ["attributes"]:
             return ENCODER.encode(doc) + b"\n"  # the document as read: the same line as the record below
-        spans = [[columns[e.attribute][i]] for e in self.edits]
-        cuts = span_cuts(spans, self.edits)[0] if self.edits else None
         record = {
             "id": doc.id,
-            "text": edited_text(doc.text, cuts, self.edits),
+            "text": text,
             "source": doc.source,
             "added": doc.added,
             "created": doc.created,
@@ -154,6 +194,8 @@ def _columns(urls: dict[str, str], select: io.KeySelection, lazy: bool, url: str
 def _decide(columns: dict[str, list], n: int, include: list[Rule], exclude: list[Rule]) -> list[str | None]:
     """Per document, None (kept) or the reason: no include filter passed, or the exclude filter that matched.
     ``columns``: the spans of each key the rules read, per document (None where absent)."""
+    if not include and not exclude:  # no filter: every document is kept (a frame of no columns cannot say so)
+        return [None] * n
     keys = sorted({k for r in include + exclude for k in r.keys})
     absent = [None] * n
     frame = pl.DataFrame(
@@ -177,10 +219,11 @@ def _decide(columns: dict[str, list], n: int, include: list[Rule], exclude: list
 
 
 class _Output:
-    """Output files ``<prefix>-NNNN.json.gz``, a new one once ``limit`` bytes are written, each atomic."""
+    """Output files ``<prefix>-NNNN<suffix>`` (``.json.gz``...), a new one once ``limit`` bytes are written, each
+    atomic."""
 
-    def __init__(self, prefix: str, limit: int):
-        self.prefix, self.limit, self.part, self.size, self.writer = prefix, limit, 0, 0, None
+    def __init__(self, prefix: str, limit: int, suffix: str):
+        self.prefix, self.limit, self.suffix, self.part, self.size, self.writer = prefix, limit, suffix, 0, 0, None
 
     def write(self, lines: list[bytes]) -> None:
         """The lines in order, as few writes as the size limit allows (a file ends after the line that
@@ -188,7 +231,7 @@ class _Output:
         start = 0
         while start < len(lines):
             if self.writer is None:
-                self.writer = io.AtomicWriter(f"{self.prefix}-{self.part:04d}.json.gz").__enter__()
+                self.writer = io.AtomicWriter(f"{self.prefix}-{self.part:04d}{self.suffix}").__enter__()
             sizes = np.cumsum([len(line) for line in lines[start:]]) + self.size
             end = start + min(int(np.searchsorted(sizes, self.limit)) + 1, len(sizes))  # through the line at limit
             self.writer.write(b"".join(lines[start:end]))
@@ -230,6 +273,14 @@ def _stream(path: str, i: int, s: dict) -> AllenaiStream:
         if key not in s:
             raise UserError(f"{where}: missing {key!r}")
     _check(f"{where}.output", s["output"], OUTPUT_KEYS)
+    compression = s.get("compression") or {}
+    _check(f"{where}.compression", compression, COMPRESSION_KEYS)
+    for key in ("input", "output"):
+        if compression.get(key) not in (None, *SUFFIXES):
+            raise UserError(f"{where}.compression.{key}: gz, zst or '' (none), not {compression[key]!r}")
+    min_length = s["output"].get("min_text_length") or 0
+    if not isinstance(min_length, int) or isinstance(min_length, bool) or min_length < 0:
+        raise UserError(f"{where}.output.min_text_length: a whole number of bytes, 0 or more, not {min_length!r}")
     flt = s.get("filter") or {}
     _check(f"{where}.filter", flt, FILTER_KEYS)
     edits = []
@@ -252,6 +303,9 @@ def _stream(path: str, i: int, s: dict) -> AllenaiStream:
         edits=edits,
         max_size_in_bytes=int(s["output"].get("max_size_in_bytes", 2**30)),
         discard_fields=list(s["output"].get("discard_fields") or []),
+        min_text_length=min_length,
+        compression="gz" if compression.get("output") is None else compression["output"],
+        input_compression=compression.get("input"),
     )
     if stream.syntax not in ("jsonpath", "jq"):
         raise UserError(f"{where}.filter.syntax: jsonpath or jq, not {stream.syntax!r}")

@@ -10,7 +10,7 @@ from conftest import ROOT, SAMPLE, read_jsonl, run_cli
 sys.path.insert(0, str(ROOT))
 from bench.peers import run_allenai_dolma  # noqa: E402
 from dolma import io  # noqa: E402
-from dolma.core.document import ENCODER, AttributeLine  # noqa: E402
+from dolma.core.document import ENCODER, AttributeLine, Document  # noqa: E402
 from mixers.rules import parse  # noqa: E402
 
 pytestmark = pytest.mark.peer
@@ -299,6 +299,59 @@ def test_an_allenai_mixer_config_runs_unchanged_and_keeps_what_allenai_keeps(tmp
     assert any(r.startswith("exclude: ") for r in summary["dropped"]) and any(
         r.startswith("include: ") for r in summary["dropped"]
     )
+
+
+def test_min_text_length_and_zstd_output_keep_what_allenai_keeps_and_write_what_it_writes(tmp_path):
+    """``output.min_text_length`` counts UTF-8 bytes of the text trimmed of Unicode White_Space (U+3000 is
+    trimmed, U+001C is not) after the span edits; ``compression`` reads zstd and writes ``.json.zst``. Both
+    tools keep the same documents with the same texts, and ours says why each other one was dropped."""
+    texts = {
+        "short": "short",
+        "bytes39": "x" * 39,
+        "bytes40": "x" * 40,
+        "accents40": "\u00e9" * 20,
+        "accents39": "\u00e9" * 19 + "a",
+        "ideographic-space": "  " + "y" * 38 + "\u3000" * 5,
+        "separator": "y" * 38 + "\x1c\x1c",
+        "email": "write to someone@example.com for a copy of the full report, please",
+        "email-short": "mail a@example.org",
+    }
+    docs = tmp_path / "documents"
+    with io.DocumentWriter(str(docs / "d.jsonl.zst")) as w:
+        w.write([Document(id=k, text=v, source="t") for k, v in texts.items()])
+    run_cli("tag", "--documents", str(docs / "*.jsonl.zst"), "--experiment", "p", "--taggers", "pii_v1")
+
+    def config(out):
+        stream = {
+            "name": "docs",
+            "documents": [str(docs / "*.jsonl.zst")],
+            "attributes": ["p"],
+            "output": {"path": str(out), "max_size_in_bytes": 10**9, "min_text_length": 40},
+            "span_replacement": [{"span": "$.attributes.p__pii_v1__email", "min_score": 0.5, "replacement": "@"}],
+            "compression": {"input": "zst", "output": "zst"},
+        }
+        return {"streams": [stream], "processes": 1}
+
+    (tmp_path / "allenai.json").write_text(json.dumps(config(tmp_path / "allenai")))
+    run_allenai_dolma("-c", str(tmp_path / "allenai.json"), "mix")
+    (tmp_path / "ours.json").write_text(json.dumps(config(tmp_path / "ours")))
+    run_cli("mix", "-c", str(tmp_path / "ours.json"))
+
+    def mixed(folder):
+        files = sorted(folder.glob("*.json.zst"))
+        assert files and not list(folder.glob("*.gz")), folder
+        return {d["id"]: d["text"] for f in files for d in read_jsonl(f)}
+
+    theirs, ours = mixed(tmp_path / "allenai"), mixed(tmp_path / "ours")
+    assert ours == theirs
+    assert set(ours) == {"bytes40", "accents40", "separator", "email"} and "@" in ours["email"]
+    summary = json.loads((tmp_path / "ours/_ledger/mix-docs/summary.json").read_text())
+    assert summary["dropped"] == {"min_text_length: under 40 bytes": 5}
+    again = config(tmp_path / "again")
+    again["streams"][0]["compression"]["input"] = "gz"
+    (tmp_path / "ours.json").write_text(json.dumps(again))
+    proc = run_cli("mix", "-c", str(tmp_path / "ours.json"), check=False)
+    assert proc.returncode == 2 and "compression.input is 'gz', but" in proc.stderr and "as zst" in proc.stderr
 
 
 def test_an_allenai_tagger_config_runs_unchanged_and_writes_where_allenai_writes(tmp_path):

@@ -395,10 +395,24 @@ def test_an_allenai_mixer_config_with_a_typo_is_an_error_naming_the_key(tmp_path
     (tmp_path / "m.json").write_text(json.dumps(config))
     proc = run_cli("-c", str(tmp_path / "m.json"), "mix", check=False)
     assert proc.returncode == 2 and "neither in the vectorised subset nor valid jq" in proc.stderr
-    config["streams"][0]["output"]["min_text_length"] = 10
+    config["streams"][0]["filter"] = {}
+    config["streams"][0]["output"]["min_text_length"] = -1
     (tmp_path / "m.json").write_text(json.dumps(config))
     proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
-    assert proc.returncode == 2 and "'min_text_length' is an allenai mixer key this toolkit does not run" in proc.stderr
+    assert proc.returncode == 2 and "output.min_text_length: a whole number of bytes, 0 or more, not -1" in proc.stderr
+    config["streams"][0]["output"]["min_text_length"] = 10
+    config["streams"][0]["compression"] = {"output": "lz4"}
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and "streams[0].compression.output: gz, zst or '' (none), not 'lz4'" in proc.stderr
+    config["streams"][0]["compression"] = {"inptu": "gz"}
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and "streams[0].compression: unknown key 'inptu'" in proc.stderr
+    config["streams"][0]["debug"] = True
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and "'debug' is an allenai mixer key this toolkit does not run" in proc.stderr
 
 
 def test_the_plan_is_the_same_from_any_number_of_id_partitions_and_within_a_bin_from_histograms(tmp_path):
