@@ -100,3 +100,38 @@ def test_the_report_samples_what_each_mix_stream_kept_escaped(run):
     kept = [d for d in docs if d["id"] in section]
     assert section.count("<details>") >= 3 and len(kept) >= 3
     assert all(html.escape(d["text"][:60]) in section for d in kept)
+
+
+def test_removed_rows_are_sampled_across_ledger_files_as_from_all_their_rows_at_once(tmp_path):
+    """Counting first and then reading only the picked positions of each file gives the rows a seeded pick over
+    every removed row of those reasons (files in order) gives, whatever reasons and files they fall in."""
+    import random
+
+    import polars as pl
+
+    from dolma.app import inspect
+
+    files = []
+    for f, n in enumerate([7, 0, 130, 41]):
+        frame = pl.DataFrame(
+            {
+                "file": [f"in-{f}.jsonl"] * n,
+                "line": list(range(1, n + 1)),
+                "id": [f"d{f}-{i}" for i in range(n)],
+                "outcome": [("kept", "dropped", "quarantined")[(i * 7 + f) % 3] for i in range(n)],
+                "reason": [("", "rule a", "rule b", "invalid_json")[(i * 5 + f) % 4] for i in range(n)],
+                "detail": [""] * n,
+            }
+        ).with_columns(pl.col("file", "outcome", "reason").cast(pl.Categorical))
+        files.append(str(tmp_path / f"part-{f}.parquet"))
+        frame.write_parquet(files[-1])
+    every = pl.concat([pl.read_parquet(f).cast({"file": pl.String, "outcome": pl.String, "reason": pl.String})
+                       for f in files]).filter(pl.col("outcome") != "kept")  # fmt: skip
+    counts = inspect.removal_counts(files)
+    assert sum(sum(c.values()) for c in counts) == every.height
+    for reasons in ({"rule a"}, {"rule b", "invalid_json"}, {"", "rule a", "rule b", "invalid_json"}):
+        for seed in (0, 1, 2):
+            rows = every.filter(pl.col("reason").is_in(sorted(reasons)))
+            want = rows[sorted(random.Random(seed).sample(range(rows.height), min(5, rows.height)))]
+            got = inspect.sample_of(files, counts, reasons, 5, seed)
+            assert got.select(want.columns).to_dicts() == want.to_dicts(), (reasons, seed)

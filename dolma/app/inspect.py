@@ -31,30 +31,13 @@ def scan_ledger(url: str) -> pl.LazyFrame:
     return io.read_frame(url).lazy() if io.is_remote(url) else pl.scan_parquet(url)
 
 
-def ledger_rows(
-    stages: list[Stage],
-    id: str | None = None,
-    stage: str | None = None,
-    max_files: int | None = None,
-    removed: bool = False,
-) -> pl.DataFrame:
-    """Ledger rows of the stages (in run order), only those of ``id``, of the stage named ``stage`` and of the
-    documents dropped or quarantined (``removed``) if given; ``max_files``: read at most that many of each
-    stage's ledger files (a bounded sample of a large run). The filters are applied as each file is read, not
-    to the rows of every file together."""
+def ledger_rows(stages: list[Stage], id: str) -> pl.DataFrame:
+    """Ledger rows of the document ``id`` in every stage (in run order); the filter is applied as each file is
+    read, not to the rows of every file together."""
     frames = []
     for order, s in enumerate(stages):
-        if stage is not None and s.name != stage:
-            continue
-        pattern = io.join(ledger_dir(s), "documents")
-        files = io.list_files(pattern) if io.is_remote(pattern) or io.exists(pattern) else []
-        for url in [f for f in files if f.endswith(".parquet")][:max_files]:
-            frame = scan_ledger(url)  # one file at a time
-            if id is not None:
-                frame = frame.filter(pl.col("id") == id)
-            if removed:
-                frame = frame.filter(pl.col("outcome").cast(pl.String) != KEPT)
-            df = frame.collect().cast({**LEDGER_COLUMNS, "detail": pl.String})
+        for url in ledger_files(s):
+            df = scan_ledger(url).filter(pl.col("id") == id).collect().cast({**LEDGER_COLUMNS, "detail": pl.String})
             if df.height:
                 frames.append(df.with_columns(stage=pl.lit(s.name), order=pl.lit(order)))
     if not frames:
@@ -111,20 +94,59 @@ def parse_location(where: str) -> tuple[str, int] | None:
     return None
 
 
+def ledger_files(stage: Stage, max_files: int | None = None) -> list[str]:
+    """A stage's ledger files, in order (at most ``max_files``: a bounded sample of a large run)."""
+    pattern = io.join(ledger_dir(stage), "documents")
+    files = io.list_files(pattern) if io.is_remote(pattern) or io.exists(pattern) else []
+    return [f for f in files if f.endswith(".parquet")][:max_files]
+
+
+_REASON = pl.col("reason").cast(pl.String)
+
+
+def _removed(url: str) -> pl.LazyFrame:
+    return scan_ledger(url).filter(pl.col("outcome").cast(pl.String) != KEPT)
+
+
+def removal_counts(files: list[str]) -> list[dict[str, int]]:
+    """Per ledger file, its dropped and quarantined rows per reason (counted as the file streams by)."""
+    counts = []
+    for url in files:
+        frame = _removed(url).group_by(_REASON).len().collect(engine="streaming")
+        counts.append(dict(zip(frame["reason"].to_list(), frame["len"].to_list())))
+    return counts
+
+
+def sample_of(files: list[str], counts: list[dict[str, int]], reasons: set[str], n: int, seed: int) -> pl.DataFrame:
+    """``n`` seeded rows among the removed rows of ``files`` whose reason is one of ``reasons``, numbered across
+    the files in order (``counts``: :func:`removal_counts` of them). Each file streams by once with a filter on
+    the picked positions, so memory does not grow with the rows a reason removed, only with ``n``."""
+    sizes = [sum(c.get(r, 0) for r in reasons) for c in counts]
+    chosen = sorted(random.Random(seed).sample(range(sum(sizes)), min(n, sum(sizes))))
+    frames, start = [], 0
+    for url, size in zip(files, sizes):
+        if local := [i - start for i in chosen if start <= i < start + size]:
+            frame = _removed(url).filter(_REASON.is_in(sorted(reasons))).with_row_index("_at")
+            frame = frame.filter(pl.col("_at").is_in(local)).drop("_at").collect(engine="streaming")
+            frames.append(frame.cast({**LEDGER_COLUMNS, "detail": pl.String}))
+        start += size
+    empty = pl.DataFrame(schema={**LEDGER_COLUMNS, "detail": pl.String})
+    return pl.concat(frames, how="vertical_relaxed") if frames else empty
+
+
 def sample_removed(stages: list[Stage], stage: str, reason: str, n: int, seed: int) -> pl.DataFrame:
     """``n`` rows (seeded) of ``stage``'s ledger that were dropped or quarantined with a reason containing
     ``reason`` (every removal when it is empty)."""
-    names = [s.name for s in stages]
-    if stage not in names:
-        raise UserError(f"no stage named {stage!r}; stages: {', '.join(names)}")
-    rows = ledger_rows(stages, stage=stage, removed=True)
-    if reason:
-        rows = rows.filter(pl.col("reason").str.contains(reason, literal=True))
-    if not rows.height:
-        reasons = ledger_rows(stages, stage=stage, removed=True)["reason"].unique().sort()
-        raise UserError(f"{stage}: no document removed for {reason!r}; its reasons: {', '.join(reasons) or 'none'}")
-    picked = sorted(random.Random(seed).sample(range(rows.height), min(n, rows.height)))
-    return rows[picked]
+    by_name = {s.name: s for s in stages}
+    if stage not in by_name:
+        raise UserError(f"no stage named {stage!r}; stages: {', '.join(by_name)}")
+    files = ledger_files(by_name[stage])
+    counts = removal_counts(files)
+    every = sorted(set().union(*counts))
+    matching = {r for r in every if reason in r}
+    if not any(c.get(r) for c in counts for r in matching):
+        raise UserError(f"{stage}: no document removed for {reason!r}; its reasons: {', '.join(every) or 'none'}")
+    return sample_of(files, counts, matching, n, seed)
 
 
 def quarantined_line(stages: list[Stage], stage: str, file: str, line: int) -> str | None:

@@ -54,16 +54,18 @@ LEDGER_FILES_SAMPLED = 16  # per stage: samples come from a bounded part of a la
 def removal_samples(stages: list[Stage], seed: int = 0) -> Section:
     """For each stage and each of its most frequent removal reasons, a few seeded sample documents (text cut,
     HTML-escaped, folded away), so a reviewer judges a rule by its victims."""
-    import random
-
     from dolma.app import inspect
 
     picks = []
-    for stage in stages:
-        rows = inspect.ledger_rows([stage], max_files=LEDGER_FILES_SAMPLED, removed=True)
-        for (reason,), group in sorted(rows.group_by("reason"), key=lambda g: -g[1].height)[:8]:
-            chosen = random.Random(seed).sample(range(group.height), min(SAMPLES_PER_REASON, group.height))
-            picks.append((stage.name, reason, group.height, group[sorted(chosen)]))
+    for stage in stages:  # counts first, then only the sampled rows: memory does not grow with what was removed
+        files = inspect.ledger_files(stage, LEDGER_FILES_SAMPLED)
+        counts = inspect.removal_counts(files)
+        totals = Counter()
+        for c in counts:
+            totals.update(c)
+        for reason, total in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:8]:
+            rows = inspect.sample_of(files, counts, {reason}, SAMPLES_PER_REASON, seed)
+            picks.append((stage.name, reason, total, rows))
     dropped = [g.filter(pl.col("outcome") == "dropped") for *_, g in picks]  # quarantined lines are not documents
     texts = inspect.documents_at([(f, n) for g in dropped for f, n in zip(g["file"], g["line"])])
     table = [["stage", "reason", "removed (sampled files)", "samples"]]
