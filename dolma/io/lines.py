@@ -121,9 +121,14 @@ def read_selected(url: str, lines: set[int]) -> Iterator[tuple[int, Document]]:
         for batch in read_documents(url):
             yield from ((n, d) for n, d in zip(batch.lines, batch.docs) if n in lines)
         return
+    last = max(lines, default=0)
     for number, line in _read_lines(url):
-        if number in lines and not isinstance(line, Damage):
+        if isinstance(line, Damage):
+            continue
+        if number in lines:
             yield number, decode_document(line.strip())
+        if number >= last:  # the rest of the file is not read
+            return
 
 
 @dataclass
