@@ -91,7 +91,9 @@ def _line_blocks(url: str) -> Iterator[list[bytes] | Damage]:
         if b"\n" not in block:
             head.append(block)
             continue
-        lines = BytesIO(b"".join([*head, block]) if head else block).readlines()
+        lines = BytesIO(block).readlines()
+        if head:  # the line cut by the last block ends in this one: only that line is joined, not the block
+            lines[0] = b"".join([*head, lines[0]])
         head = [] if lines[-1].endswith(b"\n") else [lines.pop()]
         yield lines
     if head:
