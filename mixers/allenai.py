@@ -258,12 +258,62 @@ class AllenaiMix(StageGroup):
         return list(self.streams)
 
 
+class _OutputConfig(msgspec.Struct):
+    path: str
+    max_size_in_bytes: int = 2**30
+    discard_fields: list[str] | None = None
+    min_text_length: int | None = None
+
+
+class _FilterConfig(msgspec.Struct):
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    syntax: str = "jsonpath"
+
+
+class _SpanConfig(msgspec.Struct):
+    span: str
+    min_score: float = 0.5
+    replacement: str = ""
+    syntax: str = "jsonpath"
+
+
+class _CompressionConfig(msgspec.Struct):
+    input: str | None = None
+    output: str | None = None
+
+
+class _StreamConfig(msgspec.Struct):
+    """The types of a stream's values (its keys are checked first, by :func:`_check`, with allenai's names)."""
+
+    name: str
+    documents: list[str]
+    output: _OutputConfig
+    attributes: list[str] | None = None
+    filter: _FilterConfig | None = None
+    span_replacement: list[_SpanConfig] | None = None
+    compression: _CompressionConfig | None = None
+
+
 def allenai_mixer(path: str, config: dict) -> AllenaiMix:
     """An allenai mixer config (as loaded from ``path``), every key checked; unknown keys are errors naming them."""
     _check(path, config, TOP_KEYS)
-    if not config.get("streams"):
-        raise UserError(f"{path}: an allenai mixer config needs streams")
-    return AllenaiMix([_stream(path, i, s) for i, s in enumerate(config["streams"])])
+    streams = config.get("streams")
+    if not streams or not isinstance(streams, list):
+        raise UserError(f"{path}: an allenai mixer config needs streams: a list of them, not {streams!r}")
+    processes = config.get("processes")
+    if processes is not None and (not isinstance(processes, int) or isinstance(processes, bool) or processes < 1):
+        raise UserError(f"{path}: processes: a whole number, 1 or more, not {processes!r}")
+    return AllenaiMix([_stream(path, i, s) for i, s in enumerate(streams)])
+
+
+def _typed(where: str, s: dict) -> _StreamConfig:
+    """The stream's values in their types; a value of the wrong type is an error naming its key."""
+    try:
+        return msgspec.convert(s, _StreamConfig, strict=False)
+    except msgspec.ValidationError as e:
+        message, _, at = str(e).partition(" - at `$")
+        raise UserError(f"{where}{at.rstrip('`')}: {message[:1].lower()}{message[1:]}") from None
 
 
 def _stream(path: str, i: int, s: dict) -> AllenaiStream:
@@ -273,39 +323,38 @@ def _stream(path: str, i: int, s: dict) -> AllenaiStream:
         if key not in s:
             raise UserError(f"{where}: missing {key!r}")
     _check(f"{where}.output", s["output"], OUTPUT_KEYS)
-    compression = s.get("compression") or {}
-    _check(f"{where}.compression", compression, COMPRESSION_KEYS)
-    for key in ("input", "output"):
-        if compression.get(key) not in (None, *SUFFIXES):
-            raise UserError(f"{where}.compression.{key}: gz, zst or '' (none), not {compression[key]!r}")
-    min_length = s["output"].get("min_text_length") or 0
-    if not isinstance(min_length, int) or isinstance(min_length, bool) or min_length < 0:
-        raise UserError(f"{where}.output.min_text_length: a whole number of bytes, 0 or more, not {min_length!r}")
-    flt = s.get("filter") or {}
-    _check(f"{where}.filter", flt, FILTER_KEYS)
-    edits = []
+    _check(f"{where}.compression", s.get("compression") or {}, COMPRESSION_KEYS)
+    _check(f"{where}.filter", s.get("filter") or {}, FILTER_KEYS)
     for j, e in enumerate(s.get("span_replacement") or []):
         _check(f"{where}.span_replacement[{j}]", e, SPAN_KEYS)
-        span = str(e.get("span", ""))
-        if not span.startswith("$.attributes."):
-            raise UserError(f"{where}.span_replacement[{j}]: span must be '$.attributes.<key>', not {span!r}")
-        edits.append(
-            SpanEdit(span.removeprefix("$.attributes."), float(e.get("min_score", 0.5)), e.get("replacement", ""))
-        )
+    c = _typed(where, s)
+    compression = c.compression or _CompressionConfig()
+    for key in ("input", "output"):
+        if getattr(compression, key) not in (None, *SUFFIXES):
+            raise UserError(f"{where}.compression.{key}: gz, zst or '' (none), not {getattr(compression, key)!r}")
+    min_length = c.output.min_text_length or 0
+    if min_length < 0:
+        raise UserError(f"{where}.output.min_text_length: a whole number of bytes, 0 or more, not {min_length!r}")
+    edits = []
+    for j, e in enumerate(c.span_replacement or []):
+        if not e.span.startswith("$.attributes."):
+            raise UserError(f"{where}.span_replacement[{j}]: span must be '$.attributes.<key>', not {e.span!r}")
+        edits.append(SpanEdit(e.span.removeprefix("$.attributes."), e.min_score, e.replacement))
+    flt = c.filter or _FilterConfig()
     stream = AllenaiStream(
-        stream=str(s["name"]),
-        documents=list(s["documents"]),
-        output=s["output"]["path"],
-        attributes=list(s.get("attributes") or []),
-        include=list(flt.get("include") or []),
-        exclude=list(flt.get("exclude") or []),
-        syntax=flt.get("syntax", "jsonpath"),
+        stream=c.name,
+        documents=c.documents,
+        output=c.output.path,
+        attributes=c.attributes or [],
+        include=flt.include or [],
+        exclude=flt.exclude or [],
+        syntax=flt.syntax,
         edits=edits,
-        max_size_in_bytes=int(s["output"].get("max_size_in_bytes", 2**30)),
-        discard_fields=list(s["output"].get("discard_fields") or []),
+        max_size_in_bytes=c.output.max_size_in_bytes,
+        discard_fields=c.output.discard_fields or [],
         min_text_length=min_length,
-        compression="gz" if compression.get("output") is None else compression["output"],
-        input_compression=compression.get("input"),
+        compression="gz" if compression.output is None else compression.output,
+        input_compression=compression.input,
     )
     if stream.syntax not in ("jsonpath", "jq"):
         raise UserError(f"{where}.filter.syntax: jsonpath or jq, not {stream.syntax!r}")

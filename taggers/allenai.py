@@ -32,7 +32,11 @@ def allenai_tagger(config: dict) -> tuple[list[TagStage], int | None, bool]:
         raise UserError("tagger config: documents must be a non-empty list of globs")
     if not isinstance(taggers, list) or not taggers:
         raise UserError("tagger config: taggers must be a non-empty list of tagger names (see `dolma list`)")
-    experiment = config.get("experiment") or "tags"
+    experiment, processes = config.get("experiment") or "tags", config.get("processes")
+    if not isinstance(experiment, str):
+        raise UserError(f"tagger config: experiment must be a name, not {experiment!r}")
+    if processes is not None and (not isinstance(processes, int) or isinstance(processes, bool) or processes < 1):
+        raise UserError(f"tagger config: processes must be a whole number, 1 or more, not {processes!r}")
     stages = [
         TagStage(
             input=pattern,
@@ -43,4 +47,4 @@ def allenai_tagger(config: dict) -> tuple[list[TagStage], int | None, bool]:
         )
         for i, pattern in enumerate(documents)
     ]
-    return stages, config.get("processes"), bool(config.get("ignore_existing"))
+    return stages, processes, bool(config.get("ignore_existing"))

@@ -415,6 +415,29 @@ def test_an_allenai_mixer_config_with_a_typo_is_an_error_naming_the_key(tmp_path
     assert proc.returncode == 2 and "'debug' is an allenai mixer key this toolkit does not run" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"documents": "docs/*.jsonl.gz"}, "streams[0].documents: expected `array`, got `str`"),
+        ({"attributes": "t"}, "streams[0].attributes: expected `array | null`, got `str`"),
+        ({"output": {"path": "o", "max_size_in_bytes": "big"}}, "streams[0].output.max_size_in_bytes: expected `int`"),
+        ({"filter": {"include": "$.attributes[?(@.a__b__c)]"}}, "streams[0].filter.include: expected `array | null`"),
+        ({"span_replacement": [{"span": "$.attributes.a__b__c", "min_score": "high"}]}, ".min_score: expected `float`"),
+        ({"name": 5}, "streams[0].name: expected `str`, got `int`"),
+    ],
+)
+def test_an_allenai_mixer_config_value_of_the_wrong_type_is_an_error_naming_its_key(tmp_path, change, message):
+    """A string where allenai wants a list is not read as a list of its characters (a documents glob of '/'),
+    and no value reaches a stage in the wrong type: the error names the key and what was expected."""
+    stream = {"name": "s", "documents": [str(tmp_path / "docs/*.jsonl.gz")], "output": {"path": str(tmp_path / "o")}}
+    (tmp_path / "m.json").write_text(json.dumps({"streams": [{**stream, **change}]}))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    (tmp_path / "m.json").write_text(json.dumps({"streams": [stream], "processes": "two"}))
+    proc = run_cli("mix", "-c", str(tmp_path / "m.json"), check=False)
+    assert proc.returncode == 2 and "processes: a whole number, 1 or more, not 'two'" in proc.stderr
+
+
 def test_the_plan_is_the_same_from_any_number_of_id_partitions_and_within_a_bin_from_histograms(tmp_path):
     """The ids step runs as one task per hash partition; the plan it leads to is the same for 1 and 3 of them.
     Above plan_exact_rows the plan reads only the merged histograms: each edge is then the upper bound of the
