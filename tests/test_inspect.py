@@ -135,3 +135,11 @@ def test_removed_rows_are_sampled_across_ledger_files_as_from_all_their_rows_at_
             want = rows[sorted(random.Random(seed).sample(range(rows.height), min(5, rows.height)))]
             got = inspect.sample_of(files, counts, reasons, 5, seed)
             assert got.select(want.columns).to_dicts() == want.to_dicts(), (reasons, seed)
+
+
+def test_show_of_a_line_that_is_not_a_document_says_so_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "a", "text": "fine"}\n\x00\x01 not json\n')
+    proc = run_cli("show", f"{bad}:2", check=False)
+    assert proc.returncode == 2 and f"{bad} line 2 is not a document: invalid_" in proc.stderr
+    assert "Traceback" not in proc.stderr and "ValueError" not in proc.stderr

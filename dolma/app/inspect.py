@@ -47,9 +47,12 @@ def ledger_rows(stages: list[Stage], id: str) -> pl.DataFrame:
 
 def document_at(url: str, line: int):
     """The document on line ``line`` (1-based) of a document file."""
-    for number, doc in io.read_selected(url, {line}):
-        if number == line:
-            return doc
+    try:
+        for number, doc in io.read_selected(url, {line}):
+            if number == line:
+                return doc
+    except ValueError as e:  # the line is there but is not a document
+        raise UserError(f"{url} line {line} is not a document: {e}") from None
     raise UserError(f"{url} has no document on line {line}")
 
 
